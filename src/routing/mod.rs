@@ -1,0 +1,1 @@
+//! Pure replica selection: who is the client, how far is each region, which replica wins.
