@@ -132,6 +132,21 @@ fn bench(c: &mut Criterion) {
             black_box(loc.scope_prefix)
         })
     });
+    let table = s.locator.table().unwrap();
+    let mut i = 0usize;
+    c.bench_function("table lpm only", |b| {
+        b.iter(|| {
+            i = (i + 1) % QUERIES;
+            black_box(table.lookup(black_box(s.queries[i].1.addr)).is_some())
+        })
+    });
+    let mut i = 0usize;
+    c.bench_function("table scope only", |b| {
+        b.iter(|| {
+            i = (i + 1) % QUERIES;
+            black_box(table.scope(black_box(s.queries[i].1.addr), 24))
+        })
+    });
     let mut i = 0usize;
     c.bench_function("registry lookup + locate + rank(n=1)", |b| {
         let mut out = [0u8; MAX_REPLICAS];

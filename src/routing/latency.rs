@@ -69,6 +69,8 @@ pub struct LatencyTable {
 struct Entry {
     net: IpNet,
     label: Option<Box<str>>,
+    /// Whether another entry lies inside this one (set in `build`).
+    has_inner: bool,
 }
 
 /// The entry that matched an address.
@@ -80,6 +82,9 @@ pub struct TableMatch<'a> {
     pub label: Option<&'a str>,
     /// RTT in milliseconds per region, indexed by [`super::RegionId`].
     pub rtts: &'a [Option<u32>],
+    /// Whether more specific entries lie inside `net` (only then can the
+    /// ECS scope be longer than `net`'s prefix).
+    pub has_inner: bool,
 }
 
 impl LatencyTable {
@@ -130,7 +135,11 @@ impl LatencyTable {
                     let i = u32::try_from(entries.len())
                         .map_err(|_| err("too many prefixes".to_owned()))?;
                     v.insert(i);
-                    entries.push(Entry { net, label: None });
+                    entries.push(Entry {
+                        net,
+                        label: None,
+                        has_inner: false,
+                    });
                     rtts.resize(rtts.len() + stride, None);
                     i
                 }
@@ -195,6 +204,19 @@ impl LatencyTable {
                 }
             }
         }
+        // In (network address, prefix length) order, an entry contains
+        // another one exactly when the entry right after it lies inside it.
+        let mut order: Vec<usize> = (0..t.entries.len()).collect();
+        order.sort_unstable_by_key(|&i| {
+            let n = t.entries[i].net;
+            (n.network().is_ipv6(), bits(n.network()), n.prefix_len())
+        });
+        for w in order.windows(2) {
+            let inner = t.entries[w[1]].net;
+            if t.entries[w[0]].net.contains(&inner) {
+                t.entries[w[0]].has_inner = true;
+            }
+        }
         t.v4_starts.sort_unstable();
         t.v4_ends.sort_unstable();
         t.v6_starts.sort_unstable();
@@ -224,7 +246,19 @@ impl LatencyTable {
             net: e.net,
             label: e.label.as_deref(),
             rtts: row,
+            has_inner: e.has_inner,
         })
+    }
+
+    /// The ECS scope for an answer decided by `m`, the match for `addr`:
+    /// `m`'s prefix length unless entries lie inside it (the common case
+    /// costs nothing), else [`Self::scope`].
+    pub fn match_scope(&self, addr: IpAddr, m: &TableMatch<'_>) -> u8 {
+        if m.has_inner {
+            self.scope(addr, m.net.prefix_len())
+        } else {
+            m.net.prefix_len()
+        }
     }
 
     /// The ECS scope for an answer about `addr` decided by a prefix of length
@@ -254,6 +288,7 @@ impl LatencyTable {
             net: e.net,
             label: e.label.as_deref(),
             rtts: &self.rtts[i * self.stride..(i + 1) * self.stride],
+            has_inner: e.has_inner,
         })
     }
 }
@@ -277,6 +312,14 @@ fn max_cpl<T: Copy + Ord + std::ops::BitXor<Output = T>>(
     let c1 = above.map(|s| lz(a ^ s));
     let c2 = below.map(|e| lz(a ^ e));
     c1.max(c2)
+}
+
+/// An address as a number, IPv4 in the low bits.
+fn bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(a.to_bits()),
+        IpAddr::V6(a) => a.to_bits(),
+    }
 }
 
 fn finish_scope(from: u8, max_cpl: Option<u32>, family_len: u8) -> u8 {
@@ -612,6 +655,11 @@ cidr,region,rtt_ms,label
             let from = want.map_or(0, |n| n.prefix_len());
             let scope = t.scope(addr, from);
             prop_assert_eq!(scope, naive_scope(&nets, addr, want, from));
+            if let Some(m) = t.lookup(addr) {
+                prop_assert_eq!(t.match_scope(addr, &m), scope);
+                let naive_inner = nets.iter().any(|e| *e != m.net && m.net.contains(e));
+                prop_assert_eq!(m.has_inner, naive_inner);
+            }
 
             // Safety: every address in addr/scope gets the same match. Check
             // the first and last address and a few in between.

@@ -296,6 +296,18 @@ impl Locator {
     /// an IPv4 prefix length).
     pub fn locate(&self, client: Client) -> Location<'_> {
         let Client { addr, .. } = client.canonical();
+        if let Some(t) = &self.table
+            && let Some(m) = t.lookup(addr)
+        {
+            return Location {
+                basis: Basis::LatencyTable,
+                network: Some(m.net),
+                label: m.label,
+                scope_prefix: t.match_scope(addr, &m),
+                rtts: Rtts::Table(m.rtts),
+                locator: self,
+            };
+        }
         let location = |basis, network, label, from, rtts| Location {
             basis,
             network,
@@ -304,16 +316,6 @@ impl Locator {
             rtts,
             locator: self,
         };
-
-        if let Some(m) = self.table.as_ref().and_then(|t| t.lookup(addr)) {
-            return location(
-                Basis::LatencyTable,
-                Some(m.net),
-                m.label,
-                m.net.prefix_len(),
-                Rtts::Table(m.rtts),
-            );
-        }
         let Some(geo) = &self.geo else {
             return location(Basis::DefaultOrder, None, None, 0, Rtts::None);
         };
