@@ -292,10 +292,19 @@ impl Locator {
 
     /// Where `client` is. Never fails, never allocates.
     ///
-    /// An IPv4-mapped IPv6 client is located as IPv4 (and the scope is then
-    /// an IPv4 prefix length).
+    /// An IPv4-mapped IPv6 client (`::ffff:a.b.c.d`, source prefix >= 96) is
+    /// located as IPv4; its scope is then reported as an IPv6 prefix length
+    /// (IPv4 scope + 96), matching the family the client was given in.
     pub fn locate(&self, client: Client) -> Location<'_> {
-        let Client { addr, .. } = client.canonical();
+        let canonical = client.canonical();
+        let mut location = self.locate_canonical(canonical.addr);
+        if canonical.addr.is_ipv4() && client.addr.is_ipv6() {
+            location.scope_prefix += 96;
+        }
+        location
+    }
+
+    fn locate_canonical(&self, addr: IpAddr) -> Location<'_> {
         if let Some(t) = &self.table
             && let Some(m) = t.lookup(addr)
         {
@@ -511,10 +520,9 @@ pub(super) mod tests {
             addr: ip("::ffff:198.51.100.9"),
             source_prefix: 128,
         };
-        assert_eq!(
-            l.locate(raw).network.unwrap().to_string(),
-            "198.51.100.0/25"
-        );
+        let loc = l.locate(raw);
+        assert_eq!(loc.network.unwrap().to_string(), "198.51.100.0/25");
+        assert_eq!(loc.scope_prefix, 96 + 25);
     }
 
     #[test]

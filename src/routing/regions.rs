@@ -127,7 +127,7 @@ impl BuiltinRegions {
         let map: BTreeMap<String, BuiltinRegion> = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+                .map(|s| text.get(..s.start).unwrap_or(text).lines().count().max(1));
             GeoError::new(file, line, e.message().to_owned())
         })?;
         for (name, r) in &map {
