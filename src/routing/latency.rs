@@ -693,5 +693,17 @@ cidr,region,rtt_ms,label
                 prop_assert!(t.lookup(outer.broadcast()).is_none());
             }
         }
+
+        /// The geo basis starts from an arbitrary mmdb network length.
+        #[test]
+        fn miss_scope_from_any_length((nets, addr) in arb_case(), from in 0u8..=128) {
+            let t = table_of(&nets);
+            if t.lookup(addr).is_none() {
+                let from = from.min(if addr.is_ipv4() { 32 } else { 128 });
+                let scope = t.scope(addr, from);
+                prop_assert_eq!(scope, naive_scope(&nets, addr, None, from));
+                prop_assert!(scope >= from);
+            }
+        }
     }
 }

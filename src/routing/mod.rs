@@ -216,8 +216,9 @@ impl<'a> Location<'a> {
         }
     }
 
-    /// Position of `region` in the default order (regions not listed follow,
-    /// in id order).
+    /// Position of `region` in the server-wide default order (regions not
+    /// listed follow, in id order). A registry's own order is applied by
+    /// [`Candidates::with_order`].
     pub fn default_position(&self, region: RegionId) -> u16 {
         self.locator.default_position(region)
     }
@@ -240,6 +241,56 @@ impl fmt::Debug for Location<'_> {
     }
 }
 
+//------------ RegionOrder ----------------------------------------------------
+
+/// A default region order (server-wide `routing.default_order`, or a
+/// registry's override): the position of every region, prepared once.
+/// Regions the order does not name follow it, in id (configuration) order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionOrder {
+    ids: Vec<RegionId>,
+    /// Position per region id.
+    positions: Vec<u16>,
+}
+
+impl RegionOrder {
+    /// Build from region names; errors name an unknown or repeated region.
+    pub fn new(regions: &Regions, names: &[&str]) -> Result<Self, RegionError> {
+        let mut ids = Vec::with_capacity(names.len());
+        for name in names {
+            let id = regions
+                .id(name)
+                .ok_or_else(|| RegionError::NotConfigured((*name).to_owned()))?;
+            if ids.contains(&id) {
+                return Err(RegionError::Duplicate((*name).to_owned()));
+            }
+            ids.push(id);
+        }
+        let mut positions = vec![u16::MAX; regions.len()];
+        for (pos, id) in ids.iter().enumerate() {
+            positions[id.index()] = u16::try_from(pos).unwrap_or(u16::MAX);
+        }
+        let unlisted = positions.iter_mut().filter(|p| **p == u16::MAX);
+        for (next, p) in (ids.len()..).zip(unlisted) {
+            *p = u16::try_from(next).unwrap_or(u16::MAX);
+        }
+        Ok(Self { ids, positions })
+    }
+
+    /// The regions the order names, in order.
+    pub fn ids(&self) -> &[RegionId] {
+        &self.ids
+    }
+
+    /// Position of `region` (`u16::MAX` for an id from other `Regions`).
+    pub fn position(&self, region: RegionId) -> u16 {
+        self.positions
+            .get(region.index())
+            .copied()
+            .unwrap_or(u16::MAX)
+    }
+}
+
 //------------ Locator --------------------------------------------------------
 
 /// The three routing layers, loaded; immutable once built.
@@ -248,9 +299,7 @@ pub struct Locator {
     regions: Regions,
     table: Option<LatencyTable>,
     geo: Option<GeoDb>,
-    default_order: Vec<RegionId>,
-    /// Default-order position per region id.
-    positions: Vec<u16>,
+    default_order: RegionOrder,
 }
 
 impl Locator {
@@ -263,30 +312,12 @@ impl Locator {
         geo: Option<GeoDb>,
         default_order: &[&str],
     ) -> Result<Self, RegionError> {
-        let mut order = Vec::with_capacity(default_order.len());
-        for name in default_order {
-            let id = regions
-                .id(name)
-                .ok_or_else(|| RegionError::NotConfigured((*name).to_owned()))?;
-            if order.contains(&id) {
-                return Err(RegionError::Duplicate((*name).to_owned()));
-            }
-            order.push(id);
-        }
-        let mut positions = vec![u16::MAX; regions.len()];
-        for (pos, id) in order.iter().enumerate() {
-            positions[id.index()] = u16::try_from(pos).unwrap_or(u16::MAX);
-        }
-        let unlisted = positions.iter_mut().filter(|p| **p == u16::MAX);
-        for (next, p) in (order.len()..).zip(unlisted) {
-            *p = u16::try_from(next).unwrap_or(u16::MAX);
-        }
+        let default_order = RegionOrder::new(&regions, default_order)?;
         Ok(Self {
             regions,
             table,
             geo,
-            default_order: order,
-            positions,
+            default_order,
         })
     }
 
@@ -365,10 +396,7 @@ impl Locator {
     }
 
     fn default_position(&self, region: RegionId) -> u16 {
-        self.positions
-            .get(region.index())
-            .copied()
-            .unwrap_or(u16::MAX)
+        self.default_order.position(region)
     }
 
     /// The configured regions.
@@ -386,8 +414,8 @@ impl Locator {
         self.geo.as_ref()
     }
 
-    /// The default order as region ids.
-    pub fn default_order(&self) -> &[RegionId] {
+    /// The server-wide default order.
+    pub fn default_order(&self) -> &RegionOrder {
         &self.default_order
     }
 }
@@ -617,7 +645,7 @@ pub(super) mod tests {
         assert_eq!(err, RegionError::Duplicate("eastus".into()));
         // Regions missing from the default order follow it.
         let l = Locator::new(regions(), None, None, &["eastus"]).unwrap();
-        assert_eq!(l.default_order(), &[RegionId(1)]);
+        assert_eq!(l.default_order().ids(), &[RegionId(1)]);
         let loc = l.locate(client("192.0.2.1"));
         assert_eq!(loc.default_position(RegionId(1)), 0);
         assert_eq!(loc.default_position(RegionId(0)), 1);

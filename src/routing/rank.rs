@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::regions::RegionId;
-use super::{Basis, Location};
+use super::{Basis, Location, RegionOrder};
 
 /// Most replicas a registry may have (the routable mask is a `u64`).
 pub const MAX_REPLICAS: usize = 64;
@@ -32,6 +32,9 @@ pub struct Candidate {
 pub struct Candidates {
     items: [Candidate; MAX_REPLICAS],
     len: u8,
+    /// Default-order position per replica when the registry overrides the
+    /// server-wide default order.
+    positions: Option<[u16; MAX_REPLICAS]>,
 }
 
 /// A registry has more than [`MAX_REPLICAS`] replicas.
@@ -50,9 +53,30 @@ impl Candidates {
                 region: RegionId(0),
             }; MAX_REPLICAS],
             len: items.len() as u8, // <= 64, checked above
+            positions: None,
         };
         c.items[..items.len()].copy_from_slice(items);
         Ok(c)
+    }
+
+    /// Like [`Candidates::new`], for a registry with its own default order
+    /// (it replaces the server-wide one when RTTs tie or are unknown).
+    pub fn with_order(items: &[Candidate], order: &RegionOrder) -> Result<Self, TooManyReplicas> {
+        let mut c = Self::new(items)?;
+        let mut positions = [u16::MAX; MAX_REPLICAS];
+        for (p, item) in positions.iter_mut().zip(items) {
+            *p = order.position(item.region);
+        }
+        c.positions = Some(positions);
+        Ok(c)
+    }
+
+    /// Default-order position of replica `i` for `location`.
+    fn position(&self, location: &Location<'_>, i: usize) -> u16 {
+        match &self.positions {
+            Some(p) => p[i],
+            None => location.default_position(self.items[i].region),
+        }
     }
 
     /// Number of replicas.
@@ -87,8 +111,10 @@ const KEY_NO_RTT: u64 = 1 << 56;
 /// The sort key of one replica: `[no-rtt flag | rtt ms | default position |
 /// replica index]`, so that comparing keys is the documented order and the
 /// index can be read back from the low byte.
-fn key(location: &Location<'_>, region: RegionId, index: ReplicaIndex) -> u64 {
-    let order = (u64::from(location.default_position(region)) << 8) | u64::from(index);
+fn key(location: &Location<'_>, candidates: &Candidates, i: usize) -> u64 {
+    let region = candidates.items[i].region;
+    let index = i as u64; // < 64
+    let order = (u64::from(candidates.position(location, i)) << 8) | index;
     match location.rtt_ms(region) {
         Some(rtt) => (u64::from(rtt) << 24) | order,
         None => KEY_NO_RTT | order,
@@ -105,14 +131,13 @@ fn sorted_keys(
     keys: &mut [u64; MAX_REPLICAS],
 ) -> usize {
     let mut k = 0;
-    for (i, c) in candidates.as_slice().iter().enumerate() {
+    for i in 0..candidates.len() {
         let routable = mask & (1u64 << i) != 0;
         if !routable && !with_unroutable {
             continue;
         }
-        let index = i as ReplicaIndex; // i < 64
         let flag = if routable { 0 } else { KEY_UNROUTABLE };
-        keys[k] = key(location, c.region, index) | flag;
+        keys[k] = key(location, candidates, i) | flag;
         k += 1;
     }
     keys[..k].sort_unstable();
@@ -277,6 +302,31 @@ mod tests {
         assert_eq!(loc.basis, Basis::DefaultOrder);
         let c = cands(&[0, 0, 1, 2]);
         assert_eq!(ranked(&loc, &c, c.all(), 4), [3, 2, 0, 1]);
+    }
+
+    #[test]
+    fn registry_default_order_overrides_the_server_one() {
+        let l = locator(true, false);
+        let order = RegionOrder::new(l.regions(), &["westeurope", "southeastasia"]).unwrap();
+        let c = Candidates::with_order(
+            &[0u16, 1, 2].map(|r| Candidate {
+                region: RegionId(r),
+            }),
+            &order,
+        )
+        .unwrap();
+        // Default basis: westeurope, southeastasia, then eastus (unlisted).
+        let loc = l.locate(client("172.16.0.1"));
+        assert_eq!(ranked(&loc, &c, c.all(), 3), [0, 2, 1]);
+        // Equal RTTs (10.3.0.0/16): the registry's order breaks the tie.
+        let loc = l.locate(client("10.3.0.1"));
+        assert_eq!(ranked(&loc, &c, c.all(), 3), [0, 2, 1]);
+        let e = explain(&loc, &c, c.all());
+        let order: Vec<u8> = e.replicas.iter().map(|r| r.replica).collect();
+        assert_eq!(order, [0, 2, 1]);
+        // Lowest RTT still wins over any order.
+        let loc = l.locate(client("10.1.2.7"));
+        assert_eq!(ranked(&loc, &c, c.all(), 1), [1]);
     }
 
     #[test]
