@@ -655,6 +655,14 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn locator_is_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Locator>();
+        assert_send_sync::<Location<'static>>();
+        assert_send_sync::<Candidates>();
+    }
+
+    #[test]
     fn geo_error_display() {
         let e = GeoError::new(
             "geo/latency.csv",
