@@ -132,6 +132,16 @@ fn bench(c: &mut Criterion) {
             black_box(loc.scope_prefix)
         })
     });
+    let mut i = 0usize;
+    c.bench_function("rank(n=3) only", |b| {
+        let loc = s.locator.locate(s.queries[0].1);
+        let mut out = [0u8; MAX_REPLICAS];
+        b.iter(|| {
+            i = (i + 1) % QUERIES;
+            let reg = &s.registries[i];
+            black_box(rank(black_box(&loc), reg, reg.all(), 3, &mut out))
+        })
+    });
     let table = s.locator.table().unwrap();
     let mut i = 0usize;
     c.bench_function("table lpm only", |b| {
