@@ -26,4 +26,6 @@
 //! - `health`: probe outcomes, the health state machine and the prober.
 //! - `state`: the `Snapshot` every query is answered from.
 
+pub mod demo_replica;
+pub mod health;
 pub mod routing;
