@@ -225,6 +225,7 @@ fn parse_deps(v: &Value) -> Vec<DepResult> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -436,8 +436,8 @@ pub fn resolve(layers: &[&HealthSpec]) -> Result<ProbeSettings, SpecError> {
             // The Host header still matters for virtual hosting, so it is kept.
             Some(CheckSpec::Http(HttpCheck {
                 url,
-                headers: headers.clone(),
-                expect_status: expect_status.clone(),
+                headers: headers,
+                expect_status: expect_status,
                 body_contains: None,
                 json: None,
                 fresh_connection,
@@ -507,6 +507,7 @@ fn tcp_target(s: &str) -> Result<CheckSpec, SpecError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -232,6 +232,7 @@ impl HealthState {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::super::outcome::Pass;
     use super::*;
