@@ -436,8 +436,8 @@ pub fn resolve(layers: &[&HealthSpec]) -> Result<ProbeSettings, SpecError> {
             // The Host header still matters for virtual hosting, so it is kept.
             Some(CheckSpec::Http(HttpCheck {
                 url,
-                headers: headers,
-                expect_status: expect_status,
+                headers,
+                expect_status,
                 body_contains: None,
                 json: None,
                 fresh_connection,
