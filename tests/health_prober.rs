@@ -531,3 +531,127 @@ async fn identical_targets_are_probed_once() {
     assert!((5..=6).contains(&hits), "{hits}");
     demo.shutdown().await;
 }
+
+/// The real checker, except that the first probe of one target panics.
+struct PanicOnce {
+    inner: Checker,
+    victim: TargetId,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl steerdns::health::prober::Probe for PanicOnce {
+    fn probe(
+        &self,
+        t: &steerdns::health::book::ProbeTarget,
+    ) -> impl std::future::Future<Output = ProbeOutcome> + Send {
+        let boom =
+            t.id == self.victim && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst);
+        let fut = self.inner.check(&t.check, t.timing.timeout);
+        async move {
+            assert!(!boom, "injected probe panic");
+            fut.await
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_probe_is_restarted() {
+    let demo = DemoReplica::start(TcpListener::bind("127.0.3.50:0").await.unwrap()).unwrap();
+    let plan = plan(&[("contoso", vec![demo.health_url("contoso")])]);
+    let deep = plan.registries()[0].replicas[0]
+        .deep
+        .clone()
+        .unwrap()
+        .target;
+    let (_tx, rx_targets) = watch::channel(plan.probe_targets());
+    let (etx, mut rx) = mpsc::channel(64);
+    let stop = CancellationToken::new();
+    let probe = PanicOnce {
+        inner: Checker::new().unwrap(),
+        victim: deep,
+        armed: true.into(),
+    };
+    let p = spawn_prober(probe, rx_targets, etx, stop.clone());
+    let mut n = 0;
+    while n < 2 {
+        let (id, o) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if id == deep {
+            assert!(o.passed());
+            n += 1;
+        }
+    }
+    assert_eq!(p.stats.panics.load(std::sync::atomic::Ordering::Relaxed), 1);
+    stop.cancel();
+    p.handle.await.unwrap();
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn demo_replica_http_controls() {
+    let demo = DemoReplica::start(TcpListener::bind("127.0.3.60:0").await.unwrap()).unwrap();
+    let base = format!("http://{}", demo.addr());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |path: &str| client.get(format!("{base}{path}")).send();
+    let post = |path: &str| client.post(format!("{base}{path}")).send();
+
+    assert_eq!(get("/").await.unwrap().status(), 200);
+    assert_eq!(get("/health?registry=contoso").await.unwrap().status(), 200);
+    assert_eq!(post("/fail?dep=bogus").await.unwrap().status(), 400);
+    assert_eq!(
+        post("/fail?dep=cache&registry=contoso")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = get("/health?registry=contoso").await.unwrap();
+    assert_eq!(r.status(), 503);
+    let doc: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(doc["checks"]["cache"]["status"], "unhealthy");
+    assert_eq!(doc["checks"]["storage"]["status"], "healthy");
+    assert_eq!(
+        get("/health?registry=fabrikam").await.unwrap().status(),
+        200
+    );
+    // The front door stays up while deep health fails.
+    assert_eq!(get("/").await.unwrap().status(), 200);
+    // A failure for every registry, then recovery of one dependency everywhere.
+    post("/fail?dep=auth").await.unwrap();
+    assert_eq!(
+        get("/health?registry=fabrikam").await.unwrap().status(),
+        503
+    );
+    post("/recover?dep=auth").await.unwrap();
+    assert_eq!(
+        get("/health?registry=fabrikam").await.unwrap().status(),
+        200
+    );
+    assert_eq!(get("/health?registry=contoso").await.unwrap().status(), 503);
+    post("/recover?registry=contoso").await.unwrap();
+    assert_eq!(get("/health?registry=contoso").await.unwrap().status(), 200);
+
+    // Slow: the checker times out; hang: same, until recovered.
+    let c = Checker::new().unwrap();
+    let check = http(&demo.health_url("contoso"));
+    post("/slow?ms=500").await.unwrap();
+    assert_eq!(
+        c.check(&check, Duration::from_millis(100)).await.result,
+        Err(Failure::Timeout)
+    );
+    post("/slow?ms=0").await.unwrap();
+    post("/hang").await.unwrap();
+    assert_eq!(
+        c.check(&check, Duration::from_millis(100)).await.result,
+        Err(Failure::Timeout)
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&get("/state").await.unwrap().bytes().await.unwrap()).unwrap();
+    assert_eq!(state["hang"], true);
+    post("/recover").await.unwrap();
+    assert!(c.check(&check, Duration::from_millis(500)).await.passed());
+    assert!(demo.hits("contoso") >= 7);
+    demo.shutdown().await;
+}

@@ -181,6 +181,9 @@ impl<P: Probe> Supervisor<P> {
         } else {
             // A task ends by itself only when the event receiver is gone.
             self.running.remove(&id);
+            if self.events.is_closed() {
+                tracing::debug!("probe event receiver closed, prober idle until shutdown");
+            }
         }
     }
 }
