@@ -401,7 +401,7 @@ async fn thresholds_through_the_prober_loop() {
                 assert_eq!(*f, Failure::Dependencies(vec!["storage".into()]));
             }
         }
-        if let Some(tr) = book.observe(id, &o, Instant::now()) {
+        if let Some((_, tr)) = book.observe(id, &o, Instant::now()).pop() {
             assert_eq!(id, deep_a);
             break tr;
         }
@@ -425,7 +425,7 @@ async fn thresholds_through_the_prober_loop() {
         if id == deep_a {
             oks = if o.passed() { oks + 1 } else { 0 };
         }
-        if let Some(tr) = book.observe(id, &o, Instant::now()) {
+        if let Some((_, tr)) = book.observe(id, &o, Instant::now()).pop() {
             break tr;
         }
     };

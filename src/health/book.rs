@@ -9,10 +9,12 @@
 //! check. Identical checks (same URL, headers, rules, timing and thresholds) get the same
 //! [`TargetId`] — a hash of the content — and are probed once however many registries or
 //! replicas use them; e.g. all registries on one replica share the shallow TCP target. A
-//! replica's verdict is read through a [`HealthKey`] = (target, [`Resource`]). Today every key
-//! is [`Resource::Whole`] (the whole target's verdict: the one-URL-per-registry case); the
-//! scalable form (one deep document per replica, registries naming the resources they depend
-//! on) adds a resource variant without changing the book's shape.
+//! replica's verdict is read through a [`HealthKey`] = (target, [`Resource`]):
+//! [`Resource::Whole`] is the whole probe result (the one-URL-per-registry case);
+//! [`Resource::Deps`] (from `depends_on`) judges only the named dependencies of the target's
+//! deep-health document, each such key with its own state and thresholds — the scalable form:
+//! one deep URL per replica serves every registry, and a failing storage account reroutes
+//! exactly the registries that depend on it.
 //!
 //! Both checks are probed whatever the mode, so switching a registry's mode (a
 //! [`HealthBook::replan`] with the new mode) takes effect at once without re-probing.
@@ -70,6 +72,38 @@ impl fmt::Display for TargetId {
 pub enum Resource {
     /// The target's overall verdict (one URL per registry and replica).
     Whole,
+    /// Only these dependencies of the target's deep-health document (sorted, deduplicated);
+    /// a missing one counts as failing.
+    Deps(Arc<[String]>),
+}
+
+/// Derives the outcome of the dependencies `deps` from a target's outcome: judged on the
+/// deep document when there is one (even if the whole probe failed on its status or on
+/// other dependencies); otherwise the target's own failure, or "no deep-health document".
+pub fn judge_deps(o: &ProbeOutcome, deps: &[String]) -> ProbeOutcome {
+    use super::outcome::{Failure, Pass};
+    let result = match (&o.result, &o.document) {
+        (Ok(_) | Err(Failure::Status(_) | Failure::Dependencies(_)), Some(doc)) => {
+            let failing: Vec<String> = deps
+                .iter()
+                .filter(|d| !doc.dependencies.iter().any(|r| &r.name == *d && r.ok))
+                .cloned()
+                .collect();
+            if failing.is_empty() {
+                Ok(Pass {
+                    status: o.result.as_ref().ok().and_then(|p| p.status),
+                })
+            } else {
+                Err(Failure::Dependencies(failing))
+            }
+        }
+        (Ok(_), None) => Err(Failure::BodyMismatch("no deep-health document".into())),
+        (Err(f), _) => Err(f.clone()),
+    };
+    ProbeOutcome {
+        result,
+        ..o.clone()
+    }
 }
 
 /// Where a replica's verdict comes from.
@@ -195,10 +229,13 @@ impl PlanBuilder {
         for (rname, rspec) in replicas {
             rspec.check_level(SpecLevel::Replica)?;
             let s = resolve(&[&self.server, spec, rspec])?;
-            let deep = s
+            let mut deep = s
                 .deep
                 .map(|c| self.target(c, s.timing, s.thresholds))
                 .transpose()?;
+            if let (Some(k), Some(d)) = (deep.as_mut(), s.depends_on) {
+                k.resource = Resource::Deps(d.into());
+            }
             let shallow = s
                 .shallow
                 .map(|c| self.target(c, s.timing, s.thresholds))
@@ -293,8 +330,8 @@ pub struct HealthView {
 /// One key's detail for the status API.
 #[derive(Clone, Debug)]
 pub struct KeyDetail {
-    /// The target.
-    pub target: TargetId,
+    /// The key (target and resource).
+    pub key: HealthKey,
     /// What it checks (`GET url` / `tcp://host:port`).
     pub check: Arc<CheckSpec>,
     /// The state routed on (stale → unknown).
@@ -329,10 +366,10 @@ pub struct ReplicaDetail {
 /// What happened, for the history.
 #[derive(Clone, Debug)]
 pub enum EventKind {
-    /// A target changed state.
+    /// A key (target, resource) changed state.
     Transition {
-        /// Which target.
-        target: TargetId,
+        /// Which key.
+        key: HealthKey,
         /// Its check.
         check: Arc<CheckSpec>,
         /// The change.
@@ -402,11 +439,21 @@ struct Flags {
     diverged: bool,
 }
 
+fn push_bounded(h: &mut VecDeque<BookEvent>, ev: BookEvent) {
+    if h.len() == HISTORY_LEN {
+        h.pop_front();
+    }
+    h.push_back(ev);
+}
+
 /// The single-writer owner of all health state.
 #[derive(Debug)]
 pub struct HealthBook {
     plan: HealthPlan,
     entries: HashMap<TargetId, Entry>,
+    /// States of non-`Whole` keys, and which of them each target feeds.
+    resources: HashMap<HealthKey, HealthState>,
+    by_target: HashMap<TargetId, Vec<HealthKey>>,
     guard_engaged: bool,
     flags: HashMap<Arc<str>, Flags>,
     history: VecDeque<BookEvent>,
@@ -419,6 +466,8 @@ impl HealthBook {
         let mut b = HealthBook {
             plan: plan.clone(),
             entries: HashMap::new(),
+            resources: HashMap::new(),
+            by_target: HashMap::new(),
             guard_engaged: false,
             flags: HashMap::new(),
             history: VecDeque::new(),
@@ -442,6 +491,18 @@ impl HealthBook {
             });
             self.entries.insert(t.target.id, e);
         }
+        let mut old = std::mem::take(&mut self.resources);
+        self.by_target.clear();
+        for rep in plan.registries.iter().flat_map(|r| &r.replicas) {
+            for k in rep.deep.iter().chain(&rep.shallow) {
+                if k.resource == Resource::Whole || self.resources.contains_key(k) {
+                    continue;
+                }
+                let st = old.remove(k).unwrap_or_default();
+                self.resources.insert(k.clone(), st);
+                self.by_target.entry(k.target).or_default().push(k.clone());
+            }
+        }
         self.flags
             .retain(|name, _| plan.registries.iter().any(|r| &r.name == name));
         self.plan = plan.clone();
@@ -452,17 +513,19 @@ impl HealthBook {
         &self.plan
     }
 
-    /// Applies one outcome at `now`; returns the transition when the target flipped.
-    /// Outcomes for targets not in the plan are counted and ignored.
+    /// Applies one outcome at `now`; returns the keys that flipped (the target's `Whole` key
+    /// and any `depends_on` keys it feeds). Outcomes for targets not in the plan are counted
+    /// and ignored.
     pub fn observe(
         &mut self,
         target: TargetId,
         outcome: &ProbeOutcome,
         now: Instant,
-    ) -> Option<Transition> {
+    ) -> Vec<(HealthKey, Transition)> {
+        let mut out = Vec::new();
         let Some(e) = self.entries.get_mut(&target) else {
             self.counters.unknown_target_outcomes += 1;
-            return None;
+            return out;
         };
         e.last_fail_at = if outcome.passed() {
             None
@@ -471,27 +534,56 @@ impl HealthBook {
         };
         self.update_guard(now);
         let hold = self.guard_engaged;
-        let e = self.entries.get_mut(&target)?;
-        let tr = e.state.observe_with(outcome, e.thresholds, hold)?;
-        self.counters.transitions += 1;
-        match tr.to {
-            Status::Degraded => {
-                tracing::warn!(target = %target, check = %e.check, reason = %tr.reason, "probe target became degraded")
-            }
-            _ => {
-                tracing::info!(target = %target, check = %e.check, from = %tr.from, to = %tr.to, reason = %tr.reason, "probe target changed state")
+        let Some(e) = self.entries.get_mut(&target) else {
+            return out;
+        };
+        let th = e.thresholds;
+        let check = e.check.clone();
+        if let Some(tr) = e.state.observe_with(outcome, th, hold) {
+            let key = HealthKey {
+                target,
+                resource: Resource::Whole,
+            };
+            out.push((key, tr));
+        }
+        for key in self.by_target.get(&target).into_iter().flatten() {
+            let Resource::Deps(deps) = &key.resource else {
+                continue;
+            };
+            let derived = judge_deps(outcome, deps);
+            if let Some(st) = self.resources.get_mut(key)
+                && let Some(tr) = st.observe_with(&derived, th, hold)
+            {
+                out.push((key.clone(), tr));
             }
         }
-        let check = e.check.clone();
-        self.push(
-            tr.at,
-            EventKind::Transition {
-                target,
-                check,
-                transition: tr.clone(),
-            },
-        );
-        Some(tr)
+        for (key, tr) in &out {
+            self.counters.transitions += 1;
+            let deps = match &key.resource {
+                Resource::Whole => String::new(),
+                Resource::Deps(d) => d.join(","),
+            };
+            match tr.to {
+                Status::Degraded => {
+                    tracing::warn!(target = %target, check = %check, depends_on = %deps, reason = %tr.reason, "probe target became degraded")
+                }
+                _ => {
+                    tracing::info!(target = %target, check = %check, depends_on = %deps, from = %tr.from, to = %tr.to, reason = %tr.reason, "probe target changed state")
+                }
+            }
+            push_bounded(
+                &mut self.history,
+                BookEvent {
+                    at: tr.at,
+                    kind: EventKind::Transition {
+                        key: key.clone(),
+                        check: check.clone(),
+                        transition: tr.clone(),
+                    },
+                },
+            );
+        }
+        out
     }
 
     fn update_guard(&mut self, now: Instant) {
@@ -532,16 +624,21 @@ impl HealthBook {
     }
 
     fn push(&mut self, at: Instant, kind: EventKind) {
-        if self.history.len() == HISTORY_LEN {
-            self.history.pop_front();
+        push_bounded(&mut self.history, BookEvent { at, kind });
+    }
+
+    fn state_of(&self, k: &HealthKey) -> Option<(&HealthState, &Entry)> {
+        let e = self.entries.get(&k.target)?;
+        match k.resource {
+            Resource::Whole => Some((&e.state, e)),
+            Resource::Deps(_) => Some((self.resources.get(k)?, e)),
         }
-        self.history.push_back(BookEvent { at, kind });
     }
 
     fn key_status(&self, key: Option<&HealthKey>, now: Instant) -> Status {
-        key.and_then(|k| self.entries.get(&k.target))
-            .map_or(Status::Unknown, |e| {
-                e.state.effective(now, e.timing.stale_after)
+        key.and_then(|k| self.state_of(k))
+            .map_or(Status::Unknown, |(st, e)| {
+                st.effective(now, e.timing.stale_after)
             })
     }
 
@@ -673,17 +770,17 @@ impl HealthBook {
 
     fn key_detail(&self, key: Option<&HealthKey>, now: Instant) -> Option<KeyDetail> {
         let k = key?;
-        let e = self.entries.get(&k.target)?;
+        let (st, e) = self.state_of(k)?;
         Some(KeyDetail {
-            target: k.target,
+            key: k.clone(),
             check: e.check.clone(),
-            effective: e.state.effective(now, e.timing.stale_after),
-            status: e.state.status(),
-            stale: e.state.is_stale(now, e.timing.stale_after),
-            since: e.state.since(),
-            consecutive_successes: e.state.consecutive_successes(),
-            consecutive_failures: e.state.consecutive_failures(),
-            last: e.state.last().cloned(),
+            effective: st.effective(now, e.timing.stale_after),
+            status: st.status(),
+            stale: st.is_stale(now, e.timing.stale_after),
+            since: st.since(),
+            consecutive_successes: st.consecutive_successes(),
+            consecutive_failures: st.consecutive_failures(),
+            last: st.last().cloned(),
         })
     }
 
@@ -1057,7 +1154,7 @@ mod tests {
         assert_eq!(book.counters().guard_engagements, 1);
         // A further failure of a still-failing target now degrades it (count ≥ threshold).
         now += S;
-        assert!(book.observe(ids[8], &fail(now), now).is_some());
+        assert_eq!(book.observe(ids[8], &fail(now), now).len(), 1);
     }
 
     #[test]
@@ -1099,7 +1196,7 @@ mod tests {
             }]
         );
         // Outcomes for targets that left the plan are ignored and counted.
-        assert!(book.observe(deep(&p, 1, 0), &fail(now), now).is_none());
+        assert!(book.observe(deep(&p, 1, 0), &fail(now), now).is_empty());
         assert_eq!(book.counters().unknown_target_outcomes, 1);
         // A changed threshold is a different target: fresh state.
         let mut b = PlanBuilder::new(&server(
@@ -1157,5 +1254,140 @@ mod tests {
         };
         assert_eq!(PlanBuilder::new(&bad).unwrap_err().key, "timeout");
         assert!(b.add_registry("x", &s, &[("r", &bad)]).is_err());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod depends_on_tests {
+    use std::time::Duration;
+
+    use super::super::outcome::{DeepDoc, DepResult, Failure, Pass};
+    use super::*;
+
+    fn doc(failing: &[&str]) -> Arc<DeepDoc> {
+        Arc::new(DeepDoc {
+            status: None,
+            dependencies: ["storage-1", "storage-2", "auth"]
+                .iter()
+                .map(|n| DepResult {
+                    name: (*n).into(),
+                    status: if failing.contains(n) { "down" } else { "up" }.into(),
+                    ok: !failing.contains(n),
+                })
+                .collect(),
+        })
+    }
+
+    fn out(at: Instant, failing: &[&str]) -> ProbeOutcome {
+        let d = doc(failing);
+        let result = if failing.is_empty() {
+            Ok(Pass { status: Some(200) })
+        } else {
+            Err(Failure::Dependencies(d.failing()))
+        };
+        ProbeOutcome {
+            at,
+            latency: Duration::ZERO,
+            result,
+            document: Some(d),
+        }
+    }
+
+    #[test]
+    fn judging_named_dependencies() {
+        let t = Instant::now();
+        let deps: Vec<String> = vec!["auth".into(), "storage-1".into()];
+        assert!(judge_deps(&out(t, &["storage-2"]), &deps).passed());
+        assert_eq!(
+            judge_deps(&out(t, &["storage-1"]), &deps).result,
+            Err(Failure::Dependencies(vec!["storage-1".into()]))
+        );
+        let missing: Vec<String> = vec!["cache".into()];
+        assert_eq!(
+            judge_deps(&out(t, &[]), &missing).result,
+            Err(Failure::Dependencies(vec!["cache".into()]))
+        );
+        let timeout = ProbeOutcome {
+            at: t,
+            latency: Duration::ZERO,
+            result: Err(Failure::Timeout),
+            document: None,
+        };
+        assert_eq!(judge_deps(&timeout, &deps).result, Err(Failure::Timeout));
+        let nodoc = ProbeOutcome {
+            result: Ok(Pass { status: Some(200) }),
+            ..timeout
+        };
+        assert!(matches!(
+            judge_deps(&nodoc, &deps).result,
+            Err(Failure::BodyMismatch(_))
+        ));
+    }
+
+    /// One deep URL per replica; registry `a` depends on storage-1, `b` on storage-2: a
+    /// storage-1 fault reroutes only `a`, with one probe target for both.
+    #[test]
+    fn one_probe_judges_every_registry() {
+        let server: HealthSpec = toml::from_str(
+            "interval = \"10s\"\ntimeout = \"1s\"\nfailure_threshold = 2\nsuccess_threshold = 1\nmass_failure_min_targets = 100",
+        )
+        .unwrap();
+        let mut b = PlanBuilder::new(&server).unwrap();
+        let r1 = HealthSpec {
+            url: Some("http://127.0.3.1/health".into()),
+            ..Default::default()
+        };
+        let r2 = HealthSpec {
+            url: Some("http://127.0.3.2/health".into()),
+            ..Default::default()
+        };
+        for (name, dep) in [("a", "storage-1"), ("b", "storage-2")] {
+            let spec = HealthSpec {
+                depends_on: Some(vec![dep.into(), "auth".into()]),
+                ..Default::default()
+            };
+            b.add_registry(name, &spec, &[("r1", &r1), ("r2", &r2)])
+                .unwrap();
+        }
+        let p = b.finish();
+        // Two deep targets + two front doors, shared by both registries.
+        assert_eq!(p.probe_targets().len(), 4);
+        let k = |reg: usize, rep: usize| p.registries()[reg].replicas[rep].deep.clone().unwrap();
+        assert_eq!(k(0, 0).target, k(1, 0).target);
+        assert_eq!(
+            k(0, 0).resource,
+            Resource::Deps(vec!["auth".to_owned(), "storage-1".to_owned()].into())
+        );
+        let t1 = k(0, 0).target;
+
+        let mut book = HealthBook::new(&p);
+        let none = |_: usize, _: usize| false;
+        let mut now = Instant::now();
+        for _ in 0..2 {
+            now += Duration::from_secs(1);
+            book.observe(t1, &out(now, &["storage-1"]), now);
+        }
+        let v = book.publish(now, &none);
+        assert_eq!(v.registries[0].routable, 0b10);
+        assert_eq!(v.registries[1].routable, 0b11);
+        let d = book.replica_detail(0, 0, now).unwrap().deep.unwrap();
+        assert_eq!(d.status, Status::Degraded);
+        assert_eq!(
+            d.last.unwrap().result,
+            Err(Failure::Dependencies(vec!["storage-1".into()]))
+        );
+        assert_eq!(
+            book.replica_detail(1, 0, now).unwrap().deep.unwrap().status,
+            Status::Healthy
+        );
+
+        // Recovery (success_threshold 1), and a reload keeps the per-resource state.
+        book.replan(&p.clone());
+        assert_eq!(book.view(now, &none).registries[0].routable, 0b10);
+        now += Duration::from_secs(1);
+        let flips = book.observe(t1, &out(now, &[]), now);
+        assert_eq!(flips.len(), 2, "{flips:?}"); // the Whole key and registry a's key
+        assert_eq!(book.view(now, &none).registries[0].routable, 0b11);
     }
 }

@@ -24,6 +24,7 @@
 //! | `shallow` | TCP connect to the deep URL's host:port | any | the front-door check: `"tcp://host:port"` or an `http(s)` URL (GET, same status rules) |
 //! | `mass_failure_fraction` | `0.5` | server | if at least this fraction of all targets fail within one interval, hold state (suspect the prober's own network) |
 //! | `mass_failure_min_targets` | `3` | server | ... and at least this many targets |
+//! | `depends_on` | none | any (normally registry) | names of dependencies in the replica's JSON deep-health document that this registry needs (e.g. `["storage-eu-1", "auth"]`). With it, one deep URL per replica can serve every registry: the registry is judged only on those entries (missing = failing), not on the whole document. Without it, the whole probe result counts. |
 //!
 //! Durations are humantime strings (`"500ms"`, `"10s"`, `"1m"`).
 
@@ -76,6 +77,9 @@ pub struct HealthSpec {
     pub mass_failure_fraction: Option<f64>,
     /// Mass-failure guard minimum number of failing targets (default 3; server level only).
     pub mass_failure_min_targets: Option<u32>,
+    /// Dependencies of the deep document this registry is judged on (default: the whole
+    /// probe result).
+    pub depends_on: Option<Vec<String>>,
 }
 
 /// Which check drives routing for a registry.
@@ -265,6 +269,8 @@ pub struct ProbeSettings {
     pub deep: Option<CheckSpec>,
     /// The shallow (front-door) check; `None` when neither `url` nor `shallow` is set.
     pub shallow: Option<CheckSpec>,
+    /// Deep-document dependencies judged instead of the whole result (sorted, deduplicated).
+    pub depends_on: Option<Vec<String>>,
     /// Probe timing.
     pub timing: Timing,
     /// State machine thresholds.
@@ -415,6 +421,20 @@ pub fn resolve(layers: &[&HealthSpec]) -> Result<ProbeSettings, SpecError> {
     };
     let fresh_connection = last!(fresh_connection).unwrap_or(false);
     let insecure_skip_verify = last!(insecure_skip_verify).unwrap_or(false);
+    let depends_on = match last!(depends_on) {
+        None => None,
+        Some(v) if v.is_empty() || v.iter().any(|d| d.trim().is_empty()) => {
+            return Err(err(
+                "depends_on",
+                "must list at least one non-empty dependency name",
+            ));
+        }
+        Some(mut v) => {
+            v.sort();
+            v.dedup();
+            Some(v)
+        }
+    };
 
     let deep_url = last!(url).map(|u| http_url("url", &u)).transpose()?;
     let deep = deep_url.clone().map(|url| {
@@ -466,6 +486,7 @@ pub fn resolve(layers: &[&HealthSpec]) -> Result<ProbeSettings, SpecError> {
             stale_after,
         },
         thresholds: Thresholds { failure, success },
+        depends_on,
     })
 }
 
@@ -649,6 +670,8 @@ mod tests {
                 "",
             ),
             ("body_contains = \"\"", "body_contains", ""),
+            ("depends_on = []", "depends_on", ""),
+            ("depends_on = [\"\"]", "depends_on", ""),
         ];
         for (text, key, reason) in cases {
             let e = resolve(&[&spec(text)]).unwrap_err();
