@@ -6,7 +6,7 @@
 //! | request | effect |
 //! | --- | --- |
 //! | `GET /` | front door: always `200 ok` (a shallow check passes even when deep fails) |
-//! | `GET /health?registry=NAME` | deep-health JSON `{"status", "registry", "checks": {storage, cache, auth, metadata}}`; `200` when all healthy, `503` when any fails |
+//! | `GET /health?registry=NAME` | deep-health JSON `{"status", "registry", "checks": {storage, cache, auth, metadata}, "request": {"host", "user_agent"}}`; `200` when all healthy, `503` when any fails |
 //! | `POST /fail?dep=storage[&registry=NAME]` | fail a dependency for one registry, or for all when `registry` is absent |
 //! | `POST /recover[?dep=..][&registry=..]` | recover; without parameters: everything, including slow and hang |
 //! | `POST /slow?ms=N` | delay every `/health` answer by N ms (`0` = off) |
@@ -198,7 +198,11 @@ impl DemoReplica {
     }
 }
 
-async fn health(State(s): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
+async fn health(
+    State(s): State<Arc<Shared>>,
+    Query(p): Query<Params>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     s.requests.fetch_add(1, Ordering::Relaxed);
     let registry = p.registry.unwrap_or_default();
     let slow = {
@@ -233,6 +237,10 @@ async fn health(State(s): State<Arc<Shared>>, Query(p): Query<Params>) -> Respon
         "status": if ok { "healthy" } else { "unhealthy" },
         "registry": registry,
         "checks": checks,
+        "request": {
+            "host": header(&headers, "host"),
+            "user_agent": header(&headers, "user-agent"),
+        },
     });
     let code = if ok {
         StatusCode::OK
@@ -240,6 +248,13 @@ async fn health(State(s): State<Arc<Shared>>, Query(p): Query<Params>) -> Respon
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(body)).into_response()
+}
+
+fn header(h: &axum::http::HeaderMap, name: &str) -> String {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn fail(State(s): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {

@@ -182,6 +182,19 @@ async fn failure_reasons_against_real_servers() {
     );
     demo.recover(None, None);
 
+    // Host header override and the prober's User-Agent, seen by the replica.
+    let host = deep_check(&format!(
+        "url = {:?}\nheaders = {{ Host = \"contoso.registry.example\" }}\njson_field = \"request.host\"\njson_equals = \"contoso.registry.example\"",
+        demo.health_url("contoso")
+    ));
+    assert!(probe(&c, &host).await.passed());
+    let ua = deep_check(&format!(
+        "url = {:?}\njson_field = \"request.user_agent\"\njson_equals = {:?}",
+        demo.health_url("contoso"),
+        steerdns::health::check::USER_AGENT
+    ));
+    assert!(probe(&c, &ua).await.passed());
+
     // JSON field rule and body substring.
     let json_ok = deep_check(&format!(
         "url = {:?}\njson_field = \"checks.cache.status\"\njson_equals = \"healthy\"",
@@ -451,18 +464,37 @@ async fn thresholds_through_the_prober_loop() {
 
 #[tokio::test]
 async fn a_hung_target_does_not_delay_a_healthy_one() {
+    // The healthy replica is probed every 100 ms; the hung ones every 400 ms with a 300 ms
+    // timeout. A prober that waited on hung probes would show ~300 ms holes in the healthy
+    // replica's outcomes.
     let demo = DemoReplica::start(TcpListener::bind("127.0.3.30:0").await.unwrap()).unwrap();
     let hung = raw_server("127.0.3.31", Misbehave::Silent).await;
     let hung_demo = DemoReplica::start(TcpListener::bind("127.0.3.32:0").await.unwrap()).unwrap();
     hung_demo.set_hang(true);
-    let plan = plan(&[(
+    let fast: HealthSpec = toml::from_str(&format!(
+        "url = {:?}\ninterval = \"100ms\"\ntimeout = \"50ms\"",
+        demo.health_url("contoso")
+    ))
+    .unwrap();
+    let slow = |url: String| -> HealthSpec {
+        toml::from_str(&format!(
+            "url = {url:?}\ninterval = \"400ms\"\ntimeout = \"300ms\""
+        ))
+        .unwrap()
+    };
+    let (h1, h2) = (
+        slow(format!("http://{hung}/health")),
+        slow(hung_demo.health_url("contoso")),
+    );
+    let server: HealthSpec = toml::from_str("mass_failure_min_targets = 100").unwrap();
+    let mut b = PlanBuilder::new(&server).unwrap();
+    b.add_registry(
         "contoso",
-        vec![
-            demo.health_url("contoso"),
-            format!("http://{hung}/health"),
-            hung_demo.health_url("contoso"),
-        ],
-    )]);
+        &HealthSpec::default(),
+        &[("ok", &fast), ("h1", &h1), ("h2", &h2)],
+    )
+    .unwrap();
+    let plan = b.finish();
     let deep = |i: usize| {
         plan.registries()[0].replicas[i]
             .deep
@@ -474,23 +506,26 @@ async fn a_hung_target_does_not_delay_a_healthy_one() {
     let mut r = run(&plan);
     let mut good_at: Vec<Instant> = Vec::new();
     let mut bad = 0;
-    while good_at.len() < 8 {
+    while bad < 6 {
         let (id, o) = r.next().await;
         if id == good {
             assert!(o.passed());
             good_at.push(o.at);
         } else if id == bad1 || id == bad2 {
             assert_eq!(o.result, Err(Failure::Timeout));
-            assert!(o.latency < Duration::from_millis(250), "{:?}", o.latency);
+            assert!(o.latency >= Duration::from_millis(300));
+            assert!(o.latency < Duration::from_millis(450), "{:?}", o.latency);
             bad += 1;
         }
     }
-    assert!(bad >= 8, "{bad}");
-    // Interval 200 ms ± 20 ms jitter per round; allow scheduling slack on a shared machine.
+    // 6 hung timeouts take at least ~1 s, in which the healthy target ran ~10 rounds.
+    assert!(good_at.len() >= 7, "{}", good_at.len());
+    // Interval 100 ms ± 10 ms jitter per round; generous slack for a shared machine, still
+    // well under the 300 ms a hung probe would add.
     for w in good_at.windows(2) {
         let gap = w[1] - w[0];
         assert!(
-            gap >= Duration::from_millis(120) && gap <= Duration::from_millis(400),
+            gap >= Duration::from_millis(60) && gap <= Duration::from_millis(230),
             "{gap:?}"
         );
     }
