@@ -24,7 +24,11 @@ pub struct Handles {
 }
 
 /// Serve `sockets` from `snapshot` until `shutdown` is cancelled.
-pub async fn run(snapshot: Snapshot, sockets: Sockets, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn run(
+    snapshot: Snapshot,
+    sockets: Sockets,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let (_handles, task) = spawn(snapshot, sockets, shutdown)?;
     if let Err(e) = task.await {
         error!(error = %e, "the server task ended abnormally");

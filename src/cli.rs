@@ -44,6 +44,14 @@ enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         listen: Vec<SocketAddr>,
     },
+    /// The demo: serve the config (default: the repository's) together with simulated
+    /// replicas — real HTTP deep-health endpoints on the loopback addresses its health URLs
+    /// name — and print the commands to watch routing move and to break and mend replicas.
+    Demo {
+        /// The config file.
+        #[arg(long, default_value = "steerdns.toml")]
+        config: PathBuf,
+    },
     /// Validate the config, the zones and the geo data; print a summary or every problem.
     CheckConfig {
         /// The config file.
@@ -79,6 +87,7 @@ impl Cli {
         match self.command {
             Command::Serve { config, listen } => serve(config, listen),
             Command::CheckConfig { config } => check_config(config),
+            Command::Demo { config } => demo(config),
             Command::Explain {
                 config,
                 name,
@@ -106,6 +115,16 @@ fn serve(config: PathBuf, listen: Vec<SocketAddr>) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    serve_snapshot(snapshot, listen, |_| async { Ok(()) })
+}
+
+/// Serve a loaded snapshot; `before` runs inside the runtime first (the demo starts its
+/// replicas there).
+fn serve_snapshot<F, Fut>(snapshot: Snapshot, listen: Vec<SocketAddr>, before: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let addrs = if listen.is_empty() {
         snapshot.config.listen.clone()
     } else {
@@ -131,6 +150,10 @@ fn serve(config: PathBuf, listen: Vec<SocketAddr>) -> ExitCode {
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));
+        if let Err(e) = before(shutdown.clone()).await {
+            error!(error = %e, "cannot start");
+            return ExitCode::from(EXIT_FAILURE);
+        }
         match crate::app::run(snapshot, sockets, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -321,4 +344,107 @@ fn explain(
         println!("note: every replica able to answer is degraded; failing open");
     }
     ExitCode::SUCCESS
+}
+
+fn demo(config: PathBuf) -> ExitCode {
+    let snapshot = match load(&config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // Every loopback host:port named by a health URL gets a simulated replica.
+    let mut replicas: Vec<(SocketAddr, Vec<String>)> = Vec::new();
+    for reg in &snapshot.config.registries {
+        for rep in &reg.replicas {
+            let Some(url) = rep
+                .health
+                .url
+                .as_deref()
+                .and_then(|u| reqwest::Url::parse(u).ok())
+            else {
+                continue;
+            };
+            let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+                continue;
+            };
+            let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() else {
+                continue;
+            };
+            if !ip.is_loopback() {
+                continue;
+            }
+            let addr = SocketAddr::new(ip, port);
+            let label = format!("{}/{}", reg.key, rep.key);
+            match replicas.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, labels)) => labels.push(label),
+                None => replicas.push((addr, vec![label])),
+            }
+        }
+    }
+    let listen = snapshot.config.listen.clone();
+    let dns = listen.first().copied();
+    let names: Vec<String> = snapshot
+        .config
+        .registries
+        .iter()
+        .map(|r| r.name.to_ascii())
+        .collect();
+    serve_snapshot(snapshot, Vec::new(), move |shutdown| async move {
+        let mut started = Vec::new();
+        for (addr, labels) in &replicas {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("demo replica {addr}: {e}"))?;
+            let replica =
+                crate::demo_replica::DemoReplica::start(listener).map_err(|e| e.to_string())?;
+            info!(replica = %addr, serves = %labels.join(" "), "demo replica started");
+            started.push(replica);
+        }
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            for r in started {
+                r.shutdown().await;
+            }
+        });
+        print_demo_help(dns, &names, &replicas);
+        Ok(())
+    })
+}
+
+fn print_demo_help(
+    dns: Option<SocketAddr>,
+    names: &[String],
+    replicas: &[(SocketAddr, Vec<String>)],
+) {
+    let (ip, port) = dns.map_or(("127.0.0.1".to_string(), 5300), |a| {
+        (a.ip().to_string(), a.port())
+    });
+    let name = names
+        .first()
+        .map_or("contoso.registry.example.", String::as_str);
+    let mut help = String::new();
+    help.push_str(
+        "\nsteerdns demo is running. Simulated replicas (deep health at /health?registry=NAME):\n",
+    );
+    for (addr, labels) in replicas {
+        help.push_str(&format!("  http://{addr}   {}\n", labels.join(", ")));
+    }
+    help.push_str(&format!(
+        "\nWatch routing (clients near westeurope, eastus, southeastasia per geo/latency.csv):\n  \
+         watch -n1 'for c in 127.0.1.1 127.0.2.1 127.0.3.1; do dig +short -b $c @{ip} -p {port} {name}; done'\n  \
+         dig @{ip} -p {port} {name} +subnet=198.51.100.0/24     # ECS: the answer and its scope\n"
+    ));
+    if let Some((addr, labels)) = replicas.first() {
+        let registry = labels
+            .first()
+            .and_then(|l| l.split('/').next())
+            .unwrap_or("contoso");
+        help.push_str(&format!(
+            "\nBreak the first replica's storage for {registry} only (its front door still says 200):\n  \
+             curl -X POST 'http://{addr}/fail?dep=storage&registry={registry}'\n\
+             After failure_threshold failed probes the clients near it get the next best replica.\n\
+             Mend it:\n  curl -X POST 'http://{addr}/recover'\n"
+        ));
+    }
+    help.push_str("\nStop with Ctrl-C.\n");
+    print!("{help}");
 }

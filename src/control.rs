@@ -37,10 +37,17 @@ pub struct ControlHandles {
     pub prober: Arc<ProberStats>,
     /// Set once every probe target has had its first outcome (readiness).
     pub first_round: watch::Receiver<bool>,
+    /// Stops the prober (fault injection for tests of the stale-verdict rule: with no
+    /// outcomes, verdicts expire to unknown and every replica becomes routable).
+    #[doc(hidden)]
+    pub prober_abort: tokio::task::AbortHandle,
 }
 
 /// Start the prober and the writer task on the current runtime.
-pub fn spawn(shared: Shared, shutdown: CancellationToken) -> std::io::Result<(ControlHandles, JoinHandle<()>)> {
+pub fn spawn(
+    shared: Shared,
+    shutdown: CancellationToken,
+) -> std::io::Result<(ControlHandles, JoinHandle<()>)> {
     let snap = shared.load();
     let (targets_tx, targets_rx) = watch::channel(snap.plan.probe_targets());
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -55,17 +62,21 @@ pub fn spawn(shared: Shared, shutdown: CancellationToken) -> std::io::Result<(Co
         first_round: first_tx,
     };
     let prober_handle = prober.handle;
+    let prober_abort = prober_handle.abort_handle();
     let task = tokio::spawn(async move {
         control.run(shutdown).await;
         // The prober stops on the same token; wait for it so nothing outlives the server.
-        if let Err(e) = prober_handle.await {
-            error!(error = %e, "the prober ended abnormally");
+        match prober_handle.await {
+            Ok(()) => {}
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => error!(error = %e, "the prober ended abnormally"),
         }
     });
     Ok((
         ControlHandles {
             prober: prober.stats,
             first_round: first_rx,
+            prober_abort,
         },
         task,
     ))
@@ -125,10 +136,18 @@ impl Control {
     fn publish(&mut self) {
         let current = self.shared.load();
         let view = self.book.publish(Instant::now(), &|_, _| false);
-        let masks = HealthMasks::from_view(&view, |r| {
-            current.globals.registries.get(r).map_or(0, |g| g.candidates.all())
-        });
-        if masks.routable != current.health.routable || masks.enabled != current.health.enabled {
+        let masks = HealthMasks::from_view(
+            &view,
+            |r| {
+                current
+                    .globals
+                    .registries
+                    .get(r)
+                    .map_or(0, |g| g.candidates.all())
+            },
+            self.book.guard_engaged(),
+        );
+        if masks != *current.health {
             let next = Snapshot {
                 health: Arc::new(masks),
                 ..(*current).clone()

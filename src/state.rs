@@ -41,12 +41,18 @@ pub struct Snapshot {
 
 /// Per registry (by index in `Globals::registries`): which replicas are routable (health, with
 /// the fail-open rules applied) and which are enabled (not disabled by an operator).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HealthMasks {
     /// Bit i: replica i may be answered.
     pub routable: Vec<u64>,
     /// Bit i: replica i is not disabled by an operator.
     pub enabled: Vec<u64>,
+    /// Every enabled replica of the registry is degraded: answering as if all were healthy.
+    pub fail_open: Vec<bool>,
+    /// Shadow mode: the mask deep health would have given (None in other modes).
+    pub shadow_deep: Vec<Option<u64>>,
+    /// The mass-failure guard holds the current state (the prober's own network is suspect).
+    pub guard_engaged: bool,
 }
 
 impl HealthMasks {
@@ -58,16 +64,26 @@ impl HealthMasks {
             .map(|r| r.candidates.all())
             .collect();
         Self {
+            fail_open: vec![false; masks.len()],
+            shadow_deep: vec![None; masks.len()],
             routable: masks.clone(),
             enabled: masks,
+            guard_engaged: false,
         }
     }
 
     /// Masks from a health view; `enabled(registry)` gives the operator's mask.
-    pub fn from_view(view: &HealthView, enabled: impl Fn(usize) -> u64) -> Self {
+    pub fn from_view(
+        view: &HealthView,
+        enabled: impl Fn(usize) -> u64,
+        guard_engaged: bool,
+    ) -> Self {
         Self {
             routable: view.registries.iter().map(|r| r.routable).collect(),
             enabled: (0..view.registries.len()).map(enabled).collect(),
+            fail_open: view.registries.iter().map(|r| r.fail_open).collect(),
+            shadow_deep: view.registries.iter().map(|r| r.deep_routable).collect(),
+            guard_engaged,
         }
     }
 
@@ -229,13 +245,21 @@ impl Shared {
 fn health_plan(config: &Config) -> Result<HealthPlan, Vec<Problem>> {
     let at = |table: &str, e: &crate::health::spec::SpecError| {
         let key = e.key.rsplit('.').next().unwrap_or(e.key);
-        Problem::at(&config.path, crate::config::line_in_file(&config.path, table, Some(key)), e.to_string())
+        Problem::at(
+            &config.path,
+            crate::config::line_in_file(&config.path, table, Some(key)),
+            e.to_string(),
+        )
     };
     let mut builder = PlanBuilder::new(&config.health).map_err(|e| vec![at("health", &e)])?;
     let mut problems = Vec::new();
     for reg in &config.registries {
         let table = format!("registries.{}", reg.key);
-        if let Err(e) = reg.health.check_level(SpecLevel::Registry).and_then(|()| resolve(&[&config.health, &reg.health])) {
+        if let Err(e) = reg
+            .health
+            .check_level(SpecLevel::Registry)
+            .and_then(|()| resolve(&[&config.health, &reg.health]))
+        {
             problems.push(at(&format!("{table}.health"), &e));
             continue;
         }
@@ -253,11 +277,18 @@ fn health_plan(config: &Config) -> Result<HealthPlan, Vec<Problem>> {
         if !ok {
             continue;
         }
-        let replicas: Vec<(&str, &crate::health::spec::HealthSpec)> =
-            reg.replicas.iter().map(|r| (r.key.as_str(), &r.health)).collect();
+        let replicas: Vec<(&str, &crate::health::spec::HealthSpec)> = reg
+            .replicas
+            .iter()
+            .map(|r| (r.key.as_str(), &r.health))
+            .collect();
         if let Err(e) = builder.add_registry(&reg.key, &reg.health, &replicas) {
             problems.push(at(&table, &e));
         }
     }
-    if problems.is_empty() { Ok(builder.finish()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(builder.finish())
+    } else {
+        Err(problems)
+    }
 }

@@ -18,5 +18,8 @@ mod config_examples;
 /// Performance routing of global names over the wire.
 mod routing;
 
+/// Health-aware failover against real HTTP replicas.
+mod failover;
+
 /// The built binary, queried with `dig`.
 mod e2e;

@@ -40,8 +40,16 @@ pub struct TestServer {
     /// The server's handles.
     pub handles: Handles,
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for TestServer {
+    /// A failing test drops the server without `stop()`: cancel anyway, so the UDP threads
+    /// end and the test runtime can shut down (instead of waiting for them forever).
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
 }
 
 impl TestServer {
@@ -65,15 +73,16 @@ impl TestServer {
             addr,
             handles,
             shutdown,
-            task,
+            task: Some(task),
             _dir: dir,
         }
     }
 
     /// Stop and wait for every listener and connection to finish.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        tokio::time::timeout(ANSWER_WAIT, self.task)
+        let task = self.task.take().expect("stop is called once");
+        tokio::time::timeout(ANSWER_WAIT, task)
             .await
             .expect("server stops in time")
             .expect("server task did not panic");

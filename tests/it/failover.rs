@@ -1,0 +1,355 @@
+//! Health-aware failover against real HTTP deep-health endpoints (demo replicas on
+//! 127.0.11.x) and real DNS queries: thresholds, per-registry health, fail-open, stale
+//! verdicts, the mass-failure guard, shadow mode, and hung replicas.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_proto::rr::{RData, RecordType};
+use steerdns::demo_replica::DemoReplica;
+use steerdns::state::HealthMasks;
+use tokio::time::Instant;
+
+use crate::support::*;
+
+const WEU: &str = "192.0.2.10";
+const EUS: &str = "198.51.100.10";
+const SEA: &str = "203.0.113.10";
+/// A client the latency table puts nearest westeurope, then eastus, then southeastasia.
+const CLIENT_WEU: &str = "127.0.1.44";
+/// westeurope's bit in a registry's masks (replicas are indexed in key order: eastus,
+/// southeastasia, westeurope).
+const WEU_BIT: u64 = 1 << 2;
+/// Probe interval in these tests.
+const INTERVAL_MS: u64 = 200;
+/// How long any wait for a condition may take before the test fails.
+const LIMIT: Duration = Duration::from_secs(10);
+
+struct Lab {
+    server: TestServer,
+    replicas: Vec<DemoReplica>,
+}
+
+impl Lab {
+    /// Three demo replicas (westeurope, eastus, southeastasia) serving `registries`, each
+    /// registry with one replica per region; `health` is extra `[health]` settings.
+    async fn start(registries: &[&str], health: &str) -> Self {
+        let mut replicas = Vec::new();
+        for i in 1..=3 {
+            let l = tokio::net::TcpListener::bind(format!("127.0.11.{i}:0"))
+                .await
+                .expect("bind replica");
+            replicas.push(DemoReplica::start(l).expect("replica"));
+        }
+        let mut regs = String::new();
+        for (n, reg) in registries.iter().enumerate() {
+            regs.push_str(&format!(
+                "[registries.{reg}]\nname = \"{reg}.registry.example.\"\nttl = \"1s\"\n"
+            ));
+            for (region, rep, base) in [
+                ("westeurope", &replicas[0], WEU),
+                ("eastus", &replicas[1], EUS),
+                ("southeastasia", &replicas[2], SEA),
+            ] {
+                // Registry n answers with the region's base address + n in the last octet.
+                let addr: std::net::Ipv4Addr = base.parse().expect("ip");
+                let mut o = addr.octets();
+                o[3] += n as u8;
+                regs.push_str(&format!(
+                    "[registries.{reg}.replicas.{region}]\nipv4 = [\"{}\"]\nhealth.url = \"{}\"\n",
+                    std::net::Ipv4Addr::from(o),
+                    rep.health_url(reg)
+                ));
+            }
+        }
+        let cfg = demo_config(&format!(
+            r#"
+[routing]
+latency_table = "latency.csv"
+default_order = ["westeurope", "eastus", "southeastasia"]
+[regions.westeurope]
+[regions.eastus]
+[regions.southeastasia]
+[health]
+interval = "{INTERVAL_MS}ms"
+timeout = "150ms"
+jitter = "0s"
+failure_threshold = 3
+success_threshold = 2
+{health}
+{regs}"#
+        ));
+        let server = TestServer::start(&cfg).await;
+        Self { server, replicas }
+    }
+
+    async fn answer(&self, registry: &str) -> String {
+        let q = query(
+            &format!("{registry}.registry.example."),
+            RecordType::A,
+            None,
+        );
+        let m = udp_from(
+            CLIENT_WEU.parse::<IpAddr>().expect("ip"),
+            self.server.addr,
+            &q,
+        )
+        .await;
+        match m.answers.first().map(|r| &r.data) {
+            Some(RData::A(a)) => a.to_string(),
+            other => panic!("{registry}: no A answer: {other:?}"),
+        }
+    }
+
+    /// Poll the answer every 20 ms until it equals `want`; fail after LIMIT.
+    async fn wait_answer(&self, registry: &str, want: &str) -> Duration {
+        let start = Instant::now();
+        loop {
+            if self.answer(registry).await == want {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < LIMIT,
+                "{registry}: answer never became {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn health(&self) -> std::sync::Arc<steerdns::state::Snapshot> {
+        self.server.handles.shared.load()
+    }
+
+    /// Wait until the health masks satisfy `f`.
+    async fn wait_health(&self, what: &str, f: impl Fn(&HealthMasks) -> bool) {
+        let start = Instant::now();
+        while !f(&self.health().health) {
+            assert!(
+                start.elapsed() < LIMIT,
+                "never: {what}; masks {:?}",
+                self.health().health
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn first_round(&self) {
+        let mut rx = self.server.handles.control.first_round.clone();
+        tokio::time::timeout(LIMIT, rx.wait_for(|done| *done))
+            .await
+            .expect("first round in time")
+            .expect("open");
+    }
+
+    /// Wait until the replica has answered `n` more deep-health probes for `registry`.
+    async fn wait_hits(&self, replica: usize, registry: &str, from: u64, n: u64) {
+        let start = Instant::now();
+        while self.replicas[replica].hits(registry) < from + n {
+            assert!(
+                start.elapsed() < LIMIT,
+                "replica {replica} was not probed {n} times"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.server.stop().await;
+        for r in self.replicas {
+            r.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn degrades_after_exactly_the_threshold_and_recovers_after_the_successes() {
+    let lab = Lab::start(&["contoso"], "").await;
+    lab.first_round().await;
+    assert_eq!(lab.answer("contoso").await, WEU);
+
+    let h0 = lab.replicas[0].hits("contoso");
+    lab.replicas[0].fail("storage", Some("contoso"));
+    // Two failed probes: still answered (the third probe is an interval away).
+    lab.wait_hits(0, "contoso", h0, 2).await;
+    tokio::time::sleep(Duration::from_millis(30)).await; // let the 2nd outcome reach the writer
+    assert_eq!(
+        lab.answer("contoso").await,
+        WEU,
+        "two failures move nothing"
+    );
+    assert!(
+        lab.replicas[0].hits("contoso") < h0 + 3,
+        "test too slow to observe the window"
+    );
+    // The third failure moves it to the next best region.
+    lab.wait_answer("contoso", EUS).await;
+    assert!(
+        lab.replicas[0].hits("contoso") >= h0 + 3,
+        "moved only after three failed probes"
+    );
+
+    // Recovery needs two successes in a row.
+    let h1 = lab.replicas[0].hits("contoso");
+    lab.replicas[0].recover(None, None);
+    lab.wait_hits(0, "contoso", h1, 1).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        lab.answer("contoso").await,
+        EUS,
+        "one success brings nothing back"
+    );
+    lab.wait_answer("contoso", WEU).await;
+    assert!(
+        lab.replicas[0].hits("contoso") >= h1 + 2,
+        "back after two successes"
+    );
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_failed_probe_moves_nothing() {
+    let lab = Lab::start(&["contoso"], "").await;
+    lab.first_round().await;
+    let h0 = lab.replicas[0].hits("contoso");
+    lab.replicas[0].fail("storage", Some("contoso"));
+    lab.wait_hits(0, "contoso", h0, 1).await;
+    lab.replicas[0].recover(None, None);
+    // Watch five more probe rounds: the answer never moves.
+    let h1 = lab.replicas[0].hits("contoso");
+    while lab.replicas[0].hits("contoso") < h1 + 5 {
+        assert_eq!(lab.answer("contoso").await, WEU);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(lab.health().health.routable[0] & WEU_BIT != 0);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_of_one_registry_reroutes_only_that_registry() {
+    let lab = Lab::start(&["contoso", "fabrikam"], "").await;
+    lab.first_round().await;
+    assert_eq!(lab.answer("fabrikam").await, "192.0.2.11");
+    lab.replicas[0].fail("storage", Some("contoso"));
+    lab.wait_answer("contoso", EUS).await;
+    // Several more rounds later fabrikam is still on the same (shared) replica host.
+    let h = lab.replicas[0].hits("fabrikam");
+    lab.wait_hits(0, "fabrikam", h, 4).await;
+    assert_eq!(lab.answer("fabrikam").await, "192.0.2.11");
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_replicas_degraded_fails_open_to_the_best_latency() {
+    // The guard is set out of reach so that every replica really degrades.
+    let lab = Lab::start(&["contoso"], "mass_failure_min_targets = 1000").await;
+    lab.first_round().await;
+    for r in &lab.replicas {
+        r.fail("auth", Some("contoso"));
+    }
+    lab.wait_health("contoso fails open", |h| h.fail_open[0])
+        .await;
+    assert_eq!(
+        lab.answer("contoso").await,
+        WEU,
+        "answers keep coming, best latency first"
+    );
+    // One replica recovers: it alone is answered.
+    lab.replicas[2].recover(None, None);
+    lab.wait_answer("contoso", SEA).await;
+    assert!(!lab.health().health.fail_open[0]);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_expire_to_unknown_when_the_prober_stops() {
+    let lab = Lab::start(&["contoso"], "").await;
+    lab.first_round().await;
+    lab.replicas[0].fail("storage", Some("contoso"));
+    lab.wait_answer("contoso", EUS).await;
+    // The prober dies: no more outcomes. After stale_after (3 intervals) the degraded verdict
+    // is unknown again, and unknown is routable.
+    lab.server.handles.control.prober_abort.abort();
+    let took = lab.wait_answer("contoso", WEU).await;
+    assert!(
+        took >= Duration::from_millis(INTERVAL_MS),
+        "expired only after stale_after, took {took:?}"
+    );
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mass_failure_guard_holds_state() {
+    let lab = Lab::start(
+        &["contoso"],
+        "mass_failure_fraction = 0.5\nmass_failure_min_targets = 3",
+    )
+    .await;
+    lab.first_round().await;
+    for r in &lab.replicas {
+        r.fail("storage", None);
+    }
+    lab.wait_health("the guard engages", |h| h.guard_engaged)
+        .await;
+    // Well past the threshold: nothing was ejected.
+    let h = lab.replicas[0].hits("contoso");
+    lab.wait_hits(0, "contoso", h, 5).await;
+    let snap = lab.health();
+    assert_eq!(
+        snap.health.routable[0], 0b111,
+        "all still routable: {:?}",
+        snap.health
+    );
+    assert!(!snap.health.fail_open[0], "held, not failed open");
+    assert_eq!(lab.answer("contoso").await, WEU);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_routes_on_shallow_and_reports_what_deep_would_change() {
+    let lab = Lab::start(&["contoso"], "mode = \"shadow\"").await;
+    lab.first_round().await;
+    lab.replicas[0].fail("storage", Some("contoso"));
+    // Deep would drop westeurope; routing (front door / TCP) does not.
+    lab.wait_health("deep diverges", |h| {
+        h.shadow_deep[0].is_some_and(|d| d & WEU_BIT == 0)
+    })
+    .await;
+    assert_eq!(lab.health().health.routable[0] & WEU_BIT, WEU_BIT);
+    assert_eq!(lab.answer("contoso").await, WEU);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_replica_never_slows_dns_answers() {
+    let lab = Lab::start(&["contoso"], "").await;
+    lab.first_round().await;
+    lab.replicas[0].set_hang(true);
+    // While its probes hang (each bounded by the 150 ms timeout) every query is answered at
+    // once; it fails over after three timeouts.
+    let start = Instant::now();
+    let mut answered = 0;
+    loop {
+        let q = query("contoso.registry.example.", RecordType::A, None);
+        let bytes = q.to_vec().expect("enc");
+        let sock = tokio::net::UdpSocket::bind("127.0.1.44:0")
+            .await
+            .expect("bind");
+        sock.send_to(&bytes, lab.server.addr).await.expect("send");
+        let mut buf = [0u8; 512];
+        let got = tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await;
+        assert!(
+            got.is_ok(),
+            "DNS answered within 500 ms while a replica hangs"
+        );
+        answered += 1;
+        let m = hickory_proto::op::Message::from_vec(&buf[..got.expect("ok").expect("recv").0])
+            .expect("decode");
+        if matches!(m.answers.first().map(|r| &r.data), Some(RData::A(a)) if a.to_string() == EUS) {
+            break;
+        }
+        assert!(start.elapsed() < LIMIT, "failed over");
+    }
+    assert!(answered > 3);
+    let _: SocketAddr = lab.server.addr;
+    lab.stop().await;
+}
