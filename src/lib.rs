@@ -26,4 +26,13 @@
 //! - `health`: probe outcomes, the health state machine and the prober.
 //! - `state`: the `Snapshot` every query is answered from.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod health;
+pub mod problem;
 pub mod routing;
+pub mod server;
+pub mod state;
+pub mod zone;

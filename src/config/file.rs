@@ -1,0 +1,212 @@
+//! The TOML file format, as serde types. Every table denies unknown keys, so a typo is an error
+//! rather than a silently ignored setting. These types mirror the file; `super::Config` is the
+//! validated runtime form built from them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::health::spec::HealthSpec;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Format version; must be 1.
+    pub version: u32,
+    /// DNS service settings.
+    #[serde(default)]
+    pub server: ServerSpec,
+    /// The admin HTTP listener.
+    #[serde(default)]
+    pub admin: AdminSpec,
+    /// Where latency data comes from.
+    #[serde(default)]
+    pub routing: RoutingSpec,
+    /// Regions replicas live in, by name.
+    #[serde(default)]
+    pub regions: BTreeMap<String, RegionSpec>,
+    /// Server-wide health-check defaults.
+    #[serde(default)]
+    pub health: HealthSpec,
+    /// Registries (global names), by name.
+    #[serde(default)]
+    pub registries: BTreeMap<String, RegistrySpec>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// Addresses to serve DNS on, UDP and TCP each. Default `["127.0.0.1:5300", "[::1]:5300"]`.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Directory of `*.zone` files, relative to the config file. Default `zones`.
+    #[serde(default = "default_zones_dir")]
+    pub zones_dir: String,
+    /// Directory of geo data, relative to the config file. Default `geo`.
+    #[serde(default = "default_geo_dir")]
+    pub geo_dir: String,
+    /// TCP limits.
+    #[serde(default)]
+    pub tcp: TcpSpec,
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            zones_dir: default_zones_dir(),
+            geo_dir: default_geo_dir(),
+            tcp: TcpSpec::default(),
+        }
+    }
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["127.0.0.1:5300".into(), "[::1]:5300".into()]
+}
+
+fn default_zones_dir() -> String {
+    "zones".into()
+}
+
+fn default_geo_dir() -> String {
+    "geo".into()
+}
+
+/// `[server.tcp]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSpec {
+    /// Close a connection idle for this long. Default `10s`.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Dur,
+    /// Connections open at once, over all TCP listeners; beyond it new connections are closed
+    /// at once. Default 512.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for TcpSpec {
+    fn default() -> Self {
+        Self {
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_idle_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+fn default_max_connections() -> usize {
+    512
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    /// Address of the admin HTTP listener. Default `127.0.0.1:8053`.
+    pub listen: Option<String>,
+}
+
+/// `[routing]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSpec {
+    /// Latency table file (CSV), relative to `geo_dir`. Optional.
+    pub latency_table: Option<String>,
+    /// MaxMind City database, relative to `geo_dir` or absolute. Optional.
+    pub mmdb: Option<String>,
+    /// Region order used when neither the table nor the mmdb knows the client.
+    #[serde(default)]
+    pub default_order: Vec<String>,
+}
+
+/// `[regions.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSpec {
+    /// Latitude in degrees; optional for regions in `geo/regions.toml`.
+    pub latitude: Option<f64>,
+    /// Longitude in degrees; optional for regions in `geo/regions.toml`.
+    pub longitude: Option<f64>,
+    /// Name for people.
+    pub display_name: Option<String>,
+}
+
+/// `[registries.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySpec {
+    /// The global name, inside one of the served zones.
+    pub name: String,
+    /// TTL of the answers. Default `30s`; between 0s and 1h.
+    #[serde(default = "default_ttl")]
+    pub ttl: Dur,
+    /// How many replicas to answer with, best first. Default 1.
+    #[serde(default = "default_answers")]
+    pub answers: u8,
+    /// Overrides the server-wide default order for this registry.
+    pub default_order: Option<Vec<String>>,
+    /// Health-check overrides for this registry.
+    #[serde(default)]
+    pub health: HealthSpec,
+    /// Replicas, by name.
+    #[serde(default)]
+    pub replicas: BTreeMap<String, ReplicaSpec>,
+}
+
+fn default_ttl() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+fn default_answers() -> u8 {
+    1
+}
+
+/// `[registries.NAME.replicas.R]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaSpec {
+    /// Region of the replica. Default: the table key.
+    pub region: Option<String>,
+    /// IPv4 addresses answered for A queries.
+    #[serde(default)]
+    pub ipv4: Vec<std::net::Ipv4Addr>,
+    /// IPv6 addresses answered for AAAA queries.
+    #[serde(default)]
+    pub ipv6: Vec<std::net::Ipv6Addr>,
+    /// A CNAME target (the replica's regional name) instead of addresses.
+    pub cname: Option<String>,
+    /// Health-check settings for this replica.
+    #[serde(default)]
+    pub health: HealthSpec,
+}
+
+/// A duration written as a string such as `"10s"`, `"1m30s"`, `"250ms"`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"10s\", \"1m\" or \"250ms\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Dur, E> {
+                humantime::parse_duration(s.trim())
+                    .map(Dur)
+                    .map_err(|e| E::custom(format!("invalid duration {s:?}: {e}")))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}

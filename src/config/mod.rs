@@ -1,0 +1,483 @@
+//! Configuration: the file format lives in [`file`]; this module turns it into the validated
+//! runtime [`Config`] (absolute paths, parsed addresses and names, durations), collecting every
+//! problem with the file, the line and the reason.
+//!
+//! What a reload may change: everything but `server.listen` and `admin.listen`, which need a
+//! restart (the sockets are bound once).
+
+pub mod file;
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+
+use crate::health::spec::HealthSpec;
+use crate::problem::{Problem, Problems};
+
+/// Longest TTL accepted for a registry's answers.
+pub const MAX_REGISTRY_TTL: Duration = Duration::from_secs(3600);
+/// Most replicas per registry (routing keeps them in a 64-bit mask).
+pub const MAX_REPLICAS: usize = 64;
+/// Most answers per query for one registry.
+pub const MAX_ANSWERS: u8 = 8;
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The config file this came from.
+    pub path: PathBuf,
+    /// DNS listen addresses (UDP and TCP on each).
+    pub listen: Vec<SocketAddr>,
+    /// Zone files directory.
+    pub zones_dir: PathBuf,
+    /// Geo data directory.
+    pub geo_dir: PathBuf,
+    /// TCP idle timeout.
+    pub tcp_idle_timeout: Duration,
+    /// TCP connection cap.
+    pub tcp_max_connections: usize,
+    /// Admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    /// Latency table path (absolute).
+    pub latency_table: Option<PathBuf>,
+    /// mmdb path (absolute).
+    pub mmdb: Option<PathBuf>,
+    /// Server-wide default region order.
+    pub default_order: Vec<String>,
+    /// Regions as configured (name, spec).
+    pub regions: Vec<(String, file::RegionSpec)>,
+    /// Server-wide health defaults.
+    pub health: HealthSpec,
+    /// Registries, sorted by key.
+    pub registries: Vec<Registry>,
+}
+
+/// A registry: one global name and its replicas.
+#[derive(Debug)]
+pub struct Registry {
+    /// The table key in the config (`[registries.KEY]`).
+    pub key: String,
+    /// The global name.
+    pub name: Name,
+    /// Answer TTL in seconds.
+    pub ttl: u32,
+    /// Number of replicas per answer.
+    pub answers: u8,
+    /// Registry-level default order override.
+    pub default_order: Option<Vec<String>>,
+    /// Registry-level health overrides.
+    pub health: HealthSpec,
+    /// Replicas, sorted by key; the position is the replica index.
+    pub replicas: Vec<Replica>,
+}
+
+/// A replica of a registry in one region.
+#[derive(Debug)]
+pub struct Replica {
+    /// The table key (`[registries.R.replicas.KEY]`).
+    pub key: String,
+    /// Region name.
+    pub region: String,
+    /// IPv4 addresses.
+    pub ipv4: Vec<Ipv4Addr>,
+    /// IPv6 addresses.
+    pub ipv6: Vec<Ipv6Addr>,
+    /// CNAME target instead of addresses.
+    pub cname: Option<Name>,
+    /// Replica-level health settings.
+    pub health: HealthSpec,
+}
+
+impl Config {
+    /// Read and validate a config file. Zone and geo files are checked elsewhere.
+    pub fn load(path: &Path) -> Result<Self, Problems> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Problems(vec![Problem::file(path, format!("cannot read: {e}"))]))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parse and validate config text; `path` names the file in errors and anchors relative
+    /// paths.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, Problems> {
+        let spec: file::Spec = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of_offset(text, s.start));
+            Problems(vec![Problem::at(path, line, e.message().to_string())])
+        })?;
+        Self::from_spec(spec, text, path)
+    }
+
+    fn from_spec(spec: file::Spec, text: &str, path: &Path) -> Result<Self, Problems> {
+        let mut problems = Vec::new();
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let at = |table: &str, key: Option<&str>, reason: String| {
+            Problem::at(path, line_of(text, table, key), reason)
+        };
+
+        let file::Spec {
+            version,
+            server,
+            admin,
+            routing,
+            regions,
+            health,
+            registries,
+        } = spec;
+        if version != 1 {
+            problems.push(at(
+                "",
+                Some("version"),
+                format!("unsupported version {version}; this steerdns reads version 1"),
+            ));
+        }
+
+        let file::ServerSpec {
+            listen,
+            zones_dir,
+            geo_dir,
+            tcp,
+        } = server;
+        let mut addrs = Vec::new();
+        for l in &listen {
+            match l.parse::<SocketAddr>() {
+                Ok(a) => addrs.push(a),
+                Err(_) => problems.push(at(
+                    "server",
+                    Some("listen"),
+                    format!("listen address {l:?} is not ADDR:PORT (IPv6 in brackets)"),
+                )),
+            }
+        }
+        if tcp.max_connections == 0 {
+            problems.push(at(
+                "server.tcp",
+                Some("max_connections"),
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        if tcp.idle_timeout.0.is_zero() {
+            problems.push(at(
+                "server.tcp",
+                Some("idle_timeout"),
+                "idle_timeout must be more than 0s".into(),
+            ));
+        }
+        let admin_listen = match admin
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:8053")
+            .parse::<SocketAddr>()
+        {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(at(
+                    "admin",
+                    Some("listen"),
+                    "admin listen address is not ADDR:PORT".into(),
+                ));
+                None
+            }
+        };
+        let geo_dir = base.join(geo_dir);
+        let file::RoutingSpec {
+            latency_table,
+            mmdb,
+            default_order,
+        } = routing;
+
+        let region_names: Vec<String> = regions.keys().cloned().collect();
+        let known_region = |r: &str| region_names.iter().any(|n| n == r);
+        for r in &default_order {
+            if !known_region(r) {
+                problems.push(at(
+                    "routing",
+                    Some("default_order"),
+                    format!("default_order names region {r:?}, which has no [regions.{r}] table"),
+                ));
+            }
+        }
+
+        let mut regs = Vec::new();
+        for (key, r) in registries {
+            let table = format!("registries.{key}");
+            let file::RegistrySpec {
+                name,
+                ttl,
+                answers,
+                default_order,
+                health,
+                replicas,
+            } = r;
+            let name = match Name::from_ascii(&name) {
+                Ok(mut n) => {
+                    n.set_fqdn(true);
+                    Some(n)
+                }
+                Err(e) => {
+                    problems.push(at(
+                        &table,
+                        Some("name"),
+                        format!("name {name:?} is not a domain name: {e}"),
+                    ));
+                    None
+                }
+            };
+            if ttl.0 > MAX_REGISTRY_TTL {
+                problems.push(at(
+                    &table,
+                    Some("ttl"),
+                    format!(
+                        "ttl {}s is longer than the maximum of 3600s",
+                        ttl.0.as_secs()
+                    ),
+                ));
+            }
+            if answers == 0 || answers > MAX_ANSWERS {
+                problems.push(at(
+                    &table,
+                    Some("answers"),
+                    format!("answers must be between 1 and {MAX_ANSWERS}"),
+                ));
+            }
+            if replicas.is_empty() {
+                problems.push(at(&table, None, format!("registry {key} has no replicas")));
+            }
+            if replicas.len() > MAX_REPLICAS {
+                problems.push(at(
+                    &table,
+                    None,
+                    format!("registry {key} has more than {MAX_REPLICAS} replicas"),
+                ));
+            }
+            for r in default_order.iter().flatten() {
+                if !known_region(r) {
+                    problems.push(at(
+                        &table,
+                        Some("default_order"),
+                        format!(
+                            "default_order names region {r:?}, which has no [regions.{r}] table"
+                        ),
+                    ));
+                }
+            }
+            let mut reps = Vec::new();
+            for (rkey, rep) in replicas {
+                let rtable = format!("{table}.replicas.{rkey}");
+                let file::ReplicaSpec {
+                    region,
+                    ipv4,
+                    ipv6,
+                    cname,
+                    health,
+                } = rep;
+                let region = region.unwrap_or_else(|| rkey.clone());
+                if !known_region(&region) {
+                    problems.push(at(&rtable, Some("region"), format!("replica {rkey} is in region {region:?}, which has no [regions.{region}] table")));
+                }
+                let cname = match cname {
+                    None => None,
+                    Some(c) => match Name::from_ascii(&c) {
+                        Ok(mut n) => {
+                            n.set_fqdn(true);
+                            Some(n)
+                        }
+                        Err(e) => {
+                            problems.push(at(
+                                &rtable,
+                                Some("cname"),
+                                format!("cname {c:?} is not a domain name: {e}"),
+                            ));
+                            None
+                        }
+                    },
+                };
+                if cname.is_some() && !(ipv4.is_empty() && ipv6.is_empty()) {
+                    problems.push(at(
+                        &rtable,
+                        Some("cname"),
+                        format!("replica {rkey} has both a cname and addresses; choose one"),
+                    ));
+                }
+                if cname.is_none() && ipv4.is_empty() && ipv6.is_empty() {
+                    problems.push(at(
+                        &rtable,
+                        None,
+                        format!("replica {rkey} has neither addresses (ipv4/ipv6) nor a cname"),
+                    ));
+                }
+                reps.push(Replica {
+                    key: rkey,
+                    region,
+                    ipv4,
+                    ipv6,
+                    cname,
+                    health,
+                });
+            }
+            if let Some(name) = name {
+                if let Some(other) = regs.iter().find(|o: &&Registry| o.name == name) {
+                    problems.push(at(
+                        &table,
+                        Some("name"),
+                        format!("global name {name} is also used by registry {}", other.key),
+                    ));
+                }
+                regs.push(Registry {
+                    key,
+                    name,
+                    ttl: u32::try_from(ttl.0.as_secs()).unwrap_or(u32::MAX),
+                    answers,
+                    default_order,
+                    health,
+                    replicas: reps,
+                });
+            }
+        }
+
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            listen: addrs,
+            zones_dir: base.join(zones_dir),
+            latency_table: latency_table.map(|f| geo_dir.join(f)),
+            mmdb: mmdb.map(|f| geo_dir.join(f)),
+            geo_dir,
+            tcp_idle_timeout: tcp.idle_timeout.0,
+            tcp_max_connections: tcp.max_connections,
+            admin_listen,
+            default_order,
+            regions: regions.into_iter().collect(),
+            health,
+            registries: regs,
+        })
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+/// Best-effort line of `key` inside `[table]` (or of the table header when `key` is None).
+/// Used for errors found after parsing, where serde's spans are gone.
+fn line_of(text: &str, table: &str, key: Option<&str>) -> Option<usize> {
+    let mut in_table = table.is_empty();
+    let mut header_line = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            let name = t.trim_start_matches('[').trim_end_matches(']').trim();
+            in_table = name == table;
+            if in_table {
+                header_line = Some(i + 1);
+                if key.is_none() {
+                    return header_line;
+                }
+            }
+            continue;
+        }
+        if in_table
+            && let Some(k) = key
+            && t.split('=').next().is_some_and(|lhs| lhs.trim() == k)
+        {
+            return Some(i + 1);
+        }
+    }
+    header_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, Problems> {
+        Config::from_toml(text, Path::new("/etc/steerdns/steerdns.toml"))
+    }
+
+    const GOOD: &str = r#"
+version = 1
+[server]
+listen = ["127.0.0.1:5300", "[::1]:5300"]
+[server.tcp]
+idle_timeout = "5s"
+[regions.westeurope]
+[regions.eastus]
+[routing]
+default_order = ["westeurope", "eastus"]
+latency_table = "latency.csv"
+[registries.contoso]
+name = "contoso.registry.example"
+ttl = "20s"
+[registries.contoso.replicas.westeurope]
+ipv4 = ["192.0.2.10"]
+[registries.contoso.replicas.east]
+region = "eastus"
+cname = "eastus.contoso.registry.example."
+"#;
+
+    #[test]
+    fn good_config() {
+        let c = load(GOOD).expect("valid");
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.zones_dir, PathBuf::from("/etc/steerdns/zones"));
+        assert_eq!(
+            c.latency_table,
+            Some(PathBuf::from("/etc/steerdns/geo/latency.csv"))
+        );
+        assert_eq!(c.tcp_idle_timeout, Duration::from_secs(5));
+        let r = &c.registries[0];
+        assert_eq!(r.name.to_ascii(), "contoso.registry.example.");
+        assert_eq!(r.ttl, 20);
+        assert_eq!(r.replicas[0].key, "east");
+        assert_eq!(r.replicas[0].region, "eastus");
+        assert_eq!(r.replicas[1].region, "westeurope");
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let e = load("version = 1\n[server]\nlisten = [\"127.0.0.1:53\"\nzones_dir = 3\n")
+            .expect_err("bad");
+        assert!(e.0[0].line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_names_it_and_its_line() {
+        let e = load("version = 1\n[server]\nlisten = []\nzone_dir = \"x\"\n").expect_err("typo");
+        assert_eq!(e.0[0].line, Some(4), "{e}");
+        assert!(e.0[0].reason.contains("zone_dir"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_file_line_and_reason() {
+        let text = GOOD
+            .replace("region = \"eastus\"", "region = \"eastuss\"")
+            .replace("ttl = \"20s\"", "ttl = \"2h\"");
+        let e = load(&text).expect_err("bad");
+        let s = e.to_string();
+        assert!(
+            s.contains("/etc/steerdns/steerdns.toml:14: ttl 7200s"),
+            "{s}"
+        );
+        assert!(
+            s.contains("steerdns.toml:18: replica east is in region \"eastuss\""),
+            "{s}"
+        );
+        let e = load("version = 2\n").expect_err("version");
+        assert_eq!(e.0[0].line, Some(1));
+        let e = load(&GOOD.replace(
+            "cname = \"eastus",
+            "ipv4 = [\"192.0.2.1\"]\ncname = \"eastus",
+        ))
+        .expect_err("both");
+        assert!(e.to_string().contains("both a cname and addresses"), "{e}");
+        let e = load(&GOOD.replace("[\"127.0.0.1:5300\",", "[\"127.0.0.1\",")).expect_err("listen");
+        assert!(e.to_string().contains("not ADDR:PORT"), "{e}");
+    }
+}

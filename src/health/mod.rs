@@ -1,0 +1,3 @@
+//! Health: probe settings, outcomes, the health state machine and the prober.
+
+pub mod spec;

@@ -1,0 +1,288 @@
+//! DNS transports: UDP and TCP listeners, bound by the caller, served until shutdown.
+//!
+//! - UDP: one task per socket, answering each datagram inline (no task per query; the answer
+//!   path is synchronous). A second socket per address (SO_REUSEPORT) spreads load over cores.
+//! - TCP (RFC 7766): one task per connection, queries answered in order as they arrive, so
+//!   pipelined queries each get their answer; an idle timeout; a cap on open connections over
+//!   all listeners: beyond it a new connection is closed at once and the existing ones keep
+//!   working.
+//! - Shutdown: the listeners stop accepting; a TCP connection finishes the query it is
+//!   answering and closes.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::dns::{self, Transport};
+use crate::state::Shared;
+
+/// Receive buffer asked for UDP sockets: room for bursts from a busy resolver.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+/// TCP listen backlog.
+const TCP_BACKLOG: i32 = 1024;
+
+/// Sockets bound by the caller (the binary binds the configured addresses; tests bind port 0).
+#[derive(Debug, Default)]
+pub struct Sockets {
+    /// UDP sockets.
+    pub udp: Vec<UdpSocket>,
+    /// TCP listeners.
+    pub tcp: Vec<TcpListener>,
+}
+
+impl Sockets {
+    /// Bind UDP and TCP on each address. IPv6 sockets are IPv6-only so that IPv4 and IPv6 are
+    /// separate sockets (no IPv4-mapped sources). Port 0 picks a free port, the same for UDP
+    /// and TCP of one address when possible.
+    pub fn bind(addrs: &[SocketAddr]) -> io::Result<Self> {
+        let mut sockets = Self::default();
+        for addr in addrs {
+            let tcp = bind_tcp(*addr)?;
+            // With port 0, reuse the port TCP got for UDP, so one address:port serves both.
+            let udp_addr = tcp.local_addr()?;
+            let udp = bind_udp(udp_addr).or_else(|_| bind_udp(*addr))?;
+            sockets.udp.push(udp);
+            sockets.tcp.push(tcp);
+        }
+        Ok(sockets)
+    }
+
+    /// The addresses actually bound (UDP first, then TCP).
+    pub fn local_addrs(&self) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+        (
+            self.udp
+                .iter()
+                .filter_map(|s| s.local_addr().ok())
+                .collect(),
+            self.tcp
+                .iter()
+                .filter_map(|s| s.local_addr().ok())
+                .collect(),
+        )
+    }
+}
+
+fn socket_for(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = socket_for(addr, Type::DGRAM, Protocol::UDP)?;
+    // The kernel caps this at net.core.rmem_max; a failure here is not fatal.
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket_for(addr, Type::STREAM, Protocol::TCP)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(TCP_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// TCP limits.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpLimits {
+    /// Close a connection that sends nothing for this long.
+    pub idle_timeout: Duration,
+    /// Open connections at most, over all listeners.
+    pub max_connections: usize,
+}
+
+/// Counters the transports keep (exported as metrics by the admin layer).
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// TCP connections refused because the cap was reached.
+    pub tcp_refused: AtomicU64,
+    /// TCP connections accepted.
+    pub tcp_accepted: AtomicU64,
+}
+
+/// Serve every socket until `shutdown` is cancelled; returns when all listeners and
+/// connections have finished.
+pub async fn serve(
+    sockets: Sockets,
+    shared: Shared,
+    limits: TcpLimits,
+    stats: Arc<TransportStats>,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    for socket in sockets.udp {
+        if let Ok(addr) = socket.local_addr() {
+            info!(udp = %addr, "listening");
+        }
+        tracker.spawn(serve_udp(socket, shared.clone(), shutdown.clone()));
+    }
+    for listener in sockets.tcp {
+        if let Ok(addr) = listener.local_addr() {
+            info!(tcp = %addr, "listening");
+        }
+        tracker.spawn(serve_tcp(
+            listener,
+            shared.clone(),
+            limits,
+            permits.clone(),
+            stats.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn serve_udp(socket: UdpSocket, shared: Shared, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let (len, src) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on some systems; keep serving.
+                    debug!(error = %e, "udp receive error");
+                    continue;
+                }
+            },
+        };
+        let answered = {
+            let snap = shared.current();
+            dns::handle(
+                &snap,
+                &buf[..len],
+                canonical(src.ip()),
+                Transport::Udp,
+                &mut out,
+            )
+        };
+        if answered.is_some()
+            && let Err(e) = socket.send_to(&out, src).await
+        {
+            debug!(error = %e, client = %src, "udp send error");
+        }
+    }
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    shared: Shared,
+    limits: TcpLimits,
+    permits: Arc<Semaphore>,
+    stats: Arc<TransportStats>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let mut cap_logged = false;
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly, keep serving.
+                    warn!(error = %e, "tcp accept error");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                cap_logged = false;
+                stats.tcp_accepted.fetch_add(1, Ordering::Relaxed);
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    if let Err(e) =
+                        serve_connection(stream, peer, shared, limits.idle_timeout, shutdown).await
+                    {
+                        debug!(error = %e, client = %peer, "tcp connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+                if !cap_logged {
+                    warn!(
+                        max = limits.max_connections,
+                        "tcp connection cap reached; closing new connections"
+                    );
+                    cap_logged = true;
+                }
+                drop(stream);
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Shared,
+    idle: Duration,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut query = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(4096);
+    let mut frame = Vec::with_capacity(4096);
+    let client = canonical(peer.ip());
+    loop {
+        let len = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            r = tokio::time::timeout(idle, read.read_u16()) => match r {
+                Err(_) => return Ok(()), // idle timeout
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(r) => usize::from(r?),
+            },
+        };
+        let body = &mut query[..len];
+        match tokio::time::timeout(idle, read.read_exact(body)).await {
+            Err(_) => return Ok(()),
+            Ok(r) => {
+                r?;
+            }
+        }
+        let answered = {
+            let snap = shared.current();
+            dns::handle(&snap, body, client, Transport::Tcp, &mut out)
+        };
+        if answered.is_some() {
+            frame.clear();
+            frame.extend_from_slice(&(out.len() as u16).to_be_bytes());
+            frame.extend_from_slice(&out);
+            write.write_all(&frame).await?;
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are IPv4 clients.
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}

@@ -1,0 +1,332 @@
+//! End to end: the built `steerdns` binary on the repository's default config, queried with
+//! the real `dig` (Debian package dnsutils, installed by tests/run.sh) for every behaviour of
+//! the authoritative core.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::repo;
+
+/// The binary, killed by PID when dropped (so a failing check leaves nothing running).
+pub struct Binary {
+    child: Child,
+    /// The DNS address it bound (UDP and TCP).
+    pub addr: SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Binary {
+    /// Start `steerdns serve` with `args`, wait for its "listening udp=ADDR" log line.
+    pub fn serve(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_steerdns"))
+            .arg("serve")
+            .args(args)
+            .current_dir(repo())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start steerdns");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            // Ready once both the UDP and the TCP listener are logged.
+            let mut udp = None;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut l) = log2.lock() {
+                    l.push(line.clone());
+                }
+                if let Some(addr) = line.split("udp=").nth(1) {
+                    udp = Some(addr.trim().to_string());
+                }
+                if line.contains("tcp=")
+                    && let Some(addr) = udp.take()
+                {
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("steerdns logs its bound UDP address")
+            .parse()
+            .expect("address");
+        Self { child, addr, log }
+    }
+
+    /// Send SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Run dig against it.
+    pub fn dig(&self, args: &[&str]) -> String {
+        let out = Command::new("dig")
+            .arg(format!("@{}", self.addr.ip()))
+            .args(["-p", &self.addr.port().to_string(), "+time=3", "+tries=1"])
+            .args(args)
+            .output()
+            .expect("dig is installed (tests/run.sh installs dnsutils)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value after `label` in dig's header lines, e.g. `status` or `ANSWER`.
+fn field<'a>(out: &'a str, label: &str) -> &'a str {
+    let key = format!("{label}: ");
+    out.split(&key)
+        .nth(1)
+        .and_then(|rest| rest.split([',', '\n', ';']).next())
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {label} in dig output:\n{out}"))
+}
+
+/// The header flags dig prints (`qr aa rd`), as a list.
+fn flags(out: &str) -> Vec<&str> {
+    out.split("flags: ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .map(|f| f.split_whitespace().collect())
+        .unwrap_or_else(|| panic!("no flags in dig output:\n{out}"))
+}
+
+/// Lines of one dig section (e.g. "AUTHORITY").
+fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    let marker = format!(";; {name} SECTION:");
+    out.split(&marker)
+        .nth(1)
+        .map(|rest| {
+            rest.lines()
+                .skip(1)
+                .take_while(|l| !l.trim().is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn dig_sees_an_rfc_correct_authoritative_server() {
+    let b = Binary::serve(&["--config", "steerdns.toml", "--listen", "127.0.2.1:0"]);
+    assert!(
+        b.log()
+            .iter()
+            .any(|l| l.contains("listening") && l.contains("tcp=127.0.2.1:")),
+        "{:?}",
+        b.log()
+    );
+
+    // SOA and NS at the apex, authoritative, no recursion offered, RD copied.
+    let out = b.dig(&["registry.example", "SOA"]);
+    assert_eq!(field(&out, "status"), "NOERROR", "{out}");
+    assert_eq!(field(&out, "ANSWER"), "1");
+    assert!(
+        flags(&out).contains(&"aa") && flags(&out).contains(&"rd") && !flags(&out).contains(&"ra"),
+        "{out}"
+    );
+    let out = b.dig(&["+norec", "registry.example", "NS"]);
+    assert_eq!(field(&out, "ANSWER"), "2", "{out}");
+    assert!(!flags(&out).contains(&"rd"), "RD copied as clear: {out}");
+
+    // NXDOMAIN and NODATA with the SOA at TTL min(3600, 60).
+    for (args, status) in [
+        (["nope.registry.example", "A"], "NXDOMAIN"),
+        (["www.registry.example", "MX"], "NOERROR"),
+    ] {
+        let out = b.dig(&args);
+        assert_eq!(field(&out, "status"), status, "{out}");
+        assert_eq!(field(&out, "ANSWER"), "0");
+        let auth = section(&out, "AUTHORITY");
+        assert_eq!(auth.len(), 1, "{out}");
+        let cols: Vec<&str> = auth[0].split_whitespace().collect();
+        assert_eq!((cols[1], cols[3]), ("60", "SOA"), "{out}");
+    }
+
+    // Outside our zones, look-alikes included: REFUSED.
+    for name in ["xregistry.example", "example", "registry.example.org"] {
+        let out = b.dig(&[name, "A"]);
+        assert_eq!(field(&out, "status"), "REFUSED", "{name}: {out}");
+        assert!(!flags(&out).contains(&"aa"));
+    }
+
+    // ANY: one RRset.
+    let out = b.dig(&["www.registry.example", "ANY"]);
+    assert_eq!(field(&out, "ANSWER"), "1", "{out}");
+
+    // EDNS: our payload size; BADVERS for version 1; no OPT without EDNS; unknown options
+    // ignored and not echoed.
+    let out = b.dig(&["www.registry.example", "A"]);
+    assert!(out.contains("udp: 1232"), "{out}");
+    let out = b.dig(&["+edns=1", "+noednsneg", "www.registry.example", "A"]);
+    assert_eq!(field(&out, "status"), "BADVERS", "{out}");
+    assert!(out.contains("EDNS: version: 0"), "{out}");
+    let out = b.dig(&["+noedns", "www.registry.example", "A"]);
+    assert!(!out.contains("OPT PSEUDOSECTION"), "{out}");
+    assert_eq!(field(&out, "ANSWER"), "1");
+    let out = b.dig(&["+ednsopt=65001:c0ffee", "www.registry.example", "A"]);
+    assert_eq!(field(&out, "status"), "NOERROR", "{out}");
+    let opt = out
+        .split("OPT PSEUDOSECTION")
+        .nth(1)
+        .and_then(|r| r.split("QUESTION SECTION").next())
+        .unwrap_or("");
+    assert!(
+        opt.contains("udp: 1232") && !opt.contains("65001"),
+        "unknown option not echoed: {out}"
+    );
+
+    // Truncation over UDP, the whole answer over TCP.
+    let out = b.dig(&["+bufsize=1232", "+ignore", "big.registry.example", "TXT"]);
+    assert!(flags(&out).contains(&"tc"), "{out}");
+    assert_eq!(field(&out, "ANSWER"), "0");
+    let out = b.dig(&["+tcp", "big.registry.example", "TXT"]);
+    assert_eq!(field(&out, "ANSWER"), "24", "{out}");
+    assert!(!flags(&out).contains(&"tc"));
+    // dig without +ignore retries over TCP by itself and gets everything.
+    let out = b.dig(&["big.registry.example", "TXT"]);
+    assert_eq!(field(&out, "ANSWER"), "24", "{out}");
+
+    // Several queries on one TCP connection.
+    let out = b.dig(&[
+        "+tcp",
+        "+keepopen",
+        "www.registry.example",
+        "A",
+        "mail.registry.example",
+        "A",
+        "nope.registry.example",
+        "A",
+    ]);
+    assert_eq!(out.matches("status: NOERROR").count(), 2, "{out}");
+    assert_eq!(out.matches("status: NXDOMAIN").count(), 1, "{out}");
+
+    // 0x20: the question comes back in the case it was asked.
+    let out = b.dig(&["WwW.ReGiStRy.ExAmPlE", "A"]);
+    assert!(out.contains(";WwW.ReGiStRy.ExAmPlE.\t"), "{out}");
+    assert!(
+        section(&out, "ANSWER")[0].starts_with("WwW.ReGiStRy.ExAmPlE."),
+        "{out}"
+    );
+
+    // Unknown opcodes: NOTIMP.
+    for opcode in ["2", "3", "15"] {
+        let out = b.dig(&[&format!("+opcode={opcode}"), "www.registry.example", "A"]);
+        assert_eq!(field(&out, "status"), "NOTIMP", "opcode {opcode}: {out}");
+    }
+
+    // A delegation: referral, no AA, NS in authority, glue in additional.
+    let out = b.dig(&["host.child.registry.example", "A"]);
+    assert_eq!(field(&out, "status"), "NOERROR", "{out}");
+    assert!(!flags(&out).contains(&"aa"), "{out}");
+    assert_eq!(section(&out, "AUTHORITY").len(), 1, "{out}");
+    assert!(
+        section(&out, "AUTHORITY")[0].contains("NS\tns.child.registry.example."),
+        "{out}"
+    );
+    assert_eq!(section(&out, "ADDITIONAL").len(), 2, "{out}");
+
+    // Malformed packets: garbage is FORMERR'd or dropped, and the server keeps answering.
+    let sock = std::net::UdpSocket::bind("127.0.2.2:0").expect("bind");
+    for i in 0..200u32 {
+        let junk: Vec<u8> = (0..(i % 40))
+            .map(|j| (i.wrapping_mul(31).wrapping_add(j * 7)) as u8)
+            .collect();
+        let _ = sock.send_to(&junk, b.addr);
+    }
+    let out = b.dig(&["www.registry.example", "A"]);
+    assert_eq!(field(&out, "status"), "NOERROR", "still serving: {out}");
+
+    // SIGTERM: a graceful exit with status 0.
+    assert_eq!(b.terminate(), Some(0));
+}
+
+#[test]
+fn check_config_reports_problems_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).expect("mkdir");
+    std::fs::write(
+        zones.join("bad.example.zone"),
+        "$TTL 60\n@ SOA ns h 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\nwww A 300.1.1.1\n",
+    )
+    .expect("zone");
+    let cfg = dir.path().join("steerdns.toml");
+    std::fs::write(&cfg, "version = 1\n[server]\nlisten = [\"127.0.0.1:0\"]\n").expect("cfg");
+    let run = |cfg: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_steerdns"))
+            .args(["check-config", "--config"])
+            .arg(cfg)
+            .output()
+            .expect("run")
+    };
+    let out = run(&cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("bad.example.zone:5:"),
+        "file and line: {stderr}"
+    );
+
+    std::fs::write(
+        &cfg,
+        "version = 1\n[server]\nlisten = [\"127.0.0.1:0\"]\nbogus = 1\n",
+    )
+    .expect("cfg");
+    let out = run(&cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr.contains("steerdns.toml:4:") && stderr.contains("bogus"),
+        "{stderr}"
+    );
+
+    // The repository's default config is valid and summarised.
+    let out = run(&repo().join("steerdns.toml"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("registry.example.") && stdout.contains("contoso.registry.example."),
+        "{stdout}"
+    );
+
+    // Usage errors exit 2; --version works.
+    let out = Command::new(env!("CARGO_BIN_EXE_steerdns"))
+        .arg("--bogus")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_steerdns"))
+        .arg("--version")
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}

@@ -1,0 +1,205 @@
+//! Test support: an in-process server on loopback port 0, and small DNS clients over real UDP
+//! and TCP sockets.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use steerdns::app::{self, Handles};
+use steerdns::server::Sockets;
+use steerdns::state::Snapshot;
+
+/// How long a test waits for any one answer before failing.
+pub const ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A config that serves the repository's demo zones (and whatever `extra` adds).
+pub fn demo_config(extra: &str) -> String {
+    let zones = repo().join("zones");
+    let geo = repo().join("geo");
+    format!(
+        "version = 1\n[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {zones:?}\ngeo_dir = {geo:?}\n{extra}"
+    )
+}
+
+/// A steerdns running in this process on 127.0.0.1, port 0 (UDP and TCP on one port).
+pub struct TestServer {
+    /// The address (UDP and TCP).
+    pub addr: SocketAddr,
+    /// The server's handles.
+    pub handles: Handles,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Start a server from config text (written to a temporary directory).
+    pub async fn start(config: &str) -> Self {
+        Self::start_on(config, "127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// Start on a given address.
+    pub async fn start_on(config: &str, listen: SocketAddr) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("steerdns.toml");
+        std::fs::write(&path, config).expect("write config");
+        let snapshot =
+            Snapshot::load(&path).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
+        let sockets = Sockets::bind(&[listen]).expect("bind");
+        let addr = sockets.udp[0].local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let (handles, task) = app::spawn(snapshot, sockets, shutdown.clone());
+        Self {
+            addr,
+            handles,
+            shutdown,
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// Stop and wait for every listener and connection to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(ANSWER_WAIT, self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task did not panic");
+    }
+
+    /// Path of the temporary directory the config lives in.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+/// A query message for `name`/`rtype` with RD set and the given EDNS (None = no OPT).
+pub fn query(name: &str, rtype: RecordType, edns: Option<Edns>) -> Message {
+    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
+    m.edns = edns;
+    m
+}
+
+/// EDNS version 0 with payload `size`.
+pub fn edns(size: u16) -> Edns {
+    let mut e = Edns::new();
+    e.set_max_payload(size);
+    e
+}
+
+/// EDNS with a Client Subnet option.
+pub fn edns_ecs(subnet: &str) -> Edns {
+    let mut e = edns(1232);
+    e.options_mut().insert(EdnsOption::Subnet(
+        subnet.parse::<ClientSubnet>().expect("subnet"),
+    ));
+    e
+}
+
+/// Send raw bytes over UDP and wait for one answer.
+pub async fn udp_raw(server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    udp_raw_from("127.0.0.1".parse().expect("ip"), server, packet).await
+}
+
+/// How long to wait before concluding that a packet was dropped (no answer is expected).
+pub const DROP_WAIT: Duration = Duration::from_millis(500);
+
+/// Send raw bytes over UDP; None when nothing came back within `DROP_WAIT`.
+pub async fn udp_expect_silence(server: SocketAddr, packet: &[u8]) -> bool {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind client");
+    sock.send_to(packet, server).await.expect("send");
+    let mut buf = vec![0u8; 65535];
+    tokio::time::timeout(DROP_WAIT, sock.recv_from(&mut buf))
+        .await
+        .is_err()
+}
+
+/// Send raw bytes over UDP from a chosen loopback source and wait for one answer.
+pub async fn udp_raw_from(source: IpAddr, server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind(SocketAddr::new(source, 0))
+        .await
+        .expect("bind client");
+    sock.send_to(packet, server).await.expect("send");
+    let mut buf = vec![0u8; 65535];
+    match tokio::time::timeout(ANSWER_WAIT, sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+/// Query over UDP and decode the answer.
+pub async fn udp(server: SocketAddr, msg: &Message) -> Message {
+    let bytes = udp_raw(server, &msg.to_vec().expect("encode"))
+        .await
+        .expect("an answer over UDP");
+    Message::from_vec(&bytes).expect("decodable answer")
+}
+
+/// Query over UDP from a chosen source address.
+pub async fn udp_from(source: IpAddr, server: SocketAddr, msg: &Message) -> Message {
+    let bytes = udp_raw_from(source, server, &msg.to_vec().expect("encode"))
+        .await
+        .expect("an answer over UDP");
+    Message::from_vec(&bytes).expect("decodable answer")
+}
+
+/// Send several queries on one TCP connection at once (pipelined) and read as many answers.
+pub async fn tcp_raw(server: SocketAddr, packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut stream = TcpStream::connect(server).await.expect("connect");
+    let mut out = Vec::new();
+    for p in packets {
+        out.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    stream.write_all(&out).await.expect("write");
+    let mut answers = Vec::new();
+    for _ in packets {
+        answers.push(read_frame(&mut stream).await.expect("an answer over TCP"));
+    }
+    answers
+}
+
+/// Read one length-prefixed DNS message; None on EOF or timeout.
+pub async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    tokio::time::timeout(ANSWER_WAIT, stream.read_exact(&mut len))
+        .await
+        .ok()?
+        .ok()?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    tokio::time::timeout(ANSWER_WAIT, stream.read_exact(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(buf)
+}
+
+/// Query over TCP and decode the answer.
+pub async fn tcp(server: SocketAddr, msg: &Message) -> Message {
+    let answers = tcp_raw(server, &[msg.to_vec().expect("encode")]).await;
+    Message::from_vec(&answers[0]).expect("decodable answer")
+}
+
+/// The answer's ECS option, if any.
+pub fn answer_ecs(m: &Message) -> Option<ClientSubnet> {
+    m.edns.as_ref().and_then(
+        |e| match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet) {
+            Some(EdnsOption::Subnet(cs)) => Some(*cs),
+            _ => None,
+        },
+    )
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run every test of steerdns: formatting, lints, unit tests, in-process integration tests,
+# the end-to-end tests against the built binary with dig, and the resolver lab.
+# Installs the Debian packages the tests need (tests/packages.txt, tests/lab/packages.txt)
+# when they are missing; that needs root (as on CI and the dev machines).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for list in tests/packages.txt tests/lab/packages.txt; do
+  [ -f "$list" ] || continue
+  while read -r pkg; do
+    case "$pkg" in ''|'#'*) continue ;; esac
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done < "$list"
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run.sh: need root to apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets
