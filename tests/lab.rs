@@ -181,6 +181,20 @@ fn resolvers_reach_steerdns_through_a_delegation() {
         );
     }
 
+    if !checks.failed.is_empty() {
+        lab.print_logs();
+        lab.keep_dir = true;
+    }
+    let dir = lab.dir().to_path_buf();
+    let ip_tool = lab.tools.ip.clone();
+    let pids: Vec<(String, u32)> = lab
+        .procs
+        .iter()
+        .map(|p| (p.name().to_owned(), p.pid()))
+        .collect();
+    drop(lab);
+    check_nothing_left(&mut checks, &pids, &ip_tool);
+
     let elapsed = started.elapsed();
     eprintln!(
         "lab: {} checks passed, {} failed, in {elapsed:.1?}",
@@ -188,13 +202,44 @@ fn resolvers_reach_steerdns_through_a_delegation() {
         checks.failed.len()
     );
     if !checks.failed.is_empty() {
-        lab.print_logs();
         panic!(
             "{} lab check(s) failed (run directory kept: {}):\n\n{}",
             checks.failed.len(),
-            lab.dir().display(),
+            dir.display(),
             checks.failed.join("\n\n")
         );
+    }
+}
+
+/// After the lab is dropped: every process it started is gone, BIND's address is off `lo`,
+/// and port 53 is free on every lab address.
+fn check_nothing_left(checks: &mut Checks, pids: &[(String, u32)], ip_tool: &Path) {
+    for (name, pid) in pids {
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            checks.fail(format!(
+                "[teardown] {name} (pid {pid}) still exists after the lab ended"
+            ));
+        } else {
+            checks.passed += 1;
+        }
+    }
+    let addrs = Command::new(ip_tool)
+        .args(["-4", "addr", "show", "dev", "lo"])
+        .output();
+    match addrs {
+        Ok(out) if !String::from_utf8_lossy(&out.stdout).contains(&format!(" {BIND}/")) => {
+            checks.passed += 1;
+        }
+        Ok(_) => checks.fail(format!(
+            "[teardown] {BIND}/32 is still on lo after the lab ended"
+        )),
+        Err(e) => checks.fail(format!("[teardown] cannot list the addresses of lo: {e}")),
+    }
+    for addr in [ROOT, PARENT, UNBOUND, BIND, AUTH] {
+        match harness::ensure_port_free(addr, 53) {
+            Ok(()) => checks.passed += 1,
+            Err(e) => checks.fail(format!("[teardown] {e}")),
+        }
     }
 }
 
@@ -262,6 +307,8 @@ struct Lab {
     replicas: Vec<Replica>,
     runtime: tokio::runtime::Runtime,
     dir: Option<tempfile::TempDir>,
+    /// Keep the run directory when dropped (a check failed).
+    keep_dir: bool,
 }
 
 impl Lab {
@@ -283,6 +330,7 @@ impl Lab {
             replicas: Vec::new(),
             runtime,
             dir: Some(dir),
+            keep_dir: false,
         }
     }
 
@@ -755,8 +803,9 @@ impl Drop for Lab {
             proc.stop();
         }
         self.lo_addr = None;
-        let keep =
-            thread::panicking() || std::env::var("STEERDNS_LAB_KEEP").is_ok_and(|v| v == "1");
+        let keep = self.keep_dir
+            || thread::panicking()
+            || std::env::var("STEERDNS_LAB_KEEP").is_ok_and(|v| v == "1");
         if let Some(dir) = self.dir.take()
             && keep
         {
