@@ -1,0 +1,380 @@
+//! Ranking a registry's replicas for one [`Location`]: [`rank`] for the
+//! answer path (no allocation) and [`explain`] for the CLI and admin API
+//! (allocates; same ordering code).
+//!
+//! Order: lowest RTT first; replicas whose region has no RTT for this location
+//! come after every replica with one, in default order; ties go to the earlier
+//! region in the default order, then to the lower replica index.
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use super::regions::RegionId;
+use super::{Basis, Location, RegionOrder};
+
+/// Most replicas a registry may have (the routable mask is a `u64`).
+pub const MAX_REPLICAS: usize = 64;
+
+/// Position of a replica in its registry's replica list.
+pub type ReplicaIndex = u8;
+
+//------------ Candidates -----------------------------------------------------
+
+/// One replica as routing sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The region the replica runs in.
+    pub region: RegionId,
+}
+
+/// A registry's replicas, at most [`MAX_REPLICAS`], stored inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidates {
+    items: [Candidate; MAX_REPLICAS],
+    len: u8,
+    /// Default-order position per replica when the registry overrides the
+    /// server-wide default order.
+    positions: Option<[u16; MAX_REPLICAS]>,
+}
+
+/// A registry has more than [`MAX_REPLICAS`] replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0} replicas; a registry may have at most 64")]
+pub struct TooManyReplicas(pub usize);
+
+impl Candidates {
+    /// The replicas in registry order (replica index = position).
+    pub fn new(items: &[Candidate]) -> Result<Self, TooManyReplicas> {
+        if items.len() > MAX_REPLICAS {
+            return Err(TooManyReplicas(items.len()));
+        }
+        let mut c = Self {
+            items: [Candidate {
+                region: RegionId(0),
+            }; MAX_REPLICAS],
+            len: items.len() as u8, // <= 64, checked above
+            positions: None,
+        };
+        c.items[..items.len()].copy_from_slice(items);
+        Ok(c)
+    }
+
+    /// Like [`Candidates::new`], for a registry with its own default order
+    /// (it replaces the server-wide one when RTTs tie or are unknown).
+    pub fn with_order(items: &[Candidate], order: &RegionOrder) -> Result<Self, TooManyReplicas> {
+        let mut c = Self::new(items)?;
+        let mut positions = [u16::MAX; MAX_REPLICAS];
+        for (p, item) in positions.iter_mut().zip(items) {
+            *p = order.position(item.region);
+        }
+        c.positions = Some(positions);
+        Ok(c)
+    }
+
+    /// Default-order position of replica `i` for `location`.
+    fn position(&self, location: &Location<'_>, i: usize) -> u16 {
+        match &self.positions {
+            Some(p) => p[i],
+            None => location.default_position(self.items[i].region),
+        }
+    }
+
+    /// Number of replicas.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The replicas.
+    pub fn as_slice(&self) -> &[Candidate] {
+        &self.items[..self.len()]
+    }
+
+    /// The mask with a bit set for every replica.
+    pub fn all(&self) -> u64 {
+        match self.len() {
+            MAX_REPLICAS => u64::MAX,
+            n => (1u64 << n) - 1,
+        }
+    }
+}
+
+//------------ Ordering -------------------------------------------------------
+
+const KEY_UNROUTABLE: u64 = 1 << 63;
+const KEY_NO_RTT: u64 = 1 << 56;
+
+/// The sort key of one replica: `[no-rtt flag | rtt ms | default position |
+/// replica index]`, so that comparing keys is the documented order and the
+/// index can be read back from the low byte.
+fn key(location: &Location<'_>, candidates: &Candidates, i: usize) -> u64 {
+    let region = candidates.items[i].region;
+    let index = i as u64; // < 64
+    let order = (u64::from(candidates.position(location, i)) << 8) | index;
+    match location.rtt_ms(region) {
+        Some(rtt) => (u64::from(rtt) << 24) | order,
+        None => KEY_NO_RTT | order,
+    }
+}
+
+/// Fill `keys` with the sorted keys of the replicas selected by `mask`
+/// (all replicas when `with_unroutable`, unroutable ones sorted last).
+fn sorted_keys(
+    location: &Location<'_>,
+    candidates: &Candidates,
+    mask: u64,
+    with_unroutable: bool,
+    keys: &mut [u64; MAX_REPLICAS],
+) -> usize {
+    let mut k = 0;
+    for i in 0..candidates.len() {
+        let routable = mask & (1u64 << i) != 0;
+        if !routable && !with_unroutable {
+            continue;
+        }
+        let flag = if routable { 0 } else { KEY_UNROUTABLE };
+        keys[k] = key(location, candidates, i) | flag;
+        k += 1;
+    }
+    keys[..k].sort_unstable();
+    k
+}
+
+/// Write the best `n` routable replicas for `location` into `out`, best
+/// first, and return how many were written (`min(n, routable count)`).
+///
+/// `routable` has bit `i` set when replica `i` may be answered. When it
+/// selects none, this returns 0 and the caller applies its fail-open rule
+/// (typically: call again with [`Candidates::all`]). No allocation.
+pub fn rank(
+    location: &Location<'_>,
+    candidates: &Candidates,
+    routable: u64,
+    n: usize,
+    out: &mut [ReplicaIndex; MAX_REPLICAS],
+) -> usize {
+    let mut keys = [0u64; MAX_REPLICAS];
+    let k = sorted_keys(location, candidates, routable, false, &mut keys);
+    let m = k.min(n);
+    for (o, key) in out.iter_mut().zip(&keys[..m]) {
+        *o = (key & 0xff) as ReplicaIndex;
+    }
+    m
+}
+
+//------------ Explain --------------------------------------------------------
+
+/// A full ranking for `steerdns explain` and the admin API.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Explanation {
+    /// Which layer decided.
+    pub basis: Basis,
+    /// The latency-table prefix or mmdb network that decided (or, for the
+    /// default basis, the mmdb network that had no coordinates).
+    pub network: Option<IpNet>,
+    /// The metrics label (table label, or country / continent code).
+    pub label: Option<String>,
+    /// The ECS scope prefix the answer carries.
+    pub scope_prefix: u8,
+    /// Every replica, routable ones first in answer order, then the others
+    /// in the order they would have had.
+    pub replicas: Vec<ExplainRow>,
+}
+
+/// One replica in an [`Explanation`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ExplainRow {
+    /// The replica's index in its registry.
+    pub replica: ReplicaIndex,
+    /// Its region.
+    pub region: RegionId,
+    /// The region's name.
+    pub region_name: String,
+    /// RTT for this location (measured for the table basis, estimated for geo).
+    pub rtt_ms: Option<u32>,
+    /// Whether `routable` selected it.
+    pub routable: bool,
+}
+
+/// Rank every replica for `location` and say why; allocates.
+pub fn explain(location: &Location<'_>, candidates: &Candidates, routable: u64) -> Explanation {
+    let mut keys = [0u64; MAX_REPLICAS];
+    let k = sorted_keys(location, candidates, routable, true, &mut keys);
+    let regions = location.regions();
+    let replicas = keys[..k]
+        .iter()
+        .map(|key| {
+            let replica = (key & 0xff) as ReplicaIndex;
+            let region = candidates.as_slice()[usize::from(replica)].region;
+            ExplainRow {
+                replica,
+                region,
+                region_name: regions.name(region).to_owned(),
+                rtt_ms: location.rtt_ms(region),
+                routable: key & KEY_UNROUTABLE == 0,
+            }
+        })
+        .collect();
+    Explanation {
+        basis: location.basis,
+        network: location.network,
+        label: location.label.map(str::to_owned),
+        scope_prefix: location.scope_prefix,
+        replicas,
+    }
+}
+
+//------------ Tests ----------------------------------------------------------
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::tests::{client, locator};
+    use super::*;
+
+    fn cands(regions: &[u16]) -> Candidates {
+        let v: Vec<Candidate> = regions
+            .iter()
+            .map(|&r| Candidate {
+                region: RegionId(r),
+            })
+            .collect();
+        Candidates::new(&v).unwrap()
+    }
+
+    fn ranked(loc: &Location<'_>, c: &Candidates, mask: u64, n: usize) -> Vec<u8> {
+        let mut out = [0; MAX_REPLICAS];
+        let k = rank(loc, c, mask, n, &mut out);
+        out[..k].to_vec()
+    }
+
+    #[test]
+    fn lowest_rtt_wins_and_n_limits() {
+        // regions: 0 westeurope, 1 eastus, 2 southeastasia.
+        let l = locator(true, false);
+        // 10.1.2.7 -> 10.1.2.0/24: eastus 5, westeurope 30, southeastasia 200.
+        let loc = l.locate(client("10.1.2.7"));
+        assert_eq!(loc.basis, Basis::LatencyTable);
+        let c = cands(&[0, 1, 2]);
+        assert_eq!(ranked(&loc, &c, c.all(), 3), [1, 0, 2]);
+        assert_eq!(ranked(&loc, &c, c.all(), 1), [1]);
+        // n larger than the replica count returns them all.
+        assert_eq!(ranked(&loc, &c, c.all(), 10), [1, 0, 2]);
+        assert_eq!(ranked(&loc, &c, c.all(), 0), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn routable_mask_filters() {
+        let l = locator(true, false);
+        let loc = l.locate(client("10.1.2.7"));
+        let c = cands(&[0, 1, 2]);
+        assert_eq!(ranked(&loc, &c, 0b101, 3), [0, 2]);
+        assert_eq!(ranked(&loc, &c, 0b100, 3), [2]);
+        assert_eq!(ranked(&loc, &c, 0, 3), Vec::<u8>::new());
+        // Bits past the replica count are ignored.
+        assert_eq!(ranked(&loc, &c, u64::MAX << 3, 3), Vec::<u8>::new());
+        assert_eq!(ranked(&loc, &cands(&[]), u64::MAX, 3), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn ties_and_unknown_rtts() {
+        let l = locator(true, false);
+        // 10.9.9.9 -> 10.0.0.0/8: westeurope 10, eastus 90, southeastasia unknown.
+        let loc = l.locate(client("10.9.9.9"));
+        // Two replicas in the same region tie: lower index first. The
+        // unknown-RTT region goes last.
+        let c = cands(&[2, 1, 0, 0]);
+        assert_eq!(ranked(&loc, &c, c.all(), 4), [2, 3, 1, 0]);
+
+        // Equal RTTs: earlier default-order region first (default order is
+        // southeastasia, eastus, westeurope in this locator).
+        let loc = l.locate(client("10.3.0.1")); // 10.3.0.0/16: all three 50
+        assert_eq!(loc.network.unwrap().to_string(), "10.3.0.0/16");
+        let c = cands(&[0, 1, 2]);
+        assert_eq!(ranked(&loc, &c, c.all(), 3), [2, 1, 0]);
+
+        // Default basis: pure default order, then index.
+        let loc = l.locate(client("172.16.0.1"));
+        assert_eq!(loc.basis, Basis::DefaultOrder);
+        let c = cands(&[0, 0, 1, 2]);
+        assert_eq!(ranked(&loc, &c, c.all(), 4), [3, 2, 0, 1]);
+    }
+
+    #[test]
+    fn registry_default_order_overrides_the_server_one() {
+        let l = locator(true, false);
+        let order = RegionOrder::new(l.regions(), &["westeurope", "southeastasia"]).unwrap();
+        let c = Candidates::with_order(
+            &[0u16, 1, 2].map(|r| Candidate {
+                region: RegionId(r),
+            }),
+            &order,
+        )
+        .unwrap();
+        // Default basis: westeurope, southeastasia, then eastus (unlisted).
+        let loc = l.locate(client("172.16.0.1"));
+        assert_eq!(ranked(&loc, &c, c.all(), 3), [0, 2, 1]);
+        // Equal RTTs (10.3.0.0/16): the registry's order breaks the tie.
+        let loc = l.locate(client("10.3.0.1"));
+        assert_eq!(ranked(&loc, &c, c.all(), 3), [0, 2, 1]);
+        let e = explain(&loc, &c, c.all());
+        let order: Vec<u8> = e.replicas.iter().map(|r| r.replica).collect();
+        assert_eq!(order, [0, 2, 1]);
+        // Lowest RTT still wins over any order.
+        let loc = l.locate(client("10.1.2.7"));
+        assert_eq!(ranked(&loc, &c, c.all(), 1), [1]);
+    }
+
+    #[test]
+    fn candidates_limit_is_enforced() {
+        let many = vec![
+            Candidate {
+                region: RegionId(0)
+            };
+            65
+        ];
+        assert_eq!(Candidates::new(&many).unwrap_err(), TooManyReplicas(65));
+        let c = Candidates::new(&many[..64]).unwrap();
+        assert_eq!(c.all(), u64::MAX);
+        assert_eq!(c.len(), 64);
+        assert!(cands(&[]).is_empty());
+        assert_eq!(cands(&[]).all(), 0);
+        let l = locator(false, false);
+        let loc = l.locate(client("192.0.2.1"));
+        let mut out = [0; MAX_REPLICAS];
+        assert_eq!(rank(&loc, &c, c.all(), 64, &mut out), 64);
+        assert_eq!(out[63], 63);
+    }
+
+    #[test]
+    fn explain_uses_the_same_order() {
+        let l = locator(true, false);
+        let loc = l.locate(client("10.9.9.9"));
+        let c = cands(&[2, 1, 0, 0]);
+        let e = explain(&loc, &c, 0b1011);
+        assert_eq!(e.basis, Basis::LatencyTable);
+        assert_eq!(e.network.unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(e.scope_prefix, 13);
+        assert_eq!(e.label.as_deref(), Some("NL"));
+        let order: Vec<(u8, bool)> = e.replicas.iter().map(|r| (r.replica, r.routable)).collect();
+        assert_eq!(order, [(3, true), (1, true), (0, true), (2, false)]);
+        assert_eq!(e.replicas[0].region_name, "westeurope");
+        assert_eq!(e.replicas[0].rtt_ms, Some(10));
+        assert_eq!(e.replicas[2].rtt_ms, None);
+        // The routable prefix of the explanation is what `rank` answers.
+        let routable: Vec<u8> = e
+            .replicas
+            .iter()
+            .filter(|r| r.routable)
+            .map(|r| r.replica)
+            .collect();
+        assert_eq!(ranked(&loc, &c, 0b1011, 64), routable);
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["basis"], "latency_table");
+        assert_eq!(json["network"], "10.0.0.0/8");
+    }
+}
