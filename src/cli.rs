@@ -50,6 +50,27 @@ enum Command {
         #[arg(long, default_value = "steerdns.toml")]
         config: PathBuf,
     },
+    /// Show how a query for a global name would be answered for a client: the ranking
+    /// (replica, region, RTT), the basis, the matched prefix, the answer and the ECS scope.
+    /// Every replica counts as healthy (the offline view; the admin API explains live).
+    Explain {
+        /// The config file.
+        #[arg(long, default_value = "steerdns.toml")]
+        config: PathBuf,
+        /// The global name.
+        name: String,
+        /// The client (the resolver's address, the packet source).
+        client: std::net::IpAddr,
+        /// The EDNS Client Subnet the resolver sends, e.g. 203.0.113.0/24.
+        #[arg(long, value_name = "SUBNET")]
+        ecs: Option<ipnet::IpNet>,
+        /// The query type (A, AAAA, ...).
+        #[arg(long = "type", default_value = "A")]
+        qtype: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -58,6 +79,14 @@ impl Cli {
         match self.command {
             Command::Serve { config, listen } => serve(config, listen),
             Command::CheckConfig { config } => check_config(config),
+            Command::Explain {
+                config,
+                name,
+                client,
+                ecs,
+                qtype,
+                json,
+            } => explain(config, &name, client, ecs, &qtype, json),
         }
     }
 }
@@ -178,6 +207,110 @@ fn check_config(config: PathBuf) -> ExitCode {
             r.answers,
             reps.join(" ")
         );
+    }
+    ExitCode::SUCCESS
+}
+
+fn explain(
+    config: PathBuf,
+    name: &str,
+    client: std::net::IpAddr,
+    ecs: Option<ipnet::IpNet>,
+    qtype: &str,
+    json: bool,
+) -> ExitCode {
+    use std::str::FromStr;
+
+    use hickory_proto::rr::{Name, RecordType};
+
+    let snapshot = match load(&config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let Ok(rtype) = RecordType::from_str(&qtype.to_ascii_uppercase()) else {
+        eprintln!("unknown query type {qtype:?}");
+        return ExitCode::from(2);
+    };
+    let Ok(mut qname) = Name::from_ascii(name) else {
+        eprintln!("{name:?} is not a domain name");
+        return ExitCode::from(2);
+    };
+    qname.set_fqdn(true);
+    let Some((index, reg)) = snapshot.globals.find_name(&qname) else {
+        eprintln!("{qname} is not a global name in {}", config.display());
+        return ExitCode::from(EXIT_INVALID);
+    };
+    let subnet = ecs.map(|n| crate::dns::wire::ClientSubnet {
+        family: if n.addr().is_ipv4() { 1 } else { 2 },
+        source_prefix: n.prefix_len(),
+        scope_prefix: 0,
+        addr: n.network(),
+    });
+    let x = crate::global::explain(
+        &snapshot.locator,
+        reg,
+        snapshot.health.get(index),
+        u16::from(rtype),
+        client.to_canonical(),
+        subnet.as_ref(),
+    );
+    if json {
+        match serde_json::to_string_pretty(&x) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{} {} for client {} (registry {})",
+        x.name, x.qtype, x.client, x.registry
+    );
+    println!(
+        "basis: {}   matched: {}   label: {}",
+        x.basis,
+        x.network.as_deref().unwrap_or("-"),
+        x.label.as_deref().unwrap_or("-")
+    );
+    println!("{:<4} {:<20} {:<20} {:>8}", "rank", "replica", "region", "rtt");
+    for (i, r) in x.ranking.iter().enumerate() {
+        let rtt = r.rtt_ms.map_or("-".to_string(), |v| format!("{v} ms"));
+        let mark = if r.chosen {
+            "answer"
+        } else if r.eligible {
+            ""
+        } else {
+            "not eligible"
+        };
+        println!(
+            "{:<4} {:<20} {:<20} {:>8}  {}",
+            i + 1,
+            r.replica,
+            r.region,
+            rtt,
+            mark
+        );
+    }
+    if x.answer.is_empty() {
+        println!("answer: NODATA");
+    }
+    for a in &x.answer {
+        println!("answer: {a}");
+    }
+    match subnet {
+        Some(cs) => println!(
+            "ecs: {}/{} scope /{}",
+            cs.addr, cs.source_prefix, x.scope_prefix
+        ),
+        None => println!(
+            "ecs: none in the query (scope would be /{})",
+            x.scope_prefix
+        ),
+    }
+    if x.fail_open {
+        println!("note: every replica able to answer is degraded; failing open");
     }
     ExitCode::SUCCESS
 }

@@ -30,6 +30,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod global;
 pub mod health;
 pub mod problem;
 pub mod routing;

@@ -10,7 +10,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::problem::Problems;
+use crate::global::Globals;
+use crate::problem::{Problem, Problems};
+use crate::routing::{
+    BuiltinRegions, GeoDb, GeoError, LatencyTable, Locator, RegionSpec, resolve_regions,
+};
 use crate::zone::ZoneSet;
 
 /// Everything needed to answer a query, captured at one instant. Never mutated in place.
@@ -22,6 +26,45 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// The static zones.
     pub zones: Arc<ZoneSet>,
+    /// Latency table, geo database, regions and default order.
+    pub locator: Arc<Locator>,
+    /// The global names, prepared for answering.
+    pub globals: Arc<Globals>,
+    /// Which replicas of each registry may be answered, from the health view.
+    pub health: Arc<HealthMasks>,
+}
+
+/// Per registry (by index in `Globals::registries`): which replicas are routable (health, with
+/// the fail-open rules applied) and which are enabled (not disabled by an operator).
+#[derive(Clone, Debug, Default)]
+pub struct HealthMasks {
+    /// Bit i: replica i may be answered.
+    pub routable: Vec<u64>,
+    /// Bit i: replica i is not disabled by an operator.
+    pub enabled: Vec<u64>,
+}
+
+impl HealthMasks {
+    /// Every replica routable and enabled (before any probe has run).
+    pub fn all(globals: &Globals) -> Self {
+        let masks: Vec<u64> = globals
+            .registries
+            .iter()
+            .map(|r| r.candidates.all())
+            .collect();
+        Self {
+            routable: masks.clone(),
+            enabled: masks,
+        }
+    }
+
+    /// (routable, enabled) for a registry.
+    pub fn get(&self, registry: usize) -> (u64, u64) {
+        (
+            self.routable.get(registry).copied().unwrap_or(u64::MAX),
+            self.enabled.get(registry).copied().unwrap_or(u64::MAX),
+        )
+    }
 }
 
 impl Snapshot {
@@ -34,11 +77,20 @@ impl Snapshot {
 
     /// Load the zones and data a parsed config names.
     pub fn from_config(config: Config) -> Result<Self, Problems> {
-        let zones = ZoneSet::load_dir(&config.zones_dir).map_err(Problems)?;
+        let zones = ZoneSet::load_dir(&config.zones_dir);
+        let locator = load_locator(&config);
+        let (zones, locator) = match (zones, locator) {
+            (Ok(z), Ok(l)) => (z, l),
+            (z, l) => {
+                let mut all = z.err().unwrap_or_default();
+                all.extend(l.err().unwrap_or_default());
+                return Err(Problems(all));
+            }
+        };
         let mut problems = Vec::new();
         for reg in &config.registries {
             match zones.find(&reg.name) {
-                None => problems.push(crate::problem::Problem::file(
+                None => problems.push(Problem::file(
                     &config.path,
                     format!(
                         "registry {}: global name {} is not inside any served zone",
@@ -47,7 +99,7 @@ impl Snapshot {
                 )),
                 Some(zone) => {
                     if zone.has_data(&reg.name) {
-                        problems.push(crate::problem::Problem::file(
+                        problems.push(Problem::file(
                             &config.path,
                             format!(
                                 "registry {}: global name {} collides with a name in {}",
@@ -58,7 +110,7 @@ impl Snapshot {
                         ));
                     }
                     if zone.is_below_cut(&reg.name) {
-                        problems.push(crate::problem::Problem::file(
+                        problems.push(Problem::file(
                             &config.path,
                             format!(
                                 "registry {}: global name {} lies in a delegated subzone",
@@ -72,12 +124,62 @@ impl Snapshot {
         if !problems.is_empty() {
             return Err(Problems(problems));
         }
+        let globals = Globals::prepare(&config.registries, &zones, locator.regions(), &config.path)
+            .map_err(Problems)?;
         Ok(Self {
             generation: 1,
+            health: Arc::new(HealthMasks::all(&globals)),
             config: Arc::new(config),
             zones: Arc::new(zones),
+            locator: Arc::new(locator),
+            globals: Arc::new(globals),
         })
     }
+}
+
+/// Regions, latency table, mmdb and default order, each problem with its file and line.
+fn load_locator(config: &Config) -> Result<Locator, Vec<Problem>> {
+    let geo_problem = |e: GeoError| Problem::at(e.file, e.line, e.reason);
+    let config_problem = |reason: String| Problem::file(&config.path, reason);
+    let specs: Vec<RegionSpec<'_>> = config
+        .regions
+        .iter()
+        .map(|(name, r)| RegionSpec {
+            name,
+            latitude: r.latitude,
+            longitude: r.longitude,
+            display_name: r.display_name.as_deref(),
+        })
+        .collect();
+    let builtin = BuiltinRegions::bundled();
+    let regions =
+        resolve_regions(&specs, &builtin).map_err(|e| vec![config_problem(e.to_string())])?;
+    let mut problems = Vec::new();
+    let table = match &config.latency_table {
+        Some(path) => match LatencyTable::load(path, &regions) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                problems.push(geo_problem(e));
+                None
+            }
+        },
+        None => None,
+    };
+    let geo = match &config.mmdb {
+        Some(path) => match GeoDb::open(path) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                problems.push(geo_problem(e));
+                None
+            }
+        },
+        None => None,
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let order: Vec<&str> = config.default_order.iter().map(String::as_str).collect();
+    Locator::new(regions, table, geo, &order).map_err(|e| vec![config_problem(e.to_string())])
 }
 
 /// Cheap-clone handle to the current snapshot, shared by the socket loops, the admin API and

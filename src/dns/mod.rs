@@ -18,6 +18,7 @@ use hickory_proto::ProtoError;
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 
+use crate::global::{self, PreparedRegistry};
 use crate::state::Snapshot;
 use crate::zone::{Answer, Owner};
 use wire::{ClientSubnet, HEADER_LEN, Query, Rcode, Reject};
@@ -89,11 +90,17 @@ pub fn handle(
                 truncated: false,
             })
         }
-        Ok(q) => Some(answer(snap, &q, transport, out)),
+        Ok(q) => Some(answer(snap, &q, client, transport, out)),
     }
 }
 
-fn answer(snap: &Snapshot, q: &Query<'_>, transport: Transport, out: &mut Vec<u8>) -> Outcome {
+fn answer(
+    snap: &Snapshot,
+    q: &Query<'_>,
+    source: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> Outcome {
     let limit = match transport {
         Transport::Udp => q.udp_limit(),
         Transport::Tcp => usize::from(u16::MAX),
@@ -114,6 +121,15 @@ fn answer(snap: &Snapshot, q: &Query<'_>, transport: Transport, out: &mut Vec<u8
         // OPT as a question type makes no sense (RFC 6891 §6.1.1).
         wire::TYPE_OPT => return error(q, Rcode::FormErr, None, out),
         _ => {}
+    }
+
+    // Global names: an exact match on the lower-cased wire name, no allocation.
+    if !snap.globals.is_empty() {
+        let mut lower = [0u8; wire::MAX_NAME_LEN];
+        let key = wire::lowercase_wire(q.qname_wire(), &mut lower);
+        if let Some((index, reg)) = snap.globals.find(key) {
+            return global_answer(snap, q, index, reg, source, limit, out);
+        }
     }
 
     let Ok(qname) = Name::read(&mut BinDecoder::new(q.question)) else {
@@ -174,6 +190,75 @@ fn answer(snap: &Snapshot, q: &Query<'_>, transport: Transport, out: &mut Vec<u8
                 limit,
             )
         }
+    }
+}
+
+/// Answer a global name: rank the replicas for the client and copy their prepared records.
+fn global_answer(
+    snap: &Snapshot,
+    q: &Query<'_>,
+    index: usize,
+    reg: &PreparedRegistry,
+    source: IpAddr,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let ecs = q.edns.and_then(|e| e.client_subnet);
+    let (decision, _fail_open) = global::decide_with_health(
+        &snap.locator,
+        reg,
+        snap.health.get(index),
+        q.qtype,
+        source,
+        ecs.as_ref(),
+    );
+    let rcode = Rcode::NoError;
+    let mut counts = [1u16, 0, 0, 0];
+    let mut size = HEADER_LEN + q.question.len();
+    for p in &decision.picks[..decision.count] {
+        size += reg.replicas[usize::from(*p)].for_type(q.qtype).bytes.len();
+    }
+    if decision.count == 0 {
+        size += reg.negative_soa.bytes.len();
+    }
+    let ecs_echo = ecs.as_ref().map(|cs| (cs, decision.scope));
+    if q.edns.is_some() {
+        size += wire::opt_len(ecs.as_ref());
+    }
+    let truncated = size > limit;
+    wire::write_header(
+        out,
+        q.id,
+        q.opcode,
+        true,
+        truncated,
+        q.recursion_desired,
+        q.checking_disabled,
+        rcode,
+        [1, 0, 0, 0],
+    );
+    out.extend_from_slice(q.question);
+    if !truncated {
+        if decision.count == 0 {
+            // NODATA: no replica (left) has records of this type.
+            out.extend_from_slice(&reg.negative_soa.bytes);
+            counts[2] = reg.negative_soa.count;
+        }
+        for p in &decision.picks[..decision.count] {
+            let e = reg.replicas[usize::from(*p)].for_type(q.qtype);
+            out.extend_from_slice(&e.bytes);
+            counts[1] += e.count;
+        }
+    }
+    if let Some(e) = &q.edns {
+        wire::write_opt(out, 0, e.dnssec_ok, ecs_echo);
+        counts[3] += 1;
+    }
+    wire::set_counts(out, counts);
+    Outcome {
+        rcode,
+        qtype: q.qtype,
+        truncated,
     }
 }
 
