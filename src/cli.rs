@@ -274,7 +274,10 @@ fn explain(
         x.network.as_deref().unwrap_or("-"),
         x.label.as_deref().unwrap_or("-")
     );
-    println!("{:<4} {:<20} {:<20} {:>8}", "rank", "replica", "region", "rtt");
+    println!(
+        "{:<4} {:<20} {:<20} {:>8}",
+        "rank", "replica", "region", "rtt"
+    );
     for (i, r) in x.ranking.iter().enumerate() {
         let rtt = r.rtt_ms.map_or("-".to_string(), |v| format!("{v} ms"));
         let mark = if r.chosen {

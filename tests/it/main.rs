@@ -15,5 +15,8 @@ mod transport;
 /// Every example config parses; unknown keys are rejected in every table.
 mod config_examples;
 
+/// Performance routing of global names over the wire.
+mod routing;
+
 /// The built binary, queried with `dig`.
 mod e2e;
