@@ -6,7 +6,7 @@
 //!                  └──► BIND    127.0.5.4 (no ECS) ──┼────► parent     Knot 127.0.5.2 (example.)
 //!                                                    └────► steerdns       127.0.5.53 (registry.example.)
 //!                                                             │ deep-health probes
-//!                                   flip-able replicas 127.0.5.101-103 (HTTP /health)
+//!                                   demo replicas 127.0.5.101-103 (HTTP /health)
 //! ```
 //!
 //! Checks, through each resolver, over UDP and TCP: SOA, NS, A, AAAA, NODATA, NXDOMAIN, a
@@ -31,8 +31,6 @@
 mod dig;
 #[path = "lab/harness.rs"]
 mod harness;
-#[path = "lab/replica.rs"]
-mod replica;
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -43,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use dig::{Query, Reply};
 use harness::{LoAddr, Poll, Proc};
-use replica::Replica;
+use steerdns::demo_replica::DemoReplica;
 
 //----------- Addresses and data -----------------------------------------------------------------
 
@@ -66,6 +64,8 @@ const HARNESS: Ipv4Addr = Ipv4Addr::new(127, 0, 6, 254);
 
 const ZONE: &str = "registry.example.";
 const GLOBAL: &str = "contoso.registry.example.";
+/// The registry's key in `tests/lab/steerdns.toml.in` (and in its health URLs).
+const REGISTRY: &str = "contoso";
 
 /// Health settings in `tests/lab/steerdns.toml.in`; failover must show within
 /// interval × failure_threshold + TTL, plus [`SLACK`] for probe phase, jitter and timeouts.
@@ -304,7 +304,7 @@ struct Lab {
     auth: Auth,
     procs: Vec<Proc>,
     lo_addr: Option<LoAddr>,
-    replicas: Vec<Replica>,
+    replicas: Vec<DemoReplica>,
     runtime: tokio::runtime::Runtime,
     dir: Option<tempfile::TempDir>,
     /// Keep the run directory when dropped (a check failed).
@@ -355,7 +355,10 @@ impl Lab {
         for region in &REGIONS {
             let replica = self
                 .runtime
-                .block_on(Replica::start(region.replica_ip))
+                .block_on(async {
+                    let listener = tokio::net::TcpListener::bind((region.replica_ip, 0)).await?;
+                    DemoReplica::start(listener)
+                })
                 .map_err(|e| format!("replica {} on {}: {e}", region.name, region.replica_ip))?;
             self.replicas.push(replica);
         }
@@ -423,7 +426,7 @@ impl Lab {
     fn start_steerdns(&mut self, bin: &Path) -> Result<(), String> {
         let mut vars = self.vars();
         for (region, replica) in REGIONS.iter().zip(&self.replicas) {
-            vars.push((region.name, replica.addr.to_string()));
+            vars.push((region.name, replica.addr().to_string()));
         }
         let conf =
             self.write_config("steerdns.toml", &harness::render("steerdns.toml.in", &vars))?;
@@ -676,7 +679,7 @@ impl Lab {
         // steerdns must be probing the replicas at all
         let probed =
             harness::wait_until("deep-health probes of every replica", INTERVAL * 5, || {
-                let counts: Vec<u64> = self.replicas.iter().map(Replica::probes).collect();
+                let counts: Vec<u64> = self.replicas.iter().map(|r| r.hits(REGISTRY)).collect();
                 if counts.iter().all(|&n| n >= u64::from(SUCCESS_THRESHOLD)) {
                     Poll::Ready(())
                 } else {
@@ -745,7 +748,13 @@ impl Lab {
         watch: &[(&'static str, Ipv4Addr, Ipv4Addr, usize)],
     ) {
         let action = if failed { "failed" } else { "recovered" };
-        self.replicas[replica].set_failed(failed);
+        // the deep check fails on a backing dependency while the front door stays up: the
+        // outage a shallow check misses
+        if failed {
+            self.replicas[replica].fail("storage", Some(REGISTRY));
+        } else {
+            self.replicas[replica].recover(Some("storage"), Some(REGISTRY));
+        }
         let flipped = Instant::now();
         let deadline = flipped + within;
         for &(resolver, server, client, want) in watch {
