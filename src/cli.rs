@@ -131,8 +131,13 @@ fn serve(config: PathBuf, listen: Vec<SocketAddr>) -> ExitCode {
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));
-        crate::app::run(snapshot, sockets, shutdown).await;
-        ExitCode::SUCCESS
+        match crate::app::run(snapshot, sockets, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!(error = %e, "cannot start");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
     })
 }
 

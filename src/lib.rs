@@ -29,6 +29,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo_replica;
 pub mod dns;
 pub mod global;

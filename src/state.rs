@@ -11,6 +11,8 @@ use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::global::Globals;
+use crate::health::book::{HealthPlan, HealthView, PlanBuilder};
+use crate::health::spec::{SpecLevel, resolve};
 use crate::problem::{Problem, Problems};
 use crate::routing::{
     BuiltinRegions, GeoDb, GeoError, LatencyTable, Locator, RegionSpec, resolve_regions,
@@ -32,6 +34,9 @@ pub struct Snapshot {
     pub globals: Arc<Globals>,
     /// Which replicas of each registry may be answered, from the health view.
     pub health: Arc<HealthMasks>,
+    /// What to probe and how each replica is judged (registry and replica indices match
+    /// `globals`).
+    pub plan: Arc<HealthPlan>,
 }
 
 /// Per registry (by index in `Globals::registries`): which replicas are routable (health, with
@@ -55,6 +60,14 @@ impl HealthMasks {
         Self {
             routable: masks.clone(),
             enabled: masks,
+        }
+    }
+
+    /// Masks from a health view; `enabled(registry)` gives the operator's mask.
+    pub fn from_view(view: &HealthView, enabled: impl Fn(usize) -> u64) -> Self {
+        Self {
+            routable: view.registries.iter().map(|r| r.routable).collect(),
+            enabled: (0..view.registries.len()).map(enabled).collect(),
         }
     }
 
@@ -126,7 +139,9 @@ impl Snapshot {
         }
         let globals = Globals::prepare(&config.registries, &zones, locator.regions(), &config.path)
             .map_err(Problems)?;
+        let plan = health_plan(&config).map_err(Problems)?;
         Ok(Self {
+            plan: Arc::new(plan),
             generation: 1,
             health: Arc::new(HealthMasks::all(&globals)),
             config: Arc::new(config),
@@ -208,4 +223,41 @@ impl Shared {
         next.generation = self.0.load().generation + 1;
         self.0.store(Arc::new(next));
     }
+}
+
+/// The health plan: every layer of health settings resolved, each problem named by its table.
+fn health_plan(config: &Config) -> Result<HealthPlan, Vec<Problem>> {
+    let at = |table: &str, e: &crate::health::spec::SpecError| {
+        let key = e.key.rsplit('.').next().unwrap_or(e.key);
+        Problem::at(&config.path, crate::config::line_in_file(&config.path, table, Some(key)), e.to_string())
+    };
+    let mut builder = PlanBuilder::new(&config.health).map_err(|e| vec![at("health", &e)])?;
+    let mut problems = Vec::new();
+    for reg in &config.registries {
+        let table = format!("registries.{}", reg.key);
+        if let Err(e) = reg.health.check_level(SpecLevel::Registry).and_then(|()| resolve(&[&config.health, &reg.health])) {
+            problems.push(at(&format!("{table}.health"), &e));
+            continue;
+        }
+        let mut ok = true;
+        for rep in &reg.replicas {
+            if let Err(e) = rep
+                .health
+                .check_level(SpecLevel::Replica)
+                .and_then(|()| resolve(&[&config.health, &reg.health, &rep.health]))
+            {
+                problems.push(at(&format!("{table}.replicas.{}.health", rep.key), &e));
+                ok = false;
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let replicas: Vec<(&str, &crate::health::spec::HealthSpec)> =
+            reg.replicas.iter().map(|r| (r.key.as_str(), &r.health)).collect();
+        if let Err(e) = builder.add_registry(&reg.key, &reg.health, &replicas) {
+            problems.push(at(&table, &e));
+        }
+    }
+    if problems.is_empty() { Ok(builder.finish()) } else { Err(problems) }
 }

@@ -356,6 +356,13 @@ impl Config {
     }
 }
 
+/// Best-effort line of `key` in `[table]` of a config file on disk (for problems found after
+/// parsing).
+pub fn line_in_file(path: &Path, table: &str, key: Option<&str>) -> Option<usize> {
+    let text = std::fs::read_to_string(path).ok()?;
+    line_of(&text, table, key)
+}
+
 /// 1-based line of a byte offset.
 fn line_of_offset(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())]

@@ -60,7 +60,7 @@ impl TestServer {
         let sockets = Sockets::bind(&[listen]).expect("bind");
         let addr = sockets.udp[0].local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let (handles, task) = app::spawn(snapshot, sockets, shutdown.clone());
+        let (handles, task) = app::spawn(snapshot, sockets, shutdown.clone()).expect("start");
         Self {
             addr,
             handles,
