@@ -117,8 +117,10 @@ pub(crate) fn tail(path: &Path, n: usize) -> String {
 
 //----------- Proc -------------------------------------------------------------------------------
 
-/// A server process started by the lab; dropping it stops it (SIGTERM, then SIGKILL to its
-/// process group after a grace period) and reaps it.
+/// A server process started by the lab; dropping it stops it (SIGTERM, then SIGKILL after a
+/// grace period) and reaps it. Every server the lab runs is a single process (Knot, Unbound with
+/// one thread, named, steerdns), so stopping the PID stops everything. The processes stay in
+/// the test's process group, so an interrupted run (Ctrl-C) takes them down too.
 pub(crate) struct Proc {
     name: String,
     child: Child,
@@ -129,10 +131,8 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
-    /// Starts `cmd` in its own process group with stdout and stderr appended to
-    /// `<dir>/<name>.out`.
+    /// Starts `cmd` with stdout and stderr written to `<dir>/<name>.out`.
     pub(crate) fn spawn(name: &str, dir: &Path, cmd: &mut Command) -> Result<Proc, String> {
-        use std::os::unix::process::CommandExt;
         let out = dir.join(format!("{name}.out"));
         let file = fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;
         let err = file
@@ -142,7 +142,6 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
-            .process_group(0)
             .spawn()
             .map_err(|e| format!("starting {name} ({:?}): {e}", cmd.get_program()))?;
         Ok(Proc {
@@ -186,8 +185,7 @@ impl Proc {
         text
     }
 
-    /// Stops the process: SIGTERM to its PID, up to 5 s to exit, then SIGKILL to its process
-    /// group (its PID: the group was created for it, so it holds only what it forked).
+    /// Stops the process: SIGTERM to its PID, up to 5 s to exit, then SIGKILL to its PID.
     pub(crate) fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
@@ -202,12 +200,9 @@ impl Proc {
             thread::sleep(Duration::from_millis(20));
         }
         eprintln!(
-            "lab: {} (pid {pid}) ignored SIGTERM for 5 s; killing its group",
+            "lab: {} (pid {pid}) ignored SIGTERM for 5 s; sending SIGKILL",
             self.name
         );
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
