@@ -14,7 +14,13 @@
 //! clients on different source addresses behind Unbound get their own nearest replica and
 //! Unbound's cache does not leak one subnet's answer to another; clients behind BIND get the
 //! answer for BIND's address; failing the nearest replica's deep health moves the answer within
-//! interval × threshold + TTL (plus slack), and recovery moves it back.
+//! interval × threshold + TTL (plus slack), and recovery moves it back. Asked directly, steerdns
+//! must truncate the large set over UDP and answer each client /28 with ECS scope /28. After
+//! the lab, no process, address or port may be left.
+//!
+//! So the lab fails when steerdns ignores ECS (every Unbound client would get the replica for
+//! Unbound's own address), answers with scope /0 or too short a scope (Unbound would hand client
+//! A's cached answer to B and C), or does not fail over.
 //!
 //! Environment:
 //! - `STEERDNS_BIN`: the steerdns binary (default: the one cargo built for this test).
