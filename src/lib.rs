@@ -31,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod health;
+pub mod metrics;
 pub mod problem;
 pub mod routing;
 pub mod server;
