@@ -32,6 +32,7 @@ pub mod config;
 pub mod dns;
 pub mod health;
 pub mod metrics;
+pub mod overrides;
 pub mod problem;
 pub mod routing;
 pub mod server;

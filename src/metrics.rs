@@ -381,11 +381,7 @@ impl ReplicaCounters {
         }
     }
 
-    fn add_into(
-        &self,
-        replica: &mut KeyTotals,
-        client: &mut ClientTotals,
-    ) {
+    fn add_into(&self, replica: &mut KeyTotals, client: &mut ClientTotals) {
         for (k, v) in self.slot_keys.iter().zip(self.by_replica.iter()) {
             *replica.entry(k.clone()).or_default() += v.load(Ordering::Relaxed);
         }
