@@ -26,6 +26,7 @@
 //! - `health`: probe outcomes, the health state machine and the prober.
 //! - `state`: the `Snapshot` every query is answered from.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
