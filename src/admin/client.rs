@@ -393,10 +393,7 @@ pub fn render_status(st: &StatusView) -> String {
                 Some(p) if p.reason.is_empty() => {
                     (p.result.clone(), format!("{:.1}ms", p.latency_ms))
                 }
-                Some(p) => (
-                    format!("{}: {}", p.result, p.reason),
-                    format!("{:.1}ms", p.latency_ms),
-                ),
+                Some(p) => (p.reason.clone(), format!("{:.1}ms", p.latency_ms)),
                 None => ("-".into(), "-".into()),
             };
             let state = if r.stale {
