@@ -31,6 +31,19 @@
 //! The router takes an `Arc<dyn AdminContext>`. [`context::ChannelContext`] wires it to the
 //! state task: reads call closures over the current snapshot and status view; changes go to
 //! the single writer as [`context::Command`]s with a oneshot reply.
+//!
+//! # Wiring (who owns what)
+//!
+//! ```text
+//!  app::run ─┬─ Access::load(cfg.admin.token_file, cfg.admin.allow_read_from)
+//!            ├─ Readiness::new() -> (readiness, latch)   latch.clone() per condition:
+//!            │     drop one after the zones load, one when HealthBook::first_round_done()
+//!            ├─ Liveness::register("state" | "prober" | "dns")  guard moved into each task
+//!            ├─ mpsc::channel::<Command>()  ──► state task (single writer): owns Overrides,
+//!            │     HealthBook, EventLog pushes, Shared::publish; answers each oneshot
+//!            └─ ChannelContext::new(tx, status_fn, explain_fn, metrics, events)
+//!                  └─ router(Admin { .. }) ──► serve(listener, router, shutdown)
+//! ```
 
 pub mod access;
 pub mod client;
