@@ -328,3 +328,78 @@ pub struct ErrorBody {
     /// The reason, for people.
     pub error: String,
 }
+
+//------------ WallClock ---------------------------------------------------------------------
+
+/// Turns the health book's monotonic instants (`tokio::time::Instant`) into wall-clock RFC
+/// 3339 strings for [`StatusView`] and [`EventView`], anchored at one (instant, wall time)
+/// pair read together when the view is built.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    mono: tokio::time::Instant,
+    wall: std::time::SystemTime,
+}
+
+impl WallClock {
+    /// Anchored now.
+    pub fn now() -> Self {
+        Self::new(tokio::time::Instant::now(), std::time::SystemTime::now())
+    }
+
+    /// Anchored at a given pair (tests).
+    pub fn new(mono: tokio::time::Instant, wall: std::time::SystemTime) -> Self {
+        Self { mono, wall }
+    }
+
+    /// The wall time of `t`.
+    pub fn wall(&self, t: tokio::time::Instant) -> std::time::SystemTime {
+        if t <= self.mono {
+            self.wall
+                .checked_sub(self.mono - t)
+                .unwrap_or(std::time::UNIX_EPOCH)
+        } else {
+            crate::overrides::time_plus(self.wall, t - self.mono)
+        }
+    }
+
+    /// `t` as RFC 3339.
+    pub fn format(&self, t: tokio::time::Instant) -> String {
+        format_time(self.wall(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn wall_clock_maps_instants() {
+        let mono = tokio::time::Instant::now();
+        let c = WallClock::new(mono, UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        assert_eq!(c.format(mono), "2027-01-15T08:00:00Z");
+        assert_eq!(
+            c.format(mono + Duration::from_secs(61)),
+            "2027-01-15T08:01:01Z"
+        );
+        if let Some(earlier) = mono.checked_sub(Duration::from_secs(60)) {
+            assert_eq!(c.format(earlier), "2027-01-15T07:59:00Z");
+        }
+    }
+
+    #[test]
+    fn status_json_shape() {
+        let v = serde_json::to_value(ReplicaStatus {
+            override_: Some(OverrideView::default()),
+            ..ReplicaStatus::default()
+        })
+        .expect("json");
+        assert!(v.get("override").is_some(), "{v}");
+        let m: ModeRequest =
+            serde_json::from_str(r#"{"mode":"shadow","registry":"c"}"#).expect("mode");
+        assert_eq!(m.mode, ModeName::Shadow);
+        assert_eq!("off".parse::<ModeName>(), Ok(ModeName::Off));
+        assert!("of".parse::<ModeName>().is_err());
+    }
+}
