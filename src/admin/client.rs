@@ -499,6 +499,77 @@ mod tests {
         assert_eq!(lines[1].find("STATE"), lines[3].find("healthy"), "{t}");
     }
 
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: AdminCommand,
+    }
+
+    #[test]
+    fn clap_tree_parses() {
+        use clap::{CommandFactory, Parser};
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "steerdns",
+            "replica",
+            "disable",
+            "contoso",
+            "westeurope",
+            "--reason",
+            "storage",
+            "--for",
+            "2h",
+            "--admin",
+            "http://127.0.0.1:9",
+            "--token-file",
+            "/t",
+        ])
+        .expect("parse");
+        assert_eq!(cli.admin.admin, "http://127.0.0.1:9");
+        assert_eq!(cli.admin.token_file.as_deref(), Some(Path::new("/t")));
+        match cli.command {
+            AdminCommand::Replica {
+                action:
+                    ReplicaAction::Disable {
+                        registry,
+                        replica,
+                        reason,
+                        for_,
+                    },
+            } => {
+                assert_eq!(
+                    (registry.as_str(), replica.as_str()),
+                    ("contoso", "westeurope")
+                );
+                assert_eq!(
+                    (reason.as_deref(), for_.as_deref()),
+                    (Some("storage"), Some("2h"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli =
+            Cli::try_parse_from(["steerdns", "mode", "shadow", "--registry", "c"]).expect("mode");
+        assert!(matches!(
+            cli.command,
+            AdminCommand::Mode {
+                mode: ModeName::Shadow,
+                ..
+            }
+        ));
+        assert_eq!(cli.admin.admin, "http://127.0.0.1:8053");
+        assert!(Cli::try_parse_from(["steerdns", "mode", "deeper"]).is_err());
+        let cli = Cli::try_parse_from(["steerdns", "region", "enable", "eastus"]).expect("region");
+        assert!(matches!(
+            cli.command,
+            AdminCommand::Region {
+                action: RegionAction::Enable { .. }
+            }
+        ));
+    }
+
     #[test]
     fn token_file_first_token() {
         let dir = tempfile::tempdir().expect("tmp");
