@@ -26,6 +26,7 @@
 //! - `health`: probe outcomes, the health state machine and the prober.
 //! - `state`: the `Snapshot` every query is answered from.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -34,6 +35,8 @@ pub mod demo_replica;
 pub mod dns;
 pub mod global;
 pub mod health;
+pub mod metrics;
+pub mod overrides;
 pub mod problem;
 pub mod routing;
 pub mod server;

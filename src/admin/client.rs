@@ -1,0 +1,582 @@
+//! The CLI clients of the admin API: `steerdns status`, `events`, `replica disable|enable`,
+//! `region disable|enable`, `mode`, `reload`. The lead adds [`AdminCommand`] to the clap
+//! command tree (flattening [`AdminArgs`]), calls [`run`] and prints what it returns; an
+//! `Err` is printed as `error: {e}` with a non-zero exit.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::view::{
+    Ack, ErrorBody, EventView, ModeName, ModeRequest, OverrideReply, OverrideRequest, StatusView,
+};
+
+/// Flags every admin subcommand takes.
+#[derive(Clone, Debug, clap::Args)]
+pub struct AdminArgs {
+    /// Admin API base URL.
+    #[arg(long = "admin", default_value = "http://127.0.0.1:8053", global = true)]
+    pub admin: String,
+    /// File holding the bearer token (`NAME:TOKEN` or `TOKEN`; the first one is used).
+    #[arg(long = "token-file", global = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// The admin subcommands.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Show every registry and replica with its state.
+    Status,
+    /// Show recent events (transitions, overrides, mode switches, reloads).
+    Events,
+    /// Disable or enable one replica of one registry.
+    Replica {
+        /// disable | enable.
+        #[command(subcommand)]
+        action: ReplicaAction,
+    },
+    /// Disable or enable every replica in a region, across registries.
+    Region {
+        /// disable | enable.
+        #[command(subcommand)]
+        action: RegionAction,
+    },
+    /// Switch the health mode: deep, shallow, shadow or off.
+    Mode {
+        /// deep | shallow | shadow | off.
+        mode: ModeName,
+        /// Only this registry (default: server-wide).
+        #[arg(long)]
+        registry: Option<String>,
+    },
+    /// Reload config, zones and geo data.
+    Reload,
+}
+
+/// `replica disable|enable REGISTRY REPLICA`.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum ReplicaAction {
+    /// Stop answering with this replica.
+    Disable {
+        /// Registry key.
+        registry: String,
+        /// Replica key.
+        replica: String,
+        /// Why (shown in status and the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Lapse after this long (`30m`, `2h`).
+        #[arg(long = "for")]
+        for_: Option<String>,
+    },
+    /// Answer with this replica again.
+    Enable {
+        /// Registry key.
+        registry: String,
+        /// Replica key.
+        replica: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `region disable|enable REGION`.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum RegionAction {
+    /// Stop answering with any replica in this region.
+    Disable {
+        /// Region name.
+        region: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Lapse after this long.
+        #[arg(long = "for")]
+        for_: Option<String>,
+    },
+    /// Answer with replicas in this region again.
+    Enable {
+        /// Region name.
+        region: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// A client-side failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The token file could not be used.
+    #[error("token file {path}: {reason}")]
+    TokenFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The admin API could not be reached.
+    #[error("cannot reach the admin API at {url}: {source}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server refused or failed the request.
+    #[error("{status}: {reason}")]
+    Server {
+        /// HTTP status.
+        status: StatusCode,
+        /// The server's reason.
+        reason: String,
+    },
+    /// The server's reply could not be understood.
+    #[error("unexpected reply from the admin API: {0}")]
+    Reply(String),
+}
+
+/// Run one admin subcommand against `args.admin`; returns the text to print.
+pub async fn run(args: &AdminArgs, command: &AdminCommand) -> Result<String, ClientError> {
+    let client = Client::new(&args.admin, args.token_file.as_deref())?;
+    match command {
+        AdminCommand::Status => Ok(render_status(
+            &client.get::<StatusView>("/v1/status").await?,
+        )),
+        AdminCommand::Events => Ok(render_events(
+            &client.get::<Vec<EventView>>("/v1/events").await?,
+        )),
+        AdminCommand::Reload => {
+            let ack: Ack = client.send(Method::POST, "/v1/reload", None).await?;
+            Ok(format!("{}\n", ack.message))
+        }
+        AdminCommand::Mode { mode, registry } => {
+            let body = ModeRequest {
+                mode: *mode,
+                registry: registry.clone(),
+            };
+            let ack: Ack = client
+                .send(Method::PUT, "/v1/mode", Some(to_json(&body)?))
+                .await?;
+            Ok(format!("{}\n", ack.message))
+        }
+        AdminCommand::Replica { action } => {
+            let (method, body) = match action {
+                ReplicaAction::Disable {
+                    registry,
+                    replica,
+                    reason,
+                    for_,
+                } => (
+                    Method::PUT,
+                    OverrideRequest {
+                        registry: Some(registry.clone()),
+                        replica: Some(replica.clone()),
+                        reason: reason.clone(),
+                        for_: for_.clone(),
+                        ..OverrideRequest::default()
+                    },
+                ),
+                ReplicaAction::Enable {
+                    registry,
+                    replica,
+                    reason,
+                } => (
+                    Method::DELETE,
+                    OverrideRequest {
+                        registry: Some(registry.clone()),
+                        replica: Some(replica.clone()),
+                        reason: reason.clone(),
+                        ..OverrideRequest::default()
+                    },
+                ),
+            };
+            client.change_override(method, &body).await
+        }
+        AdminCommand::Region { action } => {
+            let (method, body) = match action {
+                RegionAction::Disable {
+                    region,
+                    reason,
+                    for_,
+                } => (
+                    Method::PUT,
+                    OverrideRequest {
+                        region: Some(region.clone()),
+                        reason: reason.clone(),
+                        for_: for_.clone(),
+                        ..OverrideRequest::default()
+                    },
+                ),
+                RegionAction::Enable { region, reason } => (
+                    Method::DELETE,
+                    OverrideRequest {
+                        region: Some(region.clone()),
+                        reason: reason.clone(),
+                        ..OverrideRequest::default()
+                    },
+                ),
+            };
+            client.change_override(method, &body).await
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(v).map_err(|e| ClientError::Reply(e.to_string()))
+}
+
+/// A small admin API client.
+#[derive(Debug)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for `base` (e.g. `http://127.0.0.1:8053`), with the token from `token_file`.
+    pub fn new(base: &str, token_file: Option<&Path>) -> Result<Self, ClientError> {
+        let token = token_file.map(read_token).transpose()?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Connect {
+                url: base.to_owned(),
+                source: e,
+            })?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
+    }
+
+    /// `GET path` and decode the JSON reply.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// Send a request with an optional JSON body and decode the JSON reply; a non-2xx reply
+    /// becomes [`ClientError::Server`] with the server's reason.
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Connect {
+            url: url.clone(),
+            source: e,
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Connect {
+            url: url.clone(),
+            source: e,
+        })?;
+        if !status.is_success() {
+            let reason = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
+            return Err(ClientError::Server { status, reason });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Reply(format!("{path}: {e}")))
+    }
+
+    async fn change_override(
+        &self,
+        method: Method,
+        body: &OverrideRequest,
+    ) -> Result<String, ClientError> {
+        let reply: OverrideReply = self
+            .send(method, "/v1/overrides", Some(to_json(body)?))
+            .await?;
+        Ok(format!("{}\n", reply.event))
+    }
+}
+
+fn read_token(path: &Path) -> Result<String, ClientError> {
+    let err = |reason: String| ClientError::TokenFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_once(':').map_or(l, |(_, t)| t.trim()).to_owned())
+        .ok_or_else(|| err("no token in the file".into()))
+}
+
+//------------ rendering ---------------------------------------------------------------------
+
+/// The status as a readable table.
+pub fn render_status(st: &StatusView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "steerdns {}  config generation {}  mode {}  {}",
+        st.server.version,
+        st.server.config_generation,
+        st.mode,
+        if st.server.ready {
+            "ready"
+        } else {
+            "NOT READY"
+        }
+    );
+    if st.guard_engaged {
+        let _ = writeln!(out, "MASS-FAILURE GUARD ENGAGED: health state is held");
+    }
+    for reg in st.registries.iter().filter(|r| r.fail_open) {
+        let _ = writeln!(
+            out,
+            "registry {} is FAILING OPEN (all replicas degraded)",
+            reg.key
+        );
+    }
+    let mut rows: Vec<[String; 9]> = vec![
+        [
+            "REGISTRY",
+            "REPLICA",
+            "REGION",
+            "STATE",
+            "SINCE",
+            "OK/FAIL",
+            "LAST PROBE",
+            "LATENCY",
+            "OVERRIDE / FAILING DEPENDENCIES",
+        ]
+        .map(String::from),
+    ];
+    for reg in &st.registries {
+        for r in &reg.replicas {
+            let mut note = String::new();
+            if let Some(o) = &r.override_ {
+                let _ = write!(note, "disabled ({}) by {}", o.scope, o.who);
+                if !o.reason.is_empty() {
+                    let _ = write!(note, ": {}", o.reason);
+                }
+                if let Some(u) = &o.until {
+                    let _ = write!(note, " until {u}");
+                }
+            }
+            let failing: Vec<&str> = r
+                .dependencies
+                .iter()
+                .filter(|d| !d.ok)
+                .map(|d| d.name.as_str())
+                .collect();
+            if !failing.is_empty() {
+                if !note.is_empty() {
+                    note.push_str("; ");
+                }
+                let _ = write!(note, "failing: {}", failing.join(", "));
+            }
+            let (last, latency) = match &r.last_probe {
+                Some(p) if p.reason.is_empty() => {
+                    (p.result.clone(), format!("{:.1}ms", p.latency_ms))
+                }
+                Some(p) => (p.reason.clone(), format!("{:.1}ms", p.latency_ms)),
+                None => ("-".into(), "-".into()),
+            };
+            let state = if r.stale {
+                format!("{} (stale)", r.state)
+            } else {
+                r.state.clone()
+            };
+            rows.push([
+                reg.key.clone(),
+                r.key.clone(),
+                r.region.clone(),
+                state,
+                r.since.clone().unwrap_or_else(|| "-".into()),
+                format!("{}/{}", r.consecutive_successes, r.consecutive_failures),
+                last,
+                latency,
+                note,
+            ]);
+        }
+    }
+    let mut widths = [0usize; 9];
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (c, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{c:<w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Events, one per line, oldest first.
+pub fn render_events(events: &[EventView]) -> String {
+    let mut out = String::new();
+    for e in events {
+        let kind = serde_json::to_value(e.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = writeln!(out, "{}  {kind:<10}  {}", e.at, e.message);
+    }
+    if events.is_empty() {
+        out.push_str("no events\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::view::{OverrideView, RegistryStatus, ReplicaStatus};
+    use super::*;
+
+    #[test]
+    fn status_table_lines_up() {
+        let st = StatusView {
+            mode: "deep".into(),
+            registries: vec![RegistryStatus {
+                key: "contoso".into(),
+                replicas: vec![
+                    ReplicaStatus {
+                        key: "westeurope".into(),
+                        region: "westeurope".into(),
+                        state: "disabled".into(),
+                        override_: Some(OverrideView {
+                            scope: "replica".into(),
+                            who: "token:ops".into(),
+                            reason: "storage".into(),
+                            ..OverrideView::default()
+                        }),
+                        ..ReplicaStatus::default()
+                    },
+                    ReplicaStatus {
+                        key: "east".into(),
+                        region: "eastus".into(),
+                        state: "healthy".into(),
+                        ..ReplicaStatus::default()
+                    },
+                ],
+                ..RegistryStatus::default()
+            }],
+            ..StatusView::default()
+        };
+        let t = render_status(&st);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[1].starts_with("REGISTRY  REPLICA     REGION      STATE"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("disabled (replica) by token:ops: storage"),
+            "{t}"
+        );
+        assert_eq!(lines[1].find("STATE"), lines[3].find("healthy"), "{t}");
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: AdminCommand,
+    }
+
+    #[test]
+    fn clap_tree_parses() {
+        use clap::{CommandFactory, Parser};
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "steerdns",
+            "replica",
+            "disable",
+            "contoso",
+            "westeurope",
+            "--reason",
+            "storage",
+            "--for",
+            "2h",
+            "--admin",
+            "http://127.0.0.1:9",
+            "--token-file",
+            "/t",
+        ])
+        .expect("parse");
+        assert_eq!(cli.admin.admin, "http://127.0.0.1:9");
+        assert_eq!(cli.admin.token_file.as_deref(), Some(Path::new("/t")));
+        match cli.command {
+            AdminCommand::Replica {
+                action:
+                    ReplicaAction::Disable {
+                        registry,
+                        replica,
+                        reason,
+                        for_,
+                    },
+            } => {
+                assert_eq!(
+                    (registry.as_str(), replica.as_str()),
+                    ("contoso", "westeurope")
+                );
+                assert_eq!(
+                    (reason.as_deref(), for_.as_deref()),
+                    (Some("storage"), Some("2h"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli =
+            Cli::try_parse_from(["steerdns", "mode", "shadow", "--registry", "c"]).expect("mode");
+        assert!(matches!(
+            cli.command,
+            AdminCommand::Mode {
+                mode: ModeName::Shadow,
+                ..
+            }
+        ));
+        assert_eq!(cli.admin.admin, "http://127.0.0.1:8053");
+        assert!(Cli::try_parse_from(["steerdns", "mode", "deeper"]).is_err());
+        let cli = Cli::try_parse_from(["steerdns", "region", "enable", "eastus"]).expect("region");
+        assert!(matches!(
+            cli.command,
+            AdminCommand::Region {
+                action: RegionAction::Enable { .. }
+            }
+        ));
+    }
+
+    #[test]
+    fn token_file_first_token() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("t");
+        std::fs::write(&p, "# c\nops: abcdefabcdefabcdef\nother\n").expect("w");
+        assert_eq!(read_token(&p).expect("t"), "abcdefabcdefabcdef");
+        std::fs::write(&p, "# only comments\n").expect("w");
+        assert!(read_token(&p).is_err());
+    }
+}

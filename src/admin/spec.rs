@@ -1,0 +1,120 @@
+//! The `[admin]` table of the config file, and its validated form. The lead puts
+//! [`AdminSpec`] in `config::file::Spec` and keeps an [`AdminConfig`] in `Config`.
+//!
+//! ```toml
+//! [admin]
+//! listen = "127.0.0.1:8053"
+//! token_file = "admin-tokens"            # relative to the config file
+//! allow_read_from = ["10.0.0.0/8"]
+//! state_file = "steerdns-state.json"     # relative to the config file
+//! event_history = 256
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::overrides::DEFAULT_STATE_FILE;
+
+/// `[admin]`.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    /// Address of the admin HTTP listener. Default `127.0.0.1:8053`. Changing it needs a
+    /// restart.
+    pub listen: Option<String>,
+    /// File of bearer tokens that may change things (`NAME:TOKEN` or `TOKEN` per line, `#`
+    /// comments), relative to the config file. Default: none, and then changes are accepted
+    /// from loopback clients only.
+    pub token_file: Option<String>,
+    /// Networks, besides loopback, that may read status, metrics, events and explain.
+    /// Default: none.
+    #[serde(default)]
+    pub allow_read_from: Vec<IpNet>,
+    /// Where operator overrides persist, relative to the config file. Default
+    /// `steerdns-state.json`.
+    pub state_file: Option<String>,
+    /// How many events `/v1/events` keeps. Default 256.
+    pub event_history: Option<usize>,
+}
+
+/// The validated `[admin]` settings.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct AdminConfig {
+    /// Listener address.
+    pub listen: SocketAddr,
+    /// Token file (absolute), if any.
+    pub token_file: Option<PathBuf>,
+    /// Extra read networks.
+    pub allow_read_from: Vec<IpNet>,
+    /// State file (absolute).
+    pub state_file: PathBuf,
+    /// Event history length.
+    pub event_history: usize,
+}
+
+impl AdminSpec {
+    /// Validate, anchoring relative paths at `config_dir`. Errors name the key.
+    pub fn resolve(&self, config_dir: &Path) -> Result<AdminConfig, String> {
+        let listen = self.listen.as_deref().unwrap_or("127.0.0.1:8053");
+        let listen = listen
+            .parse()
+            .map_err(|_| format!("admin.listen: {listen:?} is not ADDR:PORT"))?;
+        let event_history = self
+            .event_history
+            .unwrap_or(super::events::DEFAULT_CAPACITY);
+        if event_history == 0 {
+            return Err("admin.event_history must be at least 1".into());
+        }
+        Ok(AdminConfig {
+            listen,
+            token_file: self.token_file.as_ref().map(|f| config_dir.join(f)),
+            allow_read_from: self.allow_read_from.iter().map(IpNet::trunc).collect(),
+            state_file: config_dir.join(self.state_file.as_deref().unwrap_or(DEFAULT_STATE_FILE)),
+            event_history,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let s: AdminSpec = toml::from_str("").expect("empty");
+        let c = s.resolve(Path::new("/etc/steerdns")).expect("ok");
+        assert_eq!(c.listen, "127.0.0.1:8053".parse().expect("addr"));
+        assert_eq!(
+            c.state_file,
+            PathBuf::from("/etc/steerdns/steerdns-state.json")
+        );
+        assert_eq!(c.token_file, None);
+        assert_eq!(c.event_history, 256);
+    }
+
+    #[test]
+    fn full_and_errors() {
+        let s: AdminSpec = toml::from_str(
+            "listen = \"[::1]:9000\"\ntoken_file = \"tokens\"\nallow_read_from = [\"10.1.2.3/16\"]\nstate_file = \"/var/lib/steerdns/state.json\"\n",
+        )
+        .expect("parse");
+        let c = s.resolve(Path::new("/etc/steerdns")).expect("ok");
+        assert_eq!(c.token_file, Some(PathBuf::from("/etc/steerdns/tokens")));
+        assert_eq!(c.allow_read_from[0].to_string(), "10.1.0.0/16");
+        assert_eq!(c.state_file, PathBuf::from("/var/lib/steerdns/state.json"));
+        let e = toml::from_str::<AdminSpec>("tokenfile = \"x\"").expect_err("typo");
+        assert!(e.to_string().contains("unknown field `tokenfile`"), "{e}");
+        let e =
+            toml::from_str::<AdminSpec>("allow_read_from = [\"10.0.0.0/33\"]").expect_err("cidr");
+        assert!(e.to_string().contains("invalid"), "{e}");
+        let s: AdminSpec = toml::from_str("listen = \"localhost\"").expect("parse");
+        assert!(
+            s.resolve(Path::new("/"))
+                .expect_err("addr")
+                .contains("admin.listen")
+        );
+    }
+}

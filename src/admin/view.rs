@@ -1,0 +1,405 @@
+//! The JSON shapes of the admin API (`/v1/status`, `/v1/events`, request bodies, replies).
+//! Plain data: the lead fills [`StatusView`] from the snapshot, the health book and the
+//! overrides; the CLI client deserializes the same types.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::overrides::{AuditAction, AuditEvent, format_time};
+
+//------------ Status ------------------------------------------------------------------------
+
+/// `GET /v1/status`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct StatusView {
+    /// Server facts.
+    pub server: ServerFacts,
+    /// The server-wide health mode (`deep`, `shallow`, `shadow`, `off`).
+    pub mode: String,
+    /// Whether the mass-failure guard is holding state.
+    #[serde(default)]
+    pub guard_engaged: bool,
+    /// Every registry, in config order.
+    pub registries: Vec<RegistryStatus>,
+}
+
+/// Facts about the running server.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct ServerFacts {
+    /// Build version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// Snapshot generation in service.
+    pub config_generation: u64,
+    /// The config file.
+    pub config_path: String,
+    /// When the process started (RFC 3339).
+    pub started_at: String,
+    /// Whether `/ready` answers 200.
+    pub ready: bool,
+    /// Served zones.
+    pub zones: Vec<ZoneFact>,
+}
+
+/// One served zone.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct ZoneFact {
+    /// Zone origin.
+    pub origin: String,
+    /// SOA serial.
+    pub serial: u32,
+    /// Zone file.
+    pub file: String,
+}
+
+/// One registry.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct RegistryStatus {
+    /// `[registries.KEY]`.
+    pub key: String,
+    /// The global name.
+    pub name: String,
+    /// This registry's effective health mode.
+    pub mode: String,
+    /// Whether it is failing open (every replica degraded: answering as if all were healthy).
+    #[serde(default)]
+    pub fail_open: bool,
+    /// Replicas, in config order.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// One replica of one registry.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct ReplicaStatus {
+    /// `[registries.R.replicas.KEY]`.
+    pub key: String,
+    /// Region.
+    pub region: String,
+    /// What routing sees: `unknown`, `healthy`, `degraded` or `disabled`.
+    pub state: String,
+    /// Whether routing may answer with it now.
+    pub routable: bool,
+    /// Since when the health state holds (RFC 3339), if known.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Consecutive passing probes.
+    #[serde(default)]
+    pub consecutive_successes: u32,
+    /// Consecutive failing probes.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// Whether the verdict expired because the prober went quiet.
+    #[serde(default)]
+    pub stale: bool,
+    /// The last probe, if any.
+    #[serde(default)]
+    pub last_probe: Option<ProbeView>,
+    /// The last deep-health document's dependency results.
+    #[serde(default)]
+    pub dependencies: Vec<DependencyView>,
+    /// The operator override disabling it, if any.
+    #[serde(default, rename = "override")]
+    pub override_: Option<OverrideView>,
+}
+
+/// The last probe of a replica.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct ProbeView {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Round trip in milliseconds.
+    pub latency_ms: f64,
+    /// `ok` or a failure label (`timeout`, `status`, `dependencies`, ...).
+    pub result: String,
+    /// The failure in words (empty when ok).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// One dependency from a deep-health document.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct DependencyView {
+    /// Dependency name (`storage`, `cache`, ...).
+    pub name: String,
+    /// Its status as reported.
+    pub status: String,
+    /// Whether it counts as passing.
+    pub ok: bool,
+}
+
+/// An override as shown in the status.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct OverrideView {
+    /// `replica` or `region`.
+    pub scope: String,
+    /// Who set it.
+    pub who: String,
+    /// Why.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub created_at: String,
+    /// Expiry (RFC 3339), if any.
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+impl From<&crate::overrides::Override> for OverrideView {
+    fn from(o: &crate::overrides::Override) -> Self {
+        Self {
+            scope: match o.target {
+                crate::overrides::Target::Replica { .. } => "replica".into(),
+                crate::overrides::Target::Region { .. } => "region".into(),
+            },
+            who: o.who.clone(),
+            reason: o.reason.clone(),
+            created_at: format_time(o.created_at),
+            until: o.until.map(format_time),
+        }
+    }
+}
+
+//------------ Events ------------------------------------------------------------------------
+
+/// What kind of event.
+#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The mass-failure guard engaged or released.
+    Guard,
+    /// A registry started or stopped failing open.
+    FailOpen,
+    /// A health mode switch.
+    Mode,
+    /// An operator override change (or expiry).
+    Override,
+    /// A config reload (ok or failed).
+    Reload,
+    /// Shadow mode: deep started or stopped disagreeing with shallow.
+    Shadow,
+    /// A health transition.
+    Transition,
+}
+
+/// One entry of `GET /v1/events`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct EventView {
+    /// When (RFC 3339).
+    pub at: String,
+    /// What kind.
+    pub kind: EventKind,
+    /// The registry concerned, if one.
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// The replica (or region) concerned, if one.
+    #[serde(default)]
+    pub replica: Option<String>,
+    /// What happened, in words.
+    pub message: String,
+}
+
+impl From<&AuditEvent> for EventView {
+    fn from(e: &AuditEvent) -> Self {
+        let (registry, replica) = match &e.target {
+            crate::overrides::Target::Replica { registry, replica } => {
+                (Some(registry.clone()), Some(replica.clone()))
+            }
+            crate::overrides::Target::Region { region } => (None, Some(region.clone())),
+        };
+        Self {
+            at: format_time(e.at),
+            kind: EventKind::Override,
+            registry,
+            replica,
+            message: e.to_string(),
+        }
+    }
+}
+
+//------------ Requests and replies ----------------------------------------------------------
+
+/// `GET /v1/explain` parameters, parsed.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct ExplainQuery {
+    /// The name asked for.
+    pub name: String,
+    /// The packet source (the resolver).
+    pub client: IpAddr,
+    /// The ECS subnet, if the query carried one.
+    pub ecs: Option<IpNet>,
+}
+
+/// Body of `PUT /v1/overrides` (disable) and `DELETE /v1/overrides` (enable): either
+/// `registry` + `replica`, or `region`.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRequest {
+    /// Registry key (with `replica`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// Replica key (with `registry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// Region (alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How long a disable lasts (`"30m"`, `"2h"`); absent: until enabled.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<String>,
+}
+
+/// Body of `PUT /v1/mode`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeRequest {
+    /// `deep`, `shallow`, `shadow` or `off`.
+    pub mode: ModeName,
+    /// One registry; absent: server-wide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+}
+
+/// A health mode (mirrors `health::spec::HealthMode`).
+#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeName {
+    /// Route on the deep check.
+    Deep,
+    /// Route on the front-door check.
+    Shallow,
+    /// Route on shallow, evaluate deep and report.
+    Shadow,
+    /// Latency only.
+    Off,
+}
+
+impl ModeName {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModeName::Deep => "deep",
+            ModeName::Shallow => "shallow",
+            ModeName::Shadow => "shadow",
+            ModeName::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for ModeName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "deep" => Ok(ModeName::Deep),
+            "shallow" => Ok(ModeName::Shallow),
+            "shadow" => Ok(ModeName::Shadow),
+            "off" => Ok(ModeName::Off),
+            _ => Err(format!(
+                "unknown mode {s:?}; expected deep, shallow, shadow or off"
+            )),
+        }
+    }
+}
+
+/// Reply to `POST /v1/reload` and `PUT /v1/mode`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct Ack {
+    /// What was done, in words.
+    pub message: String,
+    /// The snapshot generation now in service, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+}
+
+/// Reply to the override endpoints.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct OverrideReply {
+    /// `disabled`, `enabled`.
+    pub action: AuditAction,
+    /// The audit record.
+    pub event: AuditEvent,
+}
+
+/// The body of every error reply: `{"error": "..."}`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+pub struct ErrorBody {
+    /// The reason, for people.
+    pub error: String,
+}
+
+//------------ WallClock ---------------------------------------------------------------------
+
+/// Turns the health book's monotonic instants (`tokio::time::Instant`) into wall-clock RFC
+/// 3339 strings for [`StatusView`] and [`EventView`], anchored at one (instant, wall time)
+/// pair read together when the view is built.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    mono: tokio::time::Instant,
+    wall: std::time::SystemTime,
+}
+
+impl WallClock {
+    /// Anchored now.
+    pub fn now() -> Self {
+        Self::new(tokio::time::Instant::now(), std::time::SystemTime::now())
+    }
+
+    /// Anchored at a given pair (tests).
+    pub fn new(mono: tokio::time::Instant, wall: std::time::SystemTime) -> Self {
+        Self { mono, wall }
+    }
+
+    /// The wall time of `t`.
+    pub fn wall(&self, t: tokio::time::Instant) -> std::time::SystemTime {
+        if t <= self.mono {
+            self.wall
+                .checked_sub(self.mono - t)
+                .unwrap_or(std::time::UNIX_EPOCH)
+        } else {
+            crate::overrides::time_plus(self.wall, t - self.mono)
+        }
+    }
+
+    /// `t` as RFC 3339.
+    pub fn format(&self, t: tokio::time::Instant) -> String {
+        format_time(self.wall(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn wall_clock_maps_instants() {
+        let mono = tokio::time::Instant::now();
+        let c = WallClock::new(mono, UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        assert_eq!(c.format(mono), "2027-01-15T08:00:00Z");
+        assert_eq!(
+            c.format(mono + Duration::from_secs(61)),
+            "2027-01-15T08:01:01Z"
+        );
+        if let Some(earlier) = mono.checked_sub(Duration::from_secs(60)) {
+            assert_eq!(c.format(earlier), "2027-01-15T07:59:00Z");
+        }
+    }
+
+    #[test]
+    fn status_json_shape() {
+        let v = serde_json::to_value(ReplicaStatus {
+            override_: Some(OverrideView::default()),
+            ..ReplicaStatus::default()
+        })
+        .expect("json");
+        assert!(v.get("override").is_some(), "{v}");
+        let m: ModeRequest =
+            serde_json::from_str(r#"{"mode":"shadow","registry":"c"}"#).expect("mode");
+        assert_eq!(m.mode, ModeName::Shadow);
+        assert_eq!("off".parse::<ModeName>(), Ok(ModeName::Off));
+        assert!("of".parse::<ModeName>().is_err());
+    }
+}
