@@ -1,14 +1,22 @@
 //! Wiring: build the shared state from a loaded snapshot, start the writer task (health
-//! book + prober) and serve the sockets the caller bound, until the caller's shutdown token is
-//! cancelled. The binary and the tests share this code path (`spawn(snapshot, sockets,
-//! shutdown)`), mini-redis style: the caller binds and decides when to stop.
+//! book, prober, overrides, modes, reloads), the admin API and the DNS transports on the
+//! sockets the caller bound, until the caller's shutdown token is cancelled. The binary and
+//! the tests share this code path (`spawn(snapshot, sockets, shutdown)`), mini-redis style:
+//! the caller binds and decides when to stop.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::admin::access::Access;
+use crate::admin::context::{AdminError, ChannelContext};
+use crate::admin::readiness::{Liveness, Readiness};
+use crate::admin::view::ExplainQuery;
+use crate::admin::{self, Admin};
 use crate::control::{self, ControlHandles};
+use crate::dns::wire::ClientSubnet;
+use crate::metrics::Metrics;
 use crate::server::{self, Sockets, TcpLimits, TransportStats};
 use crate::state::{Shared, Snapshot};
 
@@ -17,10 +25,12 @@ use crate::state::{Shared, Snapshot};
 pub struct Handles {
     /// The snapshot in service.
     pub shared: Shared,
-    /// Transport counters.
+    /// Transport counters and the metrics.
     pub stats: Arc<TransportStats>,
-    /// The writer task's handles (prober counters, readiness).
+    /// The writer task's handles (prober counters, readiness, commands, status, events).
     pub control: ControlHandles,
+    /// The admin API's address, when one was bound.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 /// Serve `sockets` from `snapshot` until `shutdown` is cancelled.
@@ -38,7 +48,8 @@ pub async fn run(
 }
 
 /// Start serving in the background; returns the handles at once and the task that ends when
-/// everything has stopped.
+/// everything has stopped. Fails when the override state file or the admin token file cannot
+/// be read.
 pub fn spawn(
     snapshot: Snapshot,
     sockets: Sockets,
@@ -55,19 +66,101 @@ pub fn spawn(
         config = %snapshot.config.path.display(),
         "steerdns starting"
     );
+    let access = Access::load(
+        snapshot.config.admin.token_file.as_deref(),
+        snapshot.config.admin.allow_read_from.clone(),
+    )
+    .map_err(std::io::Error::other)?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.install_replica_counters(snapshot.counters.clone());
+    metrics.set_generation(snapshot.generation);
+    // Zones are loaded (the snapshot exists); the one latch left is the first probe round.
+    let (readiness, latch) = Readiness::new();
+    let liveness = Liveness::new();
     let shared = Shared::new(snapshot);
-    let (control, control_task) = control::spawn(shared.clone(), shutdown.clone())?;
+    let (control, control_task) =
+        control::spawn(shared.clone(), metrics.clone(), latch, shutdown.clone())?;
     let handles = Handles {
-        shared,
-        stats: Arc::default(),
-        control,
+        shared: shared.clone(),
+        stats: Arc::new(TransportStats::new(metrics.clone())),
+        admin: sockets.admin.as_ref().and_then(|l| l.local_addr().ok()),
+        control: control.clone(),
     };
+
+    let admin_task = sockets.admin.map(|listener| {
+        let status = control.status.clone();
+        let explain_from = shared.clone();
+        let context = ChannelContext::new(
+            control.commands.clone(),
+            move || (**status.load()).clone(),
+            move |q: &ExplainQuery| explain(&explain_from, q),
+            metrics.clone(),
+            control.events.clone(),
+        );
+        let router = admin::router(Admin {
+            context: Arc::new(context),
+            access: Arc::new(access),
+            readiness,
+            liveness: liveness.clone(),
+        });
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = admin::serve(listener, router, shutdown).await {
+                error!(error = %e, "the admin API stopped");
+            }
+        })
+    });
+
     let h = handles.clone();
     let task = tokio::spawn(async move {
-        server::serve(sockets, h.shared, limits, h.stats, shutdown).await;
+        let dns_alive = liveness.register("dns");
+        let control_alive = liveness.register("state");
+        server::serve(
+            sockets.udp,
+            sockets.tcp,
+            h.shared,
+            limits,
+            h.stats,
+            shutdown,
+        )
+        .await;
+        drop(dns_alive);
         if let Err(e) = control_task.await {
             error!(error = %e, "the control task ended abnormally");
         }
+        drop(control_alive);
+        if let Some(t) = admin_task
+            && let Err(e) = t.await
+        {
+            error!(error = %e, "the admin task ended abnormally");
+        }
     });
     Ok((handles, task))
+}
+
+/// `GET /v1/explain`: the live decision, with health, from the same code as DNS.
+fn explain(shared: &Shared, q: &ExplainQuery) -> Result<serde_json::Value, AdminError> {
+    let snap = shared.load();
+    let mut name = hickory_proto::rr::Name::from_ascii(&q.name)
+        .map_err(|e| AdminError::BadRequest(format!("{:?} is not a domain name: {e}", q.name)))?;
+    name.set_fqdn(true);
+    let (index, reg) = snap
+        .globals
+        .find_name(&name)
+        .ok_or_else(|| AdminError::NotFound(format!("{name} is not a global name")))?;
+    let subnet = q.ecs.map(|n| ClientSubnet {
+        family: if n.addr().is_ipv4() { 1 } else { 2 },
+        source_prefix: n.prefix_len(),
+        scope_prefix: 0,
+        addr: n.network(),
+    });
+    let x = crate::global::explain(
+        &snap.locator,
+        reg,
+        snap.health.get(index),
+        1,
+        q.client.to_canonical(),
+        subnet.as_ref(),
+    );
+    serde_json::to_value(x).map_err(|e| AdminError::Failed(e.to_string()))
 }

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::admin::client::{AdminArgs, AdminCommand};
 use crate::server::Sockets;
 use crate::state::Snapshot;
 
@@ -30,6 +31,8 @@ pub const EXIT_FAILURE: u8 = 1;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,7 +46,12 @@ enum Command {
         /// free port, logged at start).
         #[arg(long, value_name = "ADDR:PORT")]
         listen: Vec<SocketAddr>,
+        /// Serve the admin API on ADDR:PORT instead of `[admin] listen` (port 0 allowed).
+        #[arg(long, value_name = "ADDR:PORT")]
+        admin_listen: Option<SocketAddr>,
     },
+    #[command(flatten)]
+    Admin(AdminCommand),
     /// The demo: serve the config (default: the repository's) together with simulated
     /// replicas — real HTTP deep-health endpoints on the loopback addresses its health URLs
     /// name — and print the commands to watch routing move and to break and mend replicas.
@@ -85,7 +93,12 @@ impl Cli {
     /// Run the parsed command.
     pub fn run(self) -> ExitCode {
         match self.command {
-            Command::Serve { config, listen } => serve(config, listen),
+            Command::Serve {
+                config,
+                listen,
+                admin_listen,
+            } => serve(config, listen, admin_listen),
+            Command::Admin(command) => admin_client(&self.admin, &command),
             Command::CheckConfig { config } => check_config(config),
             Command::Demo { config } => demo(config),
             Command::Explain {
@@ -110,17 +123,22 @@ fn load(config: &std::path::Path) -> Result<Snapshot, ExitCode> {
     })
 }
 
-fn serve(config: PathBuf, listen: Vec<SocketAddr>) -> ExitCode {
+fn serve(config: PathBuf, listen: Vec<SocketAddr>, admin_listen: Option<SocketAddr>) -> ExitCode {
     let snapshot = match load(&config) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    serve_snapshot(snapshot, listen, |_| async { Ok(()) })
+    serve_snapshot(snapshot, listen, admin_listen, |_| async { Ok(()) })
 }
 
 /// Serve a loaded snapshot; `before` runs inside the runtime first (the demo starts its
 /// replicas there).
-fn serve_snapshot<F, Fut>(snapshot: Snapshot, listen: Vec<SocketAddr>, before: F) -> ExitCode
+fn serve_snapshot<F, Fut>(
+    snapshot: Snapshot,
+    listen: Vec<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    before: F,
+) -> ExitCode
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -141,7 +159,8 @@ where
         }
     };
     runtime.block_on(async move {
-        let sockets = match Sockets::bind(&addrs) {
+        let admin_addr = admin_listen.unwrap_or(snapshot.config.admin.listen);
+        let sockets = match Sockets::bind(&addrs).and_then(|s| s.with_admin(admin_addr)) {
             Ok(s) => s,
             Err(e) => {
                 error!(error = %e, addresses = ?addrs, "cannot bind");
@@ -154,14 +173,65 @@ where
             error!(error = %e, "cannot start");
             return ExitCode::from(EXIT_FAILURE);
         }
-        match crate::app::run(snapshot, sockets, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
+        let (handles, task) = match crate::app::spawn(snapshot, sockets, shutdown) {
+            Ok(r) => r,
             Err(e) => {
                 error!(error = %e, "cannot start");
-                ExitCode::from(EXIT_FAILURE)
+                return ExitCode::from(EXIT_FAILURE);
             }
+        };
+        tokio::spawn(reload_on_sighup(handles.control.commands.clone()));
+        if let Err(e) = task.await {
+            error!(error = %e, "the server task ended abnormally");
+            return ExitCode::from(EXIT_FAILURE);
         }
+        info!("steerdns stopped");
+        ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP reloads config, zones and geo data (the outcome is logged by the writer task).
+async fn reload_on_sighup(commands: tokio::sync::mpsc::Sender<crate::admin::context::Command>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        error!("cannot install the SIGHUP handler");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        info!(signal = "SIGHUP", "reloading");
+        let (reply, _answer) = tokio::sync::oneshot::channel();
+        let cmd = crate::admin::context::Command::Reload {
+            who: "SIGHUP".into(),
+            reply,
+        };
+        if commands.send(cmd).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Run an admin API client command and print its result.
+fn admin_client(args: &AdminArgs, command: &AdminCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(crate::admin::client::run(args, command)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }
 
 /// SIGTERM and SIGINT stop the server gracefully.
@@ -190,9 +260,11 @@ fn check_config(config: PathBuf) -> ExitCode {
     println!("{}: OK", config.display());
     let listen: Vec<String> = c.listen.iter().map(ToString::to_string).collect();
     println!("  listen      {} (udp+tcp)", listen.join(", "));
-    if let Some(a) = c.admin_listen {
-        println!("  admin       {a}");
-    }
+    println!(
+        "  admin       {} (state file {})",
+        c.admin.listen,
+        c.admin.state_file.display()
+    );
     println!(
         "  tcp         idle {:?}, max {} connections",
         c.tcp_idle_timeout, c.tcp_max_connections
@@ -388,7 +460,7 @@ fn demo(config: PathBuf) -> ExitCode {
         .iter()
         .map(|r| r.name.to_ascii())
         .collect();
-    serve_snapshot(snapshot, Vec::new(), move |shutdown| async move {
+    serve_snapshot(snapshot, Vec::new(), None, move |shutdown| async move {
         let mut started = Vec::new();
         for (addr, labels) in &replicas {
             let listener = tokio::net::TcpListener::bind(addr)

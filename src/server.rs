@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::dns::{self, Transport};
+use crate::metrics::Metrics;
 use crate::state::Shared;
 
 /// Receive buffer asked for UDP sockets: room for bursts from a busy resolver.
@@ -38,6 +39,8 @@ pub struct Sockets {
     pub udp: Vec<UdpSocket>,
     /// TCP listeners.
     pub tcp: Vec<TcpListener>,
+    /// The admin API listener, if it is to be served.
+    pub admin: Option<TcpListener>,
 }
 
 impl Sockets {
@@ -55,6 +58,12 @@ impl Sockets {
             sockets.tcp.push(tcp);
         }
         Ok(sockets)
+    }
+
+    /// Also bind the admin API listener (TCP) on `addr`.
+    pub fn with_admin(mut self, addr: SocketAddr) -> io::Result<Self> {
+        self.admin = Some(bind_tcp(addr)?);
+        Ok(self)
     }
 
     /// The addresses actually bound (UDP first, then TCP).
@@ -107,19 +116,33 @@ pub struct TcpLimits {
     pub max_connections: usize,
 }
 
-/// Counters the transports keep (exported as metrics by the admin layer).
-#[derive(Debug, Default)]
+/// Counters the transports keep, and the metrics the answer path bumps.
+#[derive(Debug)]
 pub struct TransportStats {
+    /// Metrics (DNS counters used on the answer path).
+    pub metrics: Arc<Metrics>,
     /// TCP connections refused because the cap was reached.
     pub tcp_refused: AtomicU64,
     /// TCP connections accepted.
     pub tcp_accepted: AtomicU64,
 }
 
+impl TransportStats {
+    /// Counters reporting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            tcp_refused: AtomicU64::new(0),
+            tcp_accepted: AtomicU64::new(0),
+        }
+    }
+}
+
 /// Serve every socket until `shutdown` is cancelled; returns when all listeners and
 /// connections have finished.
 pub async fn serve(
-    sockets: Sockets,
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
     shared: Shared,
     limits: TcpLimits,
     stats: Arc<TransportStats>,
@@ -127,19 +150,19 @@ pub async fn serve(
 ) {
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    for socket in sockets.udp {
+    for socket in udp {
         if let Ok(addr) = socket.local_addr() {
             info!(udp = %addr, "listening");
         }
         match socket.into_std() {
             Ok(socket) => {
-                let (shared, shutdown) = (shared.clone(), shutdown.clone());
-                tracker.spawn_blocking(move || serve_udp(socket, shared, shutdown));
+                let (shared, shutdown, stats) = (shared.clone(), shutdown.clone(), stats.clone());
+                tracker.spawn_blocking(move || serve_udp(socket, shared, stats, shutdown));
             }
             Err(e) => warn!(error = %e, "cannot serve a UDP socket"),
         }
     }
-    for listener in sockets.tcp {
+    for listener in tcp {
         if let Ok(addr) = listener.local_addr() {
             info!(tcp = %addr, "listening");
         }
@@ -169,7 +192,13 @@ const UDP_QUERY_MAX: usize = 4096;
 /// `recvmmsg`, answer each inline, send the answers with one `sendmmsg`. The answer path never
 /// waits on anything, so a blocking loop without a reactor round trip per datagram, and one
 /// system call per batch each way, is the cheapest way to run it (Knot and NSD do the same).
-fn serve_udp(socket: std::net::UdpSocket, shared: Shared, shutdown: CancellationToken) {
+fn serve_udp(
+    socket: std::net::UdpSocket,
+    shared: Shared,
+    stats: Arc<TransportStats>,
+    shutdown: CancellationToken,
+) {
+    let counters = stats.metrics.dns().clone();
     use std::io::{IoSlice, IoSliceMut};
     use std::os::fd::AsRawFd;
 
@@ -220,6 +249,7 @@ fn serve_udp(socket: std::net::UdpSocket, shared: Shared, shutdown: Cancellation
                     canonical(src.ip()),
                     Transport::Udp,
                     &mut outs[i],
+                    &counters,
                 )
                 .is_some()
                 {
@@ -290,9 +320,17 @@ async fn serve_tcp(
                 stats.tcp_accepted.fetch_add(1, Ordering::Relaxed);
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
+                let stats = stats.clone();
                 tracker.spawn(async move {
-                    if let Err(e) =
-                        serve_connection(stream, peer, shared, limits.idle_timeout, shutdown).await
+                    if let Err(e) = serve_connection(
+                        stream,
+                        peer,
+                        shared,
+                        &stats,
+                        limits.idle_timeout,
+                        shutdown,
+                    )
+                    .await
                     {
                         debug!(error = %e, client = %peer, "tcp connection ended with an error");
                     }
@@ -301,6 +339,7 @@ async fn serve_tcp(
             }
             Err(_) => {
                 stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+                stats.metrics.tcp_refused().fetch_add(1, Ordering::Relaxed);
                 if !cap_logged {
                     warn!(
                         max = limits.max_connections,
@@ -318,6 +357,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Shared,
+    stats: &TransportStats,
     idle: Duration,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
@@ -346,7 +386,14 @@ async fn serve_connection(
         }
         let answered = {
             let snap = shared.current();
-            dns::handle(&snap, body, client, Transport::Tcp, &mut out)
+            dns::handle(
+                &snap,
+                body,
+                client,
+                Transport::Tcp,
+                &mut out,
+                stats.metrics.dns(),
+            )
         };
         if answered.is_some() {
             frame.clear();

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::global::Globals;
 use crate::health::book::{HealthPlan, HealthView, PlanBuilder};
 use crate::health::spec::{SpecLevel, resolve};
+use crate::metrics::{ClientLabels, RegistryKeys, ReplicaCounters};
 use crate::problem::{Problem, Problems};
 use crate::routing::{
     BuiltinRegions, GeoDb, GeoError, LatencyTable, Locator, RegionSpec, resolve_regions,
@@ -37,6 +38,8 @@ pub struct Snapshot {
     /// What to probe and how each replica is judged (registry and replica indices match
     /// `globals`).
     pub plan: Arc<HealthPlan>,
+    /// Answer counters by registry/replica and client label, laid out for this config.
+    pub counters: Arc<ReplicaCounters>,
 }
 
 /// Per registry (by index in `Globals::registries`): which replicas are routable (health, with
@@ -156,8 +159,10 @@ impl Snapshot {
         let globals = Globals::prepare(&config.registries, &zones, locator.regions(), &config.path)
             .map_err(Problems)?;
         let plan = health_plan(&config).map_err(Problems)?;
+        let counters = replica_counters(&globals, &locator);
         Ok(Self {
             plan: Arc::new(plan),
+            counters: Arc::new(counters),
             generation: 1,
             health: Arc::new(HealthMasks::all(&globals)),
             config: Arc::new(config),
@@ -291,4 +296,35 @@ fn health_plan(config: &Config) -> Result<HealthPlan, Vec<Problem>> {
     } else {
         Err(problems)
     }
+}
+
+/// Answer counters for every registry and replica, with the client labels the latency table
+/// and the mmdb (two-letter country and continent codes) can produce.
+fn replica_counters(globals: &Globals, locator: &Locator) -> ReplicaCounters {
+    let keys: Vec<RegistryKeys> = globals
+        .registries
+        .iter()
+        .map(|r| RegistryKeys {
+            key: r.key.clone(),
+            replicas: r.replicas.iter().map(|p| p.key.clone()).collect(),
+        })
+        .collect();
+    let mut labels: Vec<String> = locator
+        .table()
+        .map(|t| {
+            t.iter()
+                .filter_map(|m| m.label.map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    labels.sort();
+    labels.dedup();
+    ReplicaCounters::new(
+        &keys,
+        ClientLabels::new(
+            labels
+                .into_iter()
+                .chain(ClientLabels::all_two_letter_codes()),
+        ),
+    )
 }

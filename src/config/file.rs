@@ -21,7 +21,7 @@ pub struct Spec {
     pub server: ServerSpec,
     /// The admin HTTP listener.
     #[serde(default)]
-    pub admin: AdminSpec,
+    pub admin: crate::admin::spec::AdminSpec,
     /// Where latency data comes from.
     #[serde(default)]
     pub routing: RoutingSpec,
@@ -105,14 +105,6 @@ fn default_idle_timeout() -> Dur {
 
 fn default_max_connections() -> usize {
     512
-}
-
-/// `[admin]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminSpec {
-    /// Address of the admin HTTP listener. Default `127.0.0.1:8053`.
-    pub listen: Option<String>,
 }
 
 /// `[routing]`.

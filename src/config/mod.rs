@@ -38,8 +38,8 @@ pub struct Config {
     pub tcp_idle_timeout: Duration,
     /// TCP connection cap.
     pub tcp_max_connections: usize,
-    /// Admin listener.
-    pub admin_listen: Option<SocketAddr>,
+    /// The admin API settings.
+    pub admin: crate::admin::spec::AdminConfig,
     /// Latency table path (absolute).
     pub latency_table: Option<PathBuf>,
     /// mmdb path (absolute).
@@ -163,19 +163,15 @@ impl Config {
                 "idle_timeout must be more than 0s".into(),
             ));
         }
-        let admin_listen = match admin
-            .listen
-            .as_deref()
-            .unwrap_or("127.0.0.1:8053")
-            .parse::<SocketAddr>()
-        {
+        let admin = match admin.resolve(&base) {
             Ok(a) => Some(a),
-            Err(_) => {
-                problems.push(at(
-                    "admin",
-                    Some("listen"),
-                    "admin listen address is not ADDR:PORT".into(),
-                ));
+            Err(reason) => {
+                let key = reason
+                    .split(':')
+                    .next()
+                    .and_then(|k| k.strip_prefix("admin."))
+                    .map(str::to_owned);
+                problems.push(at("admin", key.as_deref(), reason));
                 None
             }
         };
@@ -335,9 +331,9 @@ impl Config {
             }
         }
 
-        if !problems.is_empty() {
+        let Some(admin) = admin.filter(|_| problems.is_empty()) else {
             return Err(Problems(problems));
-        }
+        };
         Ok(Self {
             path: path.to_path_buf(),
             listen: addrs,
@@ -347,7 +343,7 @@ impl Config {
             geo_dir,
             tcp_idle_timeout: tcp.idle_timeout.0,
             tcp_max_connections: tcp.max_connections,
-            admin_listen,
+            admin,
             default_order,
             regions: regions.into_iter().collect(),
             health,

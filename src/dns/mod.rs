@@ -19,6 +19,8 @@ use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 
 use crate::global::{self, PreparedRegistry};
+use crate::metrics::{DecisionBasis, DnsCounters};
+use crate::routing::Basis;
 use crate::state::Snapshot;
 use crate::zone::{Answer, Owner};
 use wire::{ClientSubnet, HEADER_LEN, Query, Rcode, Reject};
@@ -51,8 +53,23 @@ pub fn handle(
     client: IpAddr,
     transport: Transport,
     out: &mut Vec<u8>,
+    counters: &DnsCounters,
 ) -> Option<Outcome> {
-    let _ = client; // routing of global names uses it (next layer)
+    let outcome = respond(snap, packet, client, transport, out, counters);
+    if let Some(o) = &outcome {
+        counters.response(o.rcode as u16, o.qtype);
+    }
+    outcome
+}
+
+fn respond(
+    snap: &Snapshot,
+    packet: &[u8],
+    client: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+    counters: &DnsCounters,
+) -> Option<Outcome> {
     match wire::parse_query(packet) {
         Err(Reject::Drop) => None,
         Err(Reject::Error {
@@ -90,7 +107,10 @@ pub fn handle(
                 truncated: false,
             })
         }
-        Ok(q) => Some(answer(snap, &q, client, transport, out)),
+        Ok(q) => {
+            counters.ecs(q.edns.is_some_and(|e| e.client_subnet.is_some()));
+            Some(answer(snap, &q, client, transport, out, counters))
+        }
     }
 }
 
@@ -100,6 +120,7 @@ fn answer(
     source: IpAddr,
     transport: Transport,
     out: &mut Vec<u8>,
+    counters: &DnsCounters,
 ) -> Outcome {
     let limit = match transport {
         Transport::Udp => q.udp_limit(),
@@ -128,7 +149,7 @@ fn answer(
         let mut lower = [0u8; wire::MAX_NAME_LEN];
         let key = wire::lowercase_wire(q.qname_wire(), &mut lower);
         if let Some((index, reg)) = snap.globals.find(key) {
-            return global_answer(snap, q, index, reg, source, limit, out);
+            return global_answer(snap, q, index, reg, source, limit, out, counters);
         }
     }
 
@@ -194,6 +215,7 @@ fn answer(
 }
 
 /// Answer a global name: rank the replicas for the client and copy their prepared records.
+#[allow(clippy::too_many_arguments)]
 fn global_answer(
     snap: &Snapshot,
     q: &Query<'_>,
@@ -202,9 +224,10 @@ fn global_answer(
     source: IpAddr,
     limit: usize,
     out: &mut Vec<u8>,
+    counters: &DnsCounters,
 ) -> Outcome {
     let ecs = q.edns.and_then(|e| e.client_subnet);
-    let (decision, _fail_open) = global::decide_with_health(
+    let (decision, fail_open) = global::decide_with_health(
         &snap.locator,
         reg,
         snap.health.get(index),
@@ -212,6 +235,19 @@ fn global_answer(
         source,
         ecs.as_ref(),
     );
+    // Count what was decided and for whom (atomics only: no lock, no allocation).
+    counters.decision(match decision.location.basis {
+        Basis::LatencyTable => DecisionBasis::LatencyTable,
+        Basis::Geo => DecisionBasis::Geo,
+        Basis::DefaultOrder => DecisionBasis::DefaultOrder,
+    });
+    if fail_open || snap.health.fail_open.get(index).copied().unwrap_or(false) {
+        counters.fail_open();
+    }
+    let label = snap.counters.labels().index(decision.location.label);
+    for p in &decision.picks[..decision.count] {
+        snap.counters.answer(index, usize::from(*p), label);
+    }
     let rcode = Rcode::NoError;
     let mut counts = [1u16, 0, 0, 0];
     let mut size = HEADER_LEN + q.question.len();
