@@ -27,4 +27,6 @@ fi
 
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
+# The page tests must really run a browser here (chromium is installed above).
+export STEERDNS_REQUIRE_BROWSER=1
 cargo test --all-targets

@@ -18,6 +18,39 @@ pub struct Binary {
 }
 
 impl Binary {
+    /// The admin API address it logged (`listening admin=ADDR`), waiting for it (bounded).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(a) = self.log().iter().find_map(|l| {
+                l.split("listening admin=")
+                    .nth(1)
+                    .map(|a| a.trim().to_string())
+            }) {
+                return a.parse().expect("admin address");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no admin listener logged: {:?}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Binary {
     /// Start `steerdns serve` with `args`, wait for its "listening udp=ADDR" log line.
     pub fn serve(args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_steerdns"))

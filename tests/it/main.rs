@@ -21,5 +21,8 @@ mod routing;
 /// Health-aware failover against real HTTP replicas.
 mod failover;
 
+/// Operating the running binary: admin API, CLI, overrides, reload, status page.
+mod admin_e2e;
+
 /// The built binary, queried with `dig`.
-mod e2e;
+pub(crate) mod e2e;
