@@ -19,6 +19,23 @@ use crate::admin::client::{AdminArgs, AdminCommand};
 use crate::server::Sockets;
 use crate::state::Snapshot;
 
+/// Print a line to stdout; a closed pipe (`steerdns status | head`) is not an error worth a
+/// panic, so write errors are ignored.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `outln!` without the newline.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Exit code for invalid configuration or data.
 pub const EXIT_INVALID: u8 = 3;
 /// Exit code for runtime failures.
@@ -224,7 +241,7 @@ fn admin_client(args: &AdminArgs, command: &AdminCommand) -> ExitCode {
     };
     match runtime.block_on(crate::admin::client::run(args, command)) {
         Ok(text) => {
-            print!("{text}");
+            out!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -257,27 +274,28 @@ fn check_config(config: PathBuf) -> ExitCode {
         Err(code) => return code,
     };
     let c = &snapshot.config;
-    println!("{}: OK", config.display());
+    outln!("{}: OK", config.display());
     let listen: Vec<String> = c.listen.iter().map(ToString::to_string).collect();
-    println!("  listen      {} (udp+tcp)", listen.join(", "));
-    println!(
+    outln!("  listen      {} (udp+tcp)", listen.join(", "));
+    outln!(
         "  admin       {} (state file {})",
         c.admin.listen,
         c.admin.state_file.display()
     );
-    println!(
+    outln!(
         "  tcp         idle {:?}, max {} connections",
-        c.tcp_idle_timeout, c.tcp_max_connections
+        c.tcp_idle_timeout,
+        c.tcp_max_connections
     );
     let mut zones: Vec<_> = snapshot.zones.zones().collect();
     zones.sort_by(|a, b| a.origin().cmp(b.origin()));
-    println!(
+    outln!(
         "  zones       {} from {}",
         zones.len(),
         c.zones_dir.display()
     );
     for z in zones {
-        println!(
+        outln!(
             "    {:<32} serial {:<10} {:>6} records  {}",
             z.origin().to_ascii(),
             z.serial(),
@@ -285,7 +303,7 @@ fn check_config(config: PathBuf) -> ExitCode {
             z.file().display()
         );
     }
-    println!(
+    outln!(
         "  regions     {}",
         c.regions
             .iter()
@@ -293,14 +311,14 @@ fn check_config(config: PathBuf) -> ExitCode {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("  registries  {}", c.registries.len());
+    outln!("  registries  {}", c.registries.len());
     for r in &c.registries {
         let reps: Vec<String> = r
             .replicas
             .iter()
             .map(|p| format!("{}@{}", p.key, p.region))
             .collect();
-        println!(
+        outln!(
             "    {:<32} ttl {:>4}s answers {}  {}",
             r.name.to_ascii(),
             r.ttl,
@@ -356,7 +374,7 @@ fn explain(
     );
     if json {
         match serde_json::to_string_pretty(&x) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => outln!("{s}"),
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::from(EXIT_FAILURE);
@@ -364,19 +382,25 @@ fn explain(
         }
         return ExitCode::SUCCESS;
     }
-    println!(
+    outln!(
         "{} {} for client {} (registry {})",
-        x.name, x.qtype, x.client, x.registry
+        x.name,
+        x.qtype,
+        x.client,
+        x.registry
     );
-    println!(
+    outln!(
         "basis: {}   matched: {}   label: {}",
         x.basis,
         x.network.as_deref().unwrap_or("-"),
         x.label.as_deref().unwrap_or("-")
     );
-    println!(
+    outln!(
         "{:<4} {:<20} {:<20} {:>8}",
-        "rank", "replica", "region", "rtt"
+        "rank",
+        "replica",
+        "region",
+        "rtt"
     );
     for (i, r) in x.ranking.iter().enumerate() {
         let rtt = r.rtt_ms.map_or("-".to_string(), |v| format!("{v} ms"));
@@ -387,7 +411,7 @@ fn explain(
         } else {
             "not eligible"
         };
-        println!(
+        outln!(
             "{:<4} {:<20} {:<20} {:>8}  {}",
             i + 1,
             r.replica,
@@ -397,23 +421,25 @@ fn explain(
         );
     }
     if x.answer.is_empty() {
-        println!("answer: NODATA");
+        outln!("answer: NODATA");
     }
     for a in &x.answer {
-        println!("answer: {a}");
+        outln!("answer: {a}");
     }
     match subnet {
-        Some(cs) => println!(
+        Some(cs) => outln!(
             "ecs: {}/{} scope /{}",
-            cs.addr, cs.source_prefix, x.scope_prefix
+            cs.addr,
+            cs.source_prefix,
+            x.scope_prefix
         ),
-        None => println!(
+        None => outln!(
             "ecs: none in the query (scope would be /{})",
             x.scope_prefix
         ),
     }
     if x.fail_open {
-        println!("note: every replica able to answer is degraded; failing open");
+        outln!("note: every replica able to answer is degraded; failing open");
     }
     ExitCode::SUCCESS
 }
@@ -518,5 +544,5 @@ fn print_demo_help(
         ));
     }
     help.push_str("\nStop with Ctrl-C.\n");
-    print!("{help}");
+    out!("{help}");
 }
