@@ -83,11 +83,15 @@ impl Binary {
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("steerdns logs its bound UDP address")
-            .parse()
-            .expect("address");
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().expect("address"),
+            Err(_) => {
+                // Never leave the process behind when the test fails here.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("steerdns did not log its bound addresses: {:?}", log.lock().map(|l| l.clone()));
+            }
+        };
         Self { child, addr, log }
     }
 
