@@ -148,12 +148,7 @@ fn explain(shared: &Shared, q: &ExplainQuery) -> Result<serde_json::Value, Admin
         .globals
         .find_name(&name)
         .ok_or_else(|| AdminError::NotFound(format!("{name} is not a global name")))?;
-    let subnet = q.ecs.map(|n| ClientSubnet {
-        family: if n.addr().is_ipv4() { 1 } else { 2 },
-        source_prefix: n.prefix_len(),
-        scope_prefix: 0,
-        addr: n.network(),
-    });
+    let subnet = q.ecs.map(ClientSubnet::from_net);
     let x = crate::global::explain(
         &snap.locator,
         reg,

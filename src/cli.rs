@@ -358,12 +358,7 @@ fn explain(
         eprintln!("{qname} is not a global name in {}", config.display());
         return ExitCode::from(EXIT_INVALID);
     };
-    let subnet = ecs.map(|n| crate::dns::wire::ClientSubnet {
-        family: if n.addr().is_ipv4() { 1 } else { 2 },
-        source_prefix: n.prefix_len(),
-        scope_prefix: 0,
-        addr: n.network(),
-    });
+    let subnet = ecs.map(crate::dns::wire::ClientSubnet::from_net);
     let x = crate::global::explain(
         &snapshot.locator,
         reg,

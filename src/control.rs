@@ -89,6 +89,7 @@ pub fn spawn(
     let event_log = EventLog::new(snap.config.admin.event_history);
     let status = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let mut control = Control {
+        prober_stats: prober.stats.clone(),
         book: HealthBook::new(&snap.plan),
         target_names: target_names(&snap.plan.probe_targets()),
         base_plan: (*snap.plan).clone(),
@@ -141,6 +142,7 @@ struct Modes {
 }
 
 struct Control {
+    prober_stats: Arc<ProberStats>,
     book: HealthBook,
     target_names: HashMap<TargetId, String>,
     /// The plan as configured (modes from the config); runtime modes are applied on top.
@@ -187,6 +189,9 @@ impl Control {
                     }
                 },
                 _ = tick.tick() => {
+                    self.metrics.set_prober_restarts(
+                        self.prober_stats.panics.load(std::sync::atomic::Ordering::Relaxed),
+                    );
                     self.expire_overrides();
                     self.publish();
                 }

@@ -84,6 +84,8 @@ pub const RELOADS: &str = "steerdns_config_reloads";
 pub const CONFIG_GENERATION: &str = "steerdns_config_generation";
 /// Gauge: active operator overrides.
 pub const OVERRIDES: &str = "steerdns_overrides";
+/// Gauge: probe tasks that panicked and were restarted since start.
+pub const PROBER_RESTARTS: &str = "steerdns_prober_task_restarts";
 /// Counter: TCP connections refused because the connection cap was reached.
 pub const TCP_REFUSED: &str = "steerdns_tcp_refused_connections";
 /// Info: build facts (`version`).
@@ -500,6 +502,7 @@ pub struct Metrics {
     reloads: Family<ResultLabel, Counter>,
     config_generation: Gauge,
     overrides: Gauge,
+    prober_restarts: Gauge,
 }
 
 impl Default for Metrics {
@@ -535,6 +538,7 @@ impl Metrics {
             reloads: Family::default(),
             config_generation: Gauge::default(),
             overrides: Gauge::default(),
+            prober_restarts: Gauge::default(),
             // Filled below, once every family is registered.
             registry: Registry::default(),
         };
@@ -585,6 +589,11 @@ impl Metrics {
             m.config_generation.clone(),
         );
         registry.register(OVERRIDES, "Active operator overrides", m.overrides.clone());
+        registry.register(
+            PROBER_RESTARTS,
+            "Probe tasks that panicked and were restarted since start",
+            m.prober_restarts.clone(),
+        );
         registry.register(
             BUILD,
             "Build facts",
@@ -697,6 +706,12 @@ impl Metrics {
     pub fn set_generation(&self, generation: u64) {
         self.config_generation
             .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    }
+
+    /// Set how many probe tasks were restarted after a panic.
+    pub fn set_prober_restarts(&self, n: u64) {
+        self.prober_restarts
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Set the number of active overrides.

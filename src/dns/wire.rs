@@ -71,6 +71,16 @@ pub struct ClientSubnet {
 }
 
 impl ClientSubnet {
+    /// The option a resolver would send for `net` (explain, tests).
+    pub fn from_net(net: ipnet::IpNet) -> Self {
+        Self {
+            family: if net.addr().is_ipv4() { 1 } else { 2 },
+            source_prefix: net.prefix_len(),
+            scope_prefix: 0,
+            addr: net.network(),
+        }
+    }
+
     /// Number of address octets on the wire: ceil(source / 8).
     pub fn addr_octets(&self) -> usize {
         usize::from(self.source_prefix).div_ceil(8)

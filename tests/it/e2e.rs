@@ -89,7 +89,10 @@ impl Binary {
                 // Never leave the process behind when the test fails here.
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("steerdns did not log its bound addresses: {:?}", log.lock().map(|l| l.clone()));
+                panic!(
+                    "steerdns did not log its bound addresses: {:?}",
+                    log.lock().map(|l| l.clone())
+                );
             }
         };
         Self { child, addr, log }
