@@ -107,6 +107,8 @@ pub fn spawn(
         started_at: format_time(SystemTime::now()),
         last_book_event: None,
         dirty: true,
+        ticks: 0,
+        stale: Default::default(),
     };
     control.apply_modes_and_publish();
     let prober_handle = prober.handle;
@@ -162,6 +164,11 @@ struct Control {
     last_book_event: Option<Instant>,
     /// The status view needs rebuilding.
     dirty: bool,
+    /// Ticks since start (the status view is refreshed once a second even when idle, so
+    /// verdicts that go stale without any outcome show).
+    ticks: u64,
+    /// Replicas whose verdict is stale, as of the last status rebuild (for the metric).
+    stale: std::collections::HashSet<(usize, usize)>,
 }
 
 fn target_names(targets: &[ProbeTarget]) -> HashMap<TargetId, String> {
@@ -193,6 +200,10 @@ impl Control {
                         self.prober_stats.panics.load(std::sync::atomic::Ordering::Relaxed),
                     );
                     self.expire_overrides();
+                    self.ticks += 1;
+                    if self.ticks.is_multiple_of(4) {
+                        self.dirty = true;
+                    }
                     self.publish();
                 }
             }
@@ -558,7 +569,7 @@ impl Control {
         }
     }
 
-    fn rebuild_status(&self) {
+    fn rebuild_status(&mut self) {
         let snap = self.shared.load();
         let now = Instant::now();
         let clock = WallClock::now();
@@ -600,6 +611,13 @@ impl Control {
                     .and_then(|d| d.deep.as_ref())
                     .and_then(|k| k.last.as_ref())
                     .and_then(|o| o.document.clone());
+                let stale = key.is_some_and(|k| k.stale);
+                if stale && self.stale.insert((ri, i)) {
+                    self.metrics.stale_verdict();
+                    warn!(registry = %reg.key, replica = %rep.key, "health verdict expired: no probe outcome for stale_after; treating as unknown");
+                } else if !stale && self.stale.remove(&(ri, i)) {
+                    info!(registry = %reg.key, replica = %rep.key, "probe outcomes again; verdict fresh");
+                }
                 let state = if over.is_some() {
                     "disabled".to_string()
                 } else {

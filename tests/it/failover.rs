@@ -274,6 +274,24 @@ async fn verdicts_expire_to_unknown_when_the_prober_stops() {
         took >= Duration::from_millis(INTERVAL_MS),
         "expired only after stale_after, took {took:?}"
     );
+    // ... and the expiry is counted (the status view refreshes at least once a second).
+    let start = Instant::now();
+    loop {
+        let text = lab.server.handles.stats.metrics.render();
+        let stale: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("steerdns_stale_verdicts_total"))
+            .filter_map(|l| l.rsplit(" ").next()?.parse::<f64>().ok())
+            .sum();
+        if stale >= 1.0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "stale verdict not counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     lab.stop().await;
 }
 
