@@ -89,10 +89,15 @@ pub fn spawn(
 
     let admin_task = sockets.admin.map(|listener| {
         let status = control.status.clone();
+        let wanted = control.status_wanted.clone();
         let explain_from = shared.clone();
         let context = ChannelContext::new(
             control.commands.clone(),
-            move || (**status.load()).clone(),
+            move || {
+                // Ask the writer to refresh probe details on its next tick.
+                wanted.store(true, std::sync::atomic::Ordering::Relaxed);
+                (**status.load()).clone()
+            },
             move |q: &ExplainQuery| explain(&explain_from, q),
             metrics.clone(),
             control.events.clone(),

@@ -59,8 +59,12 @@ pub struct ControlHandles {
     pub first_round: watch::Receiver<bool>,
     /// Commands for the writer (the admin API and SIGHUP send here).
     pub commands: mpsc::Sender<Command>,
-    /// The status view, rebuilt by the writer whenever something changed.
+    /// The status view, rebuilt by the writer when something changed (at once for
+    /// transitions, commands and routing changes; for mere probe outcomes only when somebody
+    /// reads the status: a status nobody reads costs nothing, however many registries).
     pub status: Arc<ArcSwap<StatusView>>,
+    /// Set this when reading `status`, so that probe details refresh.
+    pub status_wanted: Arc<std::sync::atomic::AtomicBool>,
     /// The event history.
     pub events: EventLog,
     /// Stops the prober (fault injection for tests of the stale-verdict rule: with no
@@ -88,6 +92,7 @@ pub fn spawn(
     let (first_tx, first_rx) = watch::channel(snap.plan.probe_targets().is_empty());
     let event_log = EventLog::new(snap.config.admin.event_history);
     let status = Arc::new(ArcSwap::from_pointee(StatusView::default()));
+    let status_wanted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut control = Control {
         prober_stats: prober.stats.clone(),
         book: HealthBook::new(&snap.plan),
@@ -107,7 +112,9 @@ pub fn spawn(
         started_at: format_time(SystemTime::now()),
         last_book_event: None,
         dirty: true,
-        ticks: 0,
+        outcomes_pending: false,
+        status_wanted: status_wanted.clone(),
+        last_outcome: HashMap::new(),
         stale: Default::default(),
     };
     control.apply_modes_and_publish();
@@ -128,6 +135,7 @@ pub fn spawn(
             first_round: first_rx,
             commands: commands_tx,
             status,
+            status_wanted,
             events: event_log,
             prober_abort,
         },
@@ -146,7 +154,7 @@ struct Modes {
 struct Control {
     prober_stats: Arc<ProberStats>,
     book: HealthBook,
-    target_names: HashMap<TargetId, String>,
+    target_names: HashMap<TargetId, (String, Duration)>,
     /// The plan as configured (modes from the config); runtime modes are applied on top.
     base_plan: HealthPlan,
     shared: Shared,
@@ -164,17 +172,23 @@ struct Control {
     last_book_event: Option<Instant>,
     /// The status view needs rebuilding.
     dirty: bool,
-    /// Ticks since start (the status view is refreshed once a second even when idle, so
-    /// verdicts that go stale without any outcome show).
-    ticks: u64,
-    /// Replicas whose verdict is stale, as of the last status rebuild (for the metric).
-    stale: std::collections::HashSet<(usize, usize)>,
+    /// Probe outcomes arrived since the last status rebuild (last-probe times and latencies
+    /// changed): rebuilt on the next tick if somebody asked for the status meanwhile.
+    outcomes_pending: bool,
+    /// Set by the admin API's status reads; cleared when the view is rebuilt.
+    status_wanted: Arc<std::sync::atomic::AtomicBool>,
+    /// When each probe target last produced an outcome, and its stale_after (for the
+    /// stale-verdict metric and log, in O(targets) per tick).
+    last_outcome: HashMap<TargetId, (Instant, Duration)>,
+    /// Targets whose verdict is stale right now.
+    stale: std::collections::HashSet<TargetId>,
 }
 
-fn target_names(targets: &[ProbeTarget]) -> HashMap<TargetId, String> {
+/// Per probe target: its name for metrics and logs, and its stale_after.
+fn target_names(targets: &[ProbeTarget]) -> HashMap<TargetId, (String, Duration)> {
     targets
         .iter()
-        .map(|t| (t.id, t.check.to_string()))
+        .map(|t| (t.id, (t.check.to_string(), t.timing.stale_after)))
         .collect()
 }
 
@@ -195,36 +209,68 @@ impl Control {
                         outcomes_open = false;
                     }
                 },
-                _ = tick.tick() => {
-                    self.metrics.set_prober_restarts(
-                        self.prober_stats.panics.load(std::sync::atomic::Ordering::Relaxed),
-                    );
-                    self.expire_overrides();
-                    self.ticks += 1;
-                    if self.ticks.is_multiple_of(4) {
-                        self.dirty = true;
-                    }
-                    self.publish();
-                }
+                _ = tick.tick() => self.tick(),
             }
         }
     }
 
+    /// Periodic work, all of it proportional to the number of probe targets (or nothing when
+    /// there is none), never to the number of registries unless something changed.
+    fn tick(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.metrics
+            .set_prober_restarts(self.prober_stats.panics.load(Ordering::Relaxed));
+        self.expire_overrides();
+        let now = Instant::now();
+        let mut changed_staleness = false;
+        for (target, (at, stale_after)) in &self.last_outcome {
+            let stale = now.saturating_duration_since(*at) > *stale_after;
+            if stale && self.stale.insert(*target) {
+                self.metrics.stale_verdict();
+                let name = self
+                    .target_names
+                    .get(target)
+                    .map_or("unknown", |(n, _)| n.as_str());
+                warn!(target = %name, "no probe outcome for stale_after: the verdict expires to unknown");
+                changed_staleness = true;
+            } else if !stale && self.stale.remove(target) {
+                changed_staleness = true;
+            }
+        }
+        if changed_staleness {
+            self.dirty = true;
+        }
+        if self.outcomes_pending && self.status_wanted.swap(false, Ordering::Relaxed) {
+            self.dirty = true;
+        }
+        // Verdicts and the guard only age when there is something to age.
+        if !self.last_outcome.is_empty() || self.dirty {
+            self.publish();
+        }
+    }
+
     fn outcome(&mut self, target: TargetId, outcome: &crate::health::outcome::ProbeOutcome) {
-        let name = self
+        let (name, stale_after) = self
             .target_names
             .get(&target)
-            .map_or("unknown", String::as_str);
+            .map_or(("unknown", Duration::from_secs(30)), |(n, s)| {
+                (n.as_str(), *s)
+            });
         let result = match &outcome.result {
             Ok(_) => "ok",
             Err(f) => f.label(),
         };
         self.metrics.probe(name, result, outcome.latency);
-        let transitions = self.book.observe(target, outcome, Instant::now());
+        let now = Instant::now();
+        self.last_outcome.insert(target, (now, stale_after));
+        let transitions = self.book.observe(target, outcome, now);
         for (_, t) in &transitions {
             self.metrics.transition(t.to.as_str());
         }
-        self.dirty = true;
+        self.outcomes_pending = true;
+        if !transitions.is_empty() {
+            self.dirty = true;
+        }
         if !*self.first_round.borrow() && self.book.first_round_done() {
             info!("first probe round done");
             let _ = self.first_round.send(true);
@@ -277,6 +323,7 @@ impl Control {
         }
         if self.dirty {
             self.dirty = false;
+            self.outcomes_pending = false;
             self.rebuild_status();
         }
     }
@@ -292,6 +339,9 @@ impl Control {
             .filter(|e| self.last_book_event.is_none_or(|last| e.at > last))
             .cloned()
             .collect();
+        if !fresh.is_empty() {
+            self.dirty = true;
+        }
         for e in fresh {
             newest = Some(newest.map_or(e.at, |n| n.max(e.at)));
             let at = clock.wall(e.at);
@@ -545,6 +595,9 @@ impl Control {
                 // state by target, and target ids are stable hashes of the check).
                 self.base_plan = (*next.plan).clone();
                 self.target_names = target_names(&next.plan.probe_targets());
+                let names = &self.target_names;
+                self.last_outcome.retain(|t, _| names.contains_key(t));
+                self.stale.retain(|t| names.contains_key(t));
                 let _ = self.targets.send(next.plan.probe_targets());
                 self.metrics.install_replica_counters(next.counters.clone());
                 let health = current.health.clone();
@@ -569,7 +622,7 @@ impl Control {
         }
     }
 
-    fn rebuild_status(&mut self) {
+    fn rebuild_status(&self) {
         let snap = self.shared.load();
         let now = Instant::now();
         let clock = WallClock::now();
@@ -611,13 +664,6 @@ impl Control {
                     .and_then(|d| d.deep.as_ref())
                     .and_then(|k| k.last.as_ref())
                     .and_then(|o| o.document.clone());
-                let stale = key.is_some_and(|k| k.stale);
-                if stale && self.stale.insert((ri, i)) {
-                    self.metrics.stale_verdict();
-                    warn!(registry = %reg.key, replica = %rep.key, "health verdict expired: no probe outcome for stale_after; treating as unknown");
-                } else if !stale && self.stale.remove(&(ri, i)) {
-                    info!(registry = %reg.key, replica = %rep.key, "probe outcomes again; verdict fresh");
-                }
                 let state = if over.is_some() {
                     "disabled".to_string()
                 } else {

@@ -195,6 +195,8 @@ impl Config {
         }
 
         let mut regs = Vec::new();
+        let mut seen_names: std::collections::HashMap<Name, String> =
+            std::collections::HashMap::new();
         for (key, r) in registries {
             let table = format!("registries.{key}");
             let file::RegistrySpec {
@@ -312,11 +314,12 @@ impl Config {
                 });
             }
             if let Some(name) = name {
-                if let Some(other) = regs.iter().find(|o: &&Registry| o.name == name) {
+                // A map, not a scan: configs with 100 000 registries load in linear time.
+                if let Some(other) = seen_names.insert(name.clone(), key.clone()) {
                     problems.push(at(
                         &table,
                         Some("name"),
-                        format!("global name {name} is also used by registry {}", other.key),
+                        format!("global name {name} is also used by registry {other}"),
                     ));
                 }
                 regs.push(Registry {
