@@ -156,9 +156,9 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> Result<()> {
 
 /// The measurements of one trial.
 struct Trial {
-    first_probe: Duration,
-    probe_span: Duration,
-    publish_lag: Duration,
+    /// Wait for the first failed probe, first to third failed probe, third probe to the moved
+    /// answer (None when fewer than three probes were seen after t0).
+    split: Option<(Duration, Duration, Duration)>,
     detection: Duration,
     worst: Duration,
     cache: Duration,
@@ -166,13 +166,13 @@ struct Trial {
 }
 
 /// A summary row: its label and the measurement it summarises.
-type Row = (&'static str, fn(&Trial) -> Duration);
+type Row = (&'static str, fn(&Trial) -> Option<Duration>);
 
 fn secs(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
 }
 
-/// Min, median and max (the median of an even count is the mean of the middle two).
+/// Min, median and max of a non-empty list (the median of an even count is the mean of the middle two).
 fn summary(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
     v.sort();
     let n = v.len();
@@ -297,15 +297,11 @@ success_threshold = {SUCCESS_THRESHOLD}
         "recovery"
     );
     let mut trials = Vec::new();
+    let mut notes = Vec::new();
     for n in 1..=TRIALS {
         wait_for(server, WEU).await?;
-        let pause = Duration::from_millis(rand::rng().random_range(0..1000));
-        tokio::time::sleep(pause).await;
-
+        // Record every probe arrival at westeurope from here until the answer moves.
         let hits0 = replicas[0].hits(REGISTRY);
-        let t0 = Instant::now();
-        replicas[0].fail("storage", Some(REGISTRY));
-        // Record the arrival of each failed probe until the answer moves.
         let seen = Arc::new(Mutex::new(Vec::<Instant>::new()));
         let stop_watch = CancellationToken::new();
         let watch = {
@@ -327,25 +323,44 @@ success_threshold = {SUCCESS_THRESHOLD}
                 }
             }
         };
-        let poll = async {
+        let inject_and_poll = async {
+            let pause = Duration::from_millis(rand::rng().random_range(0..1000));
+            tokio::time::sleep(pause).await;
+            let t0 = Instant::now();
+            replicas[0].fail("storage", Some(REGISTRY));
             let r = wait_for(server, EUS).await;
             stop_watch.cancel();
-            r
+            r.map(|(moved, last_old)| (t0, moved, last_old))
         };
-        let (polled, ()) = tokio::join!(poll, watch);
-        let (moved, last_old) = polled?;
+        let (polled, ()) = tokio::join!(inject_and_poll, watch);
+        let (t0, moved, last_old) = polled?;
         let detection = moved.at - t0;
         let arrivals = seen.lock().clone();
-        if arrivals.len() < FAILURE_THRESHOLD as usize {
-            bail!(
-                "the answer moved after only {} failed probes",
-                arrivals.len()
-            );
-        }
-        let first_probe = arrivals[0] - t0;
-        let third = arrivals[FAILURE_THRESHOLD as usize - 1];
-        let probe_span = third - arrivals[0];
-        let publish_lag = moved.at.saturating_duration_since(third);
+        let (before, after): (Vec<Instant>, Vec<Instant>) =
+            arrivals.into_iter().partition(|a| *a <= t0);
+        let split = if after.len() >= FAILURE_THRESHOLD as usize {
+            let third = after[FAILURE_THRESHOLD as usize - 1];
+            Some((
+                after[0] - t0,
+                third - after[0],
+                moved.at.saturating_duration_since(third),
+            ))
+        } else {
+            // Fewer failed probes than the threshold seen after t0: say how close the
+            // previous probe came to t0 (a probe counted just before t0 that read the failed
+            // state just after it is still a failed probe).
+            let prev = before.last().map(|p| t0 - *p);
+            notes.push(format!(
+                "trial {n}: only {} probe(s) arrived after t0 before the answer moved; the one \
+                 before arrived {} before t0",
+                after.len(),
+                prev.map_or("(none seen)".to_owned(), |d| format!(
+                    "{} ms",
+                    d.as_millis()
+                ))
+            ));
+            None
+        };
 
         // Worst cache: filled by the last poll that still saw westeurope.
         let last_old = last_old.context("the first poll after the failure already moved")?;
@@ -379,9 +394,7 @@ success_threshold = {SUCCESS_THRESHOLD}
         let recovery = back.at - r0;
 
         let t = Trial {
-            first_probe,
-            probe_span,
-            publish_lag,
+            split,
             detection,
             worst,
             cache,
@@ -389,9 +402,9 @@ success_threshold = {SUCCESS_THRESHOLD}
         };
         println!(
             "{n:>5} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>9}",
-            secs(t.first_probe),
-            secs(t.probe_span),
-            secs(t.publish_lag),
+            t.split.map_or("-".to_owned(), |s| secs(s.0)),
+            t.split.map_or("-".to_owned(), |s| secs(s.1)),
+            t.split.map_or("-".to_owned(), |s| secs(s.2)),
             secs(t.detection),
             secs(t.detection + TTL),
             secs(t.worst),
@@ -407,23 +420,30 @@ success_threshold = {SUCCESS_THRESHOLD}
         "min", "median", "max"
     );
     let rows: [Row; 8] = [
-        ("detection", |t| t.detection),
-        ("  1st failed probe", |t| t.first_probe),
-        ("  1st -> 3rd probe", |t| t.probe_span),
-        ("  3rd probe -> ans", |t| t.publish_lag),
-        ("new answer det+TTL", |t| t.detection + TTL),
-        ("new answer worst", |t| t.worst),
-        ("new answer cache", |t| t.cache),
-        ("recovery", |t| t.recovery),
+        ("detection", |t| Some(t.detection)),
+        ("  1st failed probe", |t| t.split.map(|s| s.0)),
+        ("  1st -> 3rd probe", |t| t.split.map(|s| s.1)),
+        ("  3rd probe -> ans", |t| t.split.map(|s| s.2)),
+        ("new answer det+TTL", |t| Some(t.detection + TTL)),
+        ("new answer worst", |t| Some(t.worst)),
+        ("new answer cache", |t| Some(t.cache)),
+        ("recovery", |t| Some(t.recovery)),
     ];
     for (label, f) in rows {
-        let (lo, mid, hi) = summary(trials.iter().map(f).collect());
+        let v: Vec<Duration> = trials.iter().filter_map(f).collect();
+        if v.is_empty() {
+            continue;
+        }
+        let (lo, mid, hi) = summary(v);
         println!(
             "{label:<20} {:>9} {:>9} {:>9}",
             secs(lo),
             secs(mid),
             secs(hi)
         );
+    }
+    for note in &notes {
+        println!("note: {note}");
     }
     let lo = 2 * INTERVAL - 2 * JITTER;
     let hi = 3 * INTERVAL + 4 * JITTER;
