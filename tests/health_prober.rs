@@ -609,7 +609,9 @@ async fn a_panicking_probe_is_restarted() {
     let p = spawn_prober(probe, rx_targets, etx, stop.clone());
     let mut n = 0;
     while n < 2 {
-        let (id, o) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        // Generous bound: with RUST_BACKTRACE=1 the injected panic's backtrace is symbolised
+        // on this (current-thread) runtime, which takes seconds in a debug build.
+        let (id, o) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
             .await
             .unwrap()
             .unwrap();
