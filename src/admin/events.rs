@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use tracing::info;
 
 use super::view::{EventKind, EventView};
 use crate::overrides::{AuditEvent, format_time};
@@ -38,7 +37,8 @@ impl EventLog {
         }
     }
 
-    /// Append an event (and log it at info: events are rare by construction).
+    /// Append an event. It is not logged here: whoever caused it (the health book, the writer
+    /// task, the override store) logs it once, where it happens.
     pub fn push(
         &self,
         at: SystemTime,
@@ -54,7 +54,6 @@ impl EventLog {
             replica: replica.map(str::to_owned),
             message: message.into(),
         };
-        info!(target: "steerdns::events", kind = ?e.kind, registry = ?e.registry, replica = ?e.replica, "{}", e.message);
         self.push_view(e);
     }
 
