@@ -69,9 +69,11 @@ enum Command {
     },
     #[command(flatten)]
     Admin(AdminCommand),
-    /// The demo: serve the config (default: the repository's) together with simulated
-    /// replicas — real HTTP deep-health endpoints on the loopback addresses its health URLs
-    /// name — and print the commands to watch routing move and to break and mend replicas.
+    /// Run the demo: the server plus simulated replicas, with commands to try.
+    ///
+    /// Serves the config (default: the repository's) together with simulated replicas — real
+    /// HTTP deep-health endpoints on the loopback addresses its health URLs name — and prints
+    /// the commands to watch routing move and to break and mend replicas.
     Demo {
         /// The config file.
         #[arg(long, default_value = "steerdns.toml")]
@@ -83,9 +85,11 @@ enum Command {
         #[arg(long, default_value = "steerdns.toml")]
         config: PathBuf,
     },
-    /// Show how a query for a global name would be answered for a client: the ranking
-    /// (replica, region, RTT), the basis, the matched prefix, the answer and the ECS scope.
-    /// Every replica counts as healthy (the offline view; the admin API explains live).
+    /// Show how a query for a global name would be answered for a client.
+    ///
+    /// Prints the ranking (replica, region, RTT), the basis, the matched prefix, the answer
+    /// and the ECS scope. Every replica counts as healthy (the offline view; the admin API's
+    /// /v1/explain explains with live health).
     Explain {
         /// The config file.
         #[arg(long, default_value = "steerdns.toml")]
