@@ -192,9 +192,13 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, Reject> {
 
     // RFC 1035 §4.1.1: "4 Not Implemented - The name server does not support the requested
     // kind of query." Only QUERY (0) is served; NOTIFY, UPDATE, IQUERY, STATUS, DSO and
-    // unassigned codes all get NOTIMP, without trying to make sense of their sections.
+    // unassigned codes all get NOTIMP. Their first section is echoed and their OPT answered
+    // (RFC 6891 §7: a response to a request with OPT carries OPT) when the message is well
+    // formed; otherwise a bare header.
     if opcode != 0 {
-        return Err(error(Rcode::NotImp, 0, None));
+        let (question_len, edns) =
+            notimp_echo(packet, qdcount, ancount, nscount, arcount).unwrap_or((0, None));
+        return Err(error(Rcode::NotImp, question_len, edns));
     }
     if qdcount != 1 {
         return Err(error(Rcode::FormErr, 0, None));
@@ -302,6 +306,45 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, Reject> {
         qclass,
         edns,
     })
+}
+
+/// For a NOTIMP answer: the length of a one-entry first section to echo, and the OPT record's
+/// facts, when the message parses as a sequence of records. None when it does not.
+fn notimp_echo(
+    packet: &[u8],
+    qdcount: u16,
+    ancount: u16,
+    nscount: u16,
+    arcount: u16,
+) -> Option<(usize, Option<EdnsInfo>)> {
+    if qdcount != 1 {
+        return None;
+    }
+    let mut pos = HEADER_LEN + skip_name_uncompressed(packet, HEADER_LEN)? + 4;
+    if pos > packet.len() {
+        return None;
+    }
+    let question_len = pos - HEADER_LEN;
+    for _ in 0..u32::from(ancount) + u32::from(nscount) {
+        pos = read_rr(packet, pos)?.end;
+    }
+    let mut edns = None;
+    for _ in 0..arcount {
+        let rr = read_rr(packet, pos)?;
+        pos = rr.end;
+        if rr.rtype == TYPE_OPT {
+            if edns.is_some() {
+                return None;
+            }
+            edns = Some(EdnsInfo {
+                udp_payload: rr.class.max(512),
+                version: 0,
+                dnssec_ok: rr.ttl & 0x8000 != 0,
+                client_subnet: None,
+            });
+        }
+    }
+    Some((question_len, edns))
 }
 
 /// Parse and validate an ECS option body (RFC 7871 §6).
@@ -680,6 +723,31 @@ mod tests {
         // Truncated option.
         let p = query(NAME, 1, &opt(0, &[0xfd, 0xe9, 0, 9, 1, 2]), 1);
         assert_eq!(rcode_of(parse_query(&p)), Rcode::FormErr);
+    }
+
+    #[test]
+    fn notimp_echoes_question_and_opt_when_well_formed() {
+        let mut p = query(NAME, 6, &opt(0, &[]), 1);
+        p[2] = (p[2] & 0x87) | (4 << 3); // NOTIFY with OPT
+        match parse_query(&p) {
+            Err(Reject::Error {
+                rcode: Rcode::NotImp,
+                question_len,
+                edns: Some(_),
+                ..
+            }) => assert_eq!(question_len, NAME.len() + 4),
+            other => panic!("{other:?}"),
+        }
+        p.truncate(p.len() - 3); // broken OPT: bare header
+        match parse_query(&p) {
+            Err(Reject::Error {
+                rcode: Rcode::NotImp,
+                question_len: 0,
+                edns: None,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

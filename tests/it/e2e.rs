@@ -276,6 +276,10 @@ fn dig_sees_an_rfc_correct_authoritative_server() {
     for opcode in ["2", "3", "15"] {
         let out = b.dig(&[&format!("+opcode={opcode}"), "www.registry.example", "A"]);
         assert_eq!(field(&out, "status"), "NOTIMP", "opcode {opcode}: {out}");
+        assert!(
+            out.contains("OPT PSEUDOSECTION") && !out.contains("retry with '+noedns'"),
+            "OPT answered: {out}"
+        );
     }
 
     // A delegation: referral, no AA, NS in authority, glue in additional.
