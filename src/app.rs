@@ -33,20 +33,6 @@ pub struct Handles {
     pub admin: Option<std::net::SocketAddr>,
 }
 
-/// Serve `sockets` from `snapshot` until `shutdown` is cancelled.
-pub async fn run(
-    snapshot: Snapshot,
-    sockets: Sockets,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let (_handles, task) = spawn(snapshot, sockets, shutdown)?;
-    if let Err(e) = task.await {
-        error!(error = %e, "the server task ended abnormally");
-    }
-    info!("steerdns stopped");
-    Ok(())
-}
-
 /// Start serving in the background; returns the handles at once and the task that ends when
 /// everything has stopped. Fails when the override state file or the admin token file cannot
 /// be read.

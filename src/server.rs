@@ -212,7 +212,8 @@ fn serve_udp(
         return;
     }
     let fd = socket.as_raw_fd();
-    let mut bufs = vec![[0u8; UDP_QUERY_MAX]; UDP_BATCH];
+    // Fixed arrays, so that setting up a batch's I/O vectors allocates nothing.
+    let mut bufs: Box<[[u8; UDP_QUERY_MAX]; UDP_BATCH]> = Box::new([[0; UDP_QUERY_MAX]; UDP_BATCH]);
     let mut outs: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(1232)).collect();
     let mut received: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(UDP_BATCH);
     let mut replies: Vec<usize> = Vec::with_capacity(UDP_BATCH);
@@ -223,8 +224,8 @@ fn serve_udp(
     while !shutdown.is_cancelled() {
         received.clear();
         {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
-                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            let mut iovs: [[IoSliceMut<'_>; 1]; UDP_BATCH] =
+                bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
             // MSG_WAITFORONE: block (up to the read timeout) for the first datagram, then take
             // whatever else is already queued.
             match recvmmsg(fd, &mut rx, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
@@ -260,10 +261,12 @@ fn serve_udp(
         }
         let mut sent = 0;
         while sent < replies.len() {
-            let slices: Vec<[IoSlice<'_>; 1]> = replies[sent..]
-                .iter()
-                .map(|i| [IoSlice::new(&outs[*i])])
-                .collect();
+            // `addrs[sent..]` bounds how many of these are sent; the rest are empty.
+            let slices: [[IoSlice<'_>; 1]; UDP_BATCH] = std::array::from_fn(|k| {
+                [IoSlice::new(
+                    replies.get(sent + k).map_or(&[][..], |i| &outs[*i]),
+                )]
+            });
             match sendmmsg(fd, &mut tx, &slices, &addrs[sent..], [], MsgFlags::empty()) {
                 Ok(r) => {
                     let n = r.count();

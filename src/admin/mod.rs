@@ -35,14 +35,14 @@
 //! # Wiring (who owns what)
 //!
 //! ```text
-//!  app::run ─┬─ Access::load(cfg.admin.token_file, cfg.admin.allow_read_from)
-//!            ├─ Readiness::new() -> (readiness, latch)   latch.clone() per condition:
-//!            │     drop one after the zones load, one when HealthBook::first_round_done()
-//!            ├─ Liveness::register("state" | "prober" | "dns")  guard moved into each task
-//!            ├─ mpsc::channel::<Command>()  ──► state task (single writer): owns Overrides,
-//!            │     HealthBook, EventLog pushes, Shared::publish; answers each oneshot
-//!            └─ ChannelContext::new(tx, status_fn, explain_fn, metrics, events)
-//!                  └─ router(Admin { .. }) ──► serve(listener, router, shutdown)
+//!  app::spawn ─┬─ Access::load(cfg.admin.token_file, cfg.admin.allow_read_from)
+//!              ├─ Readiness::new() -> (readiness, latch): the zones are loaded before start;
+//!              │     the writer drops the latch when HealthBook::first_round_done()
+//!              ├─ Liveness::register("dns" | "state")  guard held by each task
+//!              ├─ control::spawn: the writer task (owns Overrides, HealthBook, modes,
+//!              │     EventLog pushes, Shared::publish; answers each Command's oneshot)
+//!              └─ ChannelContext::new(commands, status_fn, explain_fn, metrics, events)
+//!                    └─ router(Admin { .. }) ──► serve(listener, router, shutdown)
 //! ```
 
 pub mod access;
