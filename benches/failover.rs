@@ -38,7 +38,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use parking_lot::Mutex;
 use rand::Rng;
 use steerdns::app;
-use steerdns::demo_replica::DemoReplica;
+use steerdns::demo_replica::{DemoReplica, lab_config};
 use steerdns::server::Sockets;
 use steerdns::state::Snapshot;
 use tokio::net::UdpSocket;
@@ -49,7 +49,6 @@ const REGISTRY: &str = "contoso";
 const QNAME: &str = "contoso.registry.example.";
 const WEU: &str = "192.0.2.10";
 const EUS: &str = "198.51.100.10";
-const SEA: &str = "203.0.113.10";
 /// A client the latency table puts nearest westeurope, then eastus.
 const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 44);
 const SERVER: Ipv4Addr = Ipv4Addr::new(127, 0, 12, 1);
@@ -201,41 +200,17 @@ async fn main() -> Result<()> {
         let l = tokio::net::TcpListener::bind((Ipv4Addr::new(127, 0, 12, i), 0)).await?;
         replicas.push(DemoReplica::start(l)?);
     }
-    let mut regs = format!(
-        "[registries.{REGISTRY}]\nname = \"{QNAME}\"\nttl = \"{}s\"\n",
-        TTL.as_secs()
-    );
-    for (region, rep, addr) in [
-        ("westeurope", &replicas[0], WEU),
-        ("eastus", &replicas[1], EUS),
-        ("southeastasia", &replicas[2], SEA),
-    ] {
-        regs.push_str(&format!(
-            "[registries.{REGISTRY}.replicas.{region}]\nipv4 = [\"{addr}\"]\nhealth.url = \"{}\"\n",
-            rep.health_url(REGISTRY)
-        ));
-    }
-    let config = format!(
-        r#"version = 1
-[server]
-listen = ["{SERVER}:0"]
-zones_dir = {zones:?}
-geo_dir = {geo:?}
-[routing]
-latency_table = "latency.csv"
-default_order = ["westeurope", "eastus", "southeastasia"]
-[regions.westeurope]
-[regions.eastus]
-[regions.southeastasia]
-[health]
-interval = "{interval}s"
-timeout = "500ms"
-failure_threshold = {FAILURE_THRESHOLD}
-success_threshold = {SUCCESS_THRESHOLD}
-{regs}"#,
-        zones = repo.join("zones"),
-        geo = repo.join("geo"),
-        interval = INTERVAL.as_secs(),
+    let config = lab_config(
+        &repo,
+        &format!("{SERVER}:0"),
+        &replicas,
+        &[REGISTRY],
+        &format!("{}s", TTL.as_secs()),
+        &format!(
+            "[health]\ninterval = \"{}s\"\ntimeout = \"500ms\"\n\
+             failure_threshold = {FAILURE_THRESHOLD}\nsuccess_threshold = {SUCCESS_THRESHOLD}\n",
+            INTERVAL.as_secs()
+        ),
     );
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("steerdns.toml");

@@ -33,6 +33,54 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The regions lab replicas serve, in the order of the `replicas` given to [`lab_config`],
+/// with the IPv4 address each region's replica answers with (the demo latency table puts
+/// 127.0.1.x clients nearest the first, then the second, then the third).
+pub const LAB_REGIONS: [(&str, std::net::Ipv4Addr); 3] = [
+    ("westeurope", std::net::Ipv4Addr::new(192, 0, 2, 10)),
+    ("eastus", std::net::Ipv4Addr::new(198, 51, 100, 10)),
+    ("southeastasia", std::net::Ipv4Addr::new(203, 0, 113, 10)),
+];
+
+/// A steerdns config for experiments with demo replicas (tests, benchmarks): the
+/// repository's zones and geo data under `repo`, DNS on `listen`, and for each name in
+/// `registries` (registry `n`: `NAME.registry.example.`, answer TTL `ttl`) one replica per
+/// [`LAB_REGIONS`] entry, probed at the deep-health endpoint of the matching `replicas`
+/// entry and answering with the region's address plus `n` in the last octet. `tables` is
+/// added as it is (`[health]`, `[admin]`, ...).
+pub fn lab_config(
+    repo: &std::path::Path,
+    listen: &str,
+    replicas: &[DemoReplica],
+    registries: &[&str],
+    ttl: &str,
+    tables: &str,
+) -> String {
+    let mut text = format!(
+        "version = 1\n[server]\nlisten = [\"{listen}\"]\nzones_dir = {zones:?}\ngeo_dir = {geo:?}\n\
+         [routing]\nlatency_table = \"latency.csv\"\n\
+         default_order = [\"westeurope\", \"eastus\", \"southeastasia\"]\n\
+         [regions.westeurope]\n[regions.eastus]\n[regions.southeastasia]\n{tables}\n",
+        zones = repo.join("zones"),
+        geo = repo.join("geo"),
+    );
+    for (n, reg) in registries.iter().enumerate() {
+        text.push_str(&format!(
+            "[registries.{reg}]\nname = \"{reg}.registry.example.\"\nttl = \"{ttl}\"\n"
+        ));
+        for ((region, base), replica) in LAB_REGIONS.iter().zip(replicas) {
+            let mut octets = base.octets();
+            octets[3] = octets[3].wrapping_add(n as u8);
+            text.push_str(&format!(
+                "[registries.{reg}.replicas.{region}]\nipv4 = [\"{}\"]\nhealth.url = \"{}\"\n",
+                std::net::Ipv4Addr::from(octets),
+                replica.health_url(reg)
+            ));
+        }
+    }
+    text
+}
+
 /// The dependencies every deep-health document reports.
 pub const DEPENDENCIES: [&str; 4] = ["storage", "cache", "auth", "metadata"];
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use steerdns::demo_replica::DemoReplica;
+use steerdns::demo_replica::{DemoReplica, lab_config};
 
 use crate::e2e::Binary;
 use crate::support::repo;
@@ -37,7 +37,7 @@ impl Setup {
             dir: tempfile::tempdir().expect("tmp"),
             replicas,
         };
-        s.write_config("1s", "");
+        s.write_config("1s");
         s
     }
 
@@ -45,43 +45,15 @@ impl Setup {
         self.dir.path().join("steerdns.toml")
     }
 
-    fn write_config(&self, ttl: &str, extra: &str) {
-        let mut reps = String::new();
-        for (region, r, addr) in [
-            ("eastus", &self.replicas[1], EUS),
-            ("southeastasia", &self.replicas[2], "203.0.113.10"),
-            ("westeurope", &self.replicas[0], WEU),
-        ] {
-            reps.push_str(&format!(
-                "[registries.contoso.replicas.{region}]\nipv4 = [\"{addr}\"]\nhealth.url = \"{}\"\n",
-                r.health_url("contoso")
-            ));
-        }
-        let text = format!(
-            r#"version = 1
-[server]
-listen = ["127.0.0.1:0"]
-zones_dir = {zones:?}
-geo_dir = {geo:?}
-[admin]
-state_file = "state.json"
-[routing]
-latency_table = "latency.csv"
-default_order = ["westeurope", "eastus", "southeastasia"]
-[regions.westeurope]
-[regions.eastus]
-[regions.southeastasia]
-[health]
-interval = "200ms"
-timeout = "150ms"
-jitter = "0s"
-[registries.contoso]
-name = "contoso.registry.example."
-ttl = "{ttl}"
-{extra}
-{reps}"#,
-            zones = repo().join("zones"),
-            geo = repo().join("geo"),
+    fn write_config(&self, ttl: &str) {
+        let text = lab_config(
+            &repo(),
+            "127.0.0.1:0",
+            &self.replicas,
+            &["contoso"],
+            ttl,
+            "[admin]\nstate_file = \"state.json\"\n\
+             [health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n",
         );
         std::fs::write(self.config(), text).expect("write config");
     }
@@ -353,7 +325,7 @@ async fn every_endpoint_and_cli_command_against_the_binary() {
             (WEU.to_string(), 1),
             "the old config keeps serving"
         );
-        setup.write_config("7s", "");
+        setup.write_config("7s");
         Command::new("kill")
             .args(["-HUP", &b.pid().to_string()])
             .status()

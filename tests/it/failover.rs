@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::rr::{RData, RecordType};
-use steerdns::demo_replica::DemoReplica;
+use steerdns::demo_replica::{DemoReplica, lab_config};
 use steerdns::state::HealthMasks;
 use tokio::time::Instant;
 
@@ -41,44 +41,17 @@ impl Lab {
                 .expect("bind replica");
             replicas.push(DemoReplica::start(l).expect("replica"));
         }
-        let mut regs = String::new();
-        for (n, reg) in registries.iter().enumerate() {
-            regs.push_str(&format!(
-                "[registries.{reg}]\nname = \"{reg}.registry.example.\"\nttl = \"1s\"\n"
-            ));
-            for (region, rep, base) in [
-                ("westeurope", &replicas[0], WEU),
-                ("eastus", &replicas[1], EUS),
-                ("southeastasia", &replicas[2], SEA),
-            ] {
-                // Registry n answers with the region's base address + n in the last octet.
-                let addr: std::net::Ipv4Addr = base.parse().expect("ip");
-                let mut o = addr.octets();
-                o[3] += n as u8;
-                regs.push_str(&format!(
-                    "[registries.{reg}.replicas.{region}]\nipv4 = [\"{}\"]\nhealth.url = \"{}\"\n",
-                    std::net::Ipv4Addr::from(o),
-                    rep.health_url(reg)
-                ));
-            }
-        }
-        let cfg = demo_config(&format!(
-            r#"
-[routing]
-latency_table = "latency.csv"
-default_order = ["westeurope", "eastus", "southeastasia"]
-[regions.westeurope]
-[regions.eastus]
-[regions.southeastasia]
-[health]
-interval = "{INTERVAL_MS}ms"
-timeout = "150ms"
-jitter = "0s"
-failure_threshold = 3
-success_threshold = 2
-{health}
-{regs}"#
-        ));
+        let cfg = lab_config(
+            &repo(),
+            "127.0.0.1:0",
+            &replicas,
+            registries,
+            "1s",
+            &format!(
+                "[health]\ninterval = \"{INTERVAL_MS}ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n\
+                 failure_threshold = 3\nsuccess_threshold = 2\n{health}"
+            ),
+        );
         let server = TestServer::start(&cfg).await;
         Self { server, replicas }
     }
