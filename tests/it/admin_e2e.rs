@@ -58,6 +58,14 @@ impl Setup {
         std::fs::write(self.config(), text).expect("write config");
     }
 
+    /// SIGTERM the binary (it must exit 0), then stop the replicas.
+    async fn finish(self, b: Binary) {
+        tokio::task::block_in_place(|| assert_eq!(b.terminate(), Some(0)));
+        for r in self.replicas {
+            r.shutdown().await;
+        }
+    }
+
     fn start(&self, octet: u8) -> Binary {
         Binary::serve(&[
             "--config",
@@ -349,10 +357,7 @@ async fn every_endpoint_and_cli_command_against_the_binary() {
         page.contains("<html") && !page.contains("src=\"http"),
         "self-contained"
     );
-    tokio::task::block_in_place(|| assert_eq!(b.terminate(), Some(0)));
-    for r in setup.replicas {
-        r.shutdown().await;
-    }
+    setup.finish(b).await;
 }
 
 async fn status_page_in_chromium(base: &str) {
@@ -410,7 +415,7 @@ async fn status_page_in_chromium(base: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overrides_survive_kill_9() {
     let setup = Setup::new(4).await;
-    tokio::task::block_in_place(|| {
+    let b = tokio::task::block_in_place(|| {
         let b = setup.start(12);
         let admin = b.admin_addr();
         let (code, out, err) = cli(
@@ -436,11 +441,9 @@ async fn overrides_survive_kill_9() {
         );
         let (_, out, _) = cli(admin, &["status"]);
         assert!(out.contains("incident 42"), "{out}");
-        assert_eq!(b.terminate(), Some(0));
+        b
     });
-    for r in setup.replicas {
-        r.shutdown().await;
-    }
+    setup.finish(b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,8 +496,5 @@ async fn reload_under_load_drops_and_misanswers_nothing() {
     for l in load {
         l.await.expect("load task");
     }
-    tokio::task::block_in_place(|| assert_eq!(b.terminate(), Some(0)));
-    for r in setup.replicas {
-        r.shutdown().await;
-    }
+    setup.finish(b).await;
 }
