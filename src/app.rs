@@ -18,6 +18,7 @@ use crate::control::{self, ControlHandles};
 use crate::dns::wire::ClientSubnet;
 use crate::metrics::Metrics;
 use crate::server::{self, Sockets, TcpLimits, TransportStats};
+use crate::state::catalog::CatalogIndex;
 use crate::state::{Shared, Snapshot};
 
 /// A running server's handles.
@@ -47,8 +48,8 @@ pub fn spawn(
     };
     info!(
         zones = snapshot.zones.len(),
-        registries = snapshot.globals.registries.len(),
-        probe_targets = snapshot.plan.probe_targets().len(),
+        registries = snapshot.globals.len(),
+        probe_targets = snapshot.targets.len(),
         config = %snapshot.config.path.display(),
         "steerdns starting"
     );
@@ -63,9 +64,15 @@ pub fn spawn(
     // Zones are loaded (the snapshot exists); the one latch left is the first probe round.
     let (readiness, latch) = Readiness::new();
     let liveness = Liveness::new();
+    let index = CatalogIndex::from_globals(&snapshot.globals, &snapshot.zones);
     let shared = Shared::new(snapshot);
-    let (control, control_task) =
-        control::spawn(shared.clone(), metrics.clone(), latch, shutdown.clone())?;
+    let (control, control_task) = control::spawn(
+        shared.clone(),
+        index,
+        metrics.clone(),
+        latch,
+        shutdown.clone(),
+    )?;
     let handles = Handles {
         shared: shared.clone(),
         stats: Arc::new(TransportStats::new(metrics.clone())),
@@ -74,16 +81,9 @@ pub fn spawn(
     };
 
     let admin_task = sockets.admin.map(|listener| {
-        let status = control.status.clone();
-        let wanted = control.status_wanted.clone();
         let explain_from = shared.clone();
         let context = ChannelContext::new(
             control.commands.clone(),
-            move || {
-                // Ask the writer to refresh probe details on its next tick.
-                wanted.store(true, std::sync::atomic::Ordering::Relaxed);
-                (**status.load()).clone()
-            },
             move |q: &ExplainQuery| explain(&explain_from, q),
             metrics.clone(),
             control.events.clone(),
@@ -135,18 +135,9 @@ fn explain(shared: &Shared, q: &ExplainQuery) -> Result<serde_json::Value, Admin
     let mut name = hickory_proto::rr::Name::from_ascii(&q.name)
         .map_err(|e| AdminError::BadRequest(format!("{:?} is not a domain name: {e}", q.name)))?;
     name.set_fqdn(true);
-    let (index, reg) = snap
-        .globals
-        .find_name(&name)
-        .ok_or_else(|| AdminError::NotFound(format!("{name} is not a global name")))?;
     let subnet = q.ecs.map(ClientSubnet::from_net);
-    let x = crate::global::explain(
-        &snap.locator,
-        reg,
-        snap.health.get(index),
-        1,
-        q.client.to_canonical(),
-        subnet.as_ref(),
-    );
+    let x = snap
+        .explain(&name, crate::global::qtype::A, q.client, subnet.as_ref())
+        .ok_or_else(|| AdminError::NotFound(format!("{name} is not a global name")))?;
     serde_json::to_value(x).map_err(|e| AdminError::Failed(e.to_string()))
 }

@@ -358,19 +358,11 @@ fn explain(
         return ExitCode::from(2);
     };
     qname.set_fqdn(true);
-    let Some((index, reg)) = snapshot.globals.find_name(&qname) else {
+    let subnet = ecs.map(crate::dns::wire::ClientSubnet::from_net);
+    let Some(x) = snapshot.explain(&qname, u16::from(rtype), client, subnet.as_ref()) else {
         eprintln!("{qname} is not a global name in {}", config.display());
         return ExitCode::from(EXIT_INVALID);
     };
-    let subnet = ecs.map(crate::dns::wire::ClientSubnet::from_net);
-    let x = crate::global::explain(
-        &snapshot.locator,
-        reg,
-        snapshot.health.get(index),
-        u16::from(rtype),
-        client.to_canonical(),
-        subnet.as_ref(),
-    );
     if json {
         match serde_json::to_string_pretty(&x) {
             Ok(s) => outln!("{s}"),

@@ -1,25 +1,67 @@
-//! Global names, prepared at load time so that answering one costs no allocation: each
-//! replica's answer records are encoded once (owner written as a pointer to the question), the
-//! enclosing zone's negative SOA too, and names are found by their lower-cased wire form.
+//! Global names, prepared at load time so that answering one costs no allocation and a
+//! million of them fit in little memory.
+//!
+//! # Shared, not copied
+//!
+//! ```text
+//!  Registry (≈ 100 B: name, key, ids) ──profile──► Profile (set, depends_on) ──► ReplicaSet
+//!           └──────────answer_set──► AnswerSet (set, ttl): each replica's RRs, pre-encoded
+//! ```
+//!
+//! - A [`ReplicaSet`] is a template's (or one config-file registry's) replicas: regions,
+//!   addresses, probe targets, ranking candidates. Registries of one template share it.
+//! - An [`AnswerSet`] holds each replica's answer records for one TTL, encoded once with the
+//!   owner written as a pointer to the question (offset 12), so the same bytes answer every
+//!   registry of the set.
+//! - A [`Profile`] is what health is judged on: the set plus the registry's `depends_on`.
+//!   Registries with the same profile have the same health masks, computed once.
+//! - [`Registry`] records live in [`Globals`], a hash table split into [`SHARDS`] shards behind
+//!   `Arc`s, found by their lower-cased wire name: adding or removing one registry copies one
+//!   shard (about 1/1024 of the table), never the whole table.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Arc;
 
+use hashbrown::HashTable;
 use hickory_proto::ProtoError;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, rdata};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use rustc_hash::FxBuildHasher;
 
-use std::net::IpAddr;
-
-use crate::config::Registry;
+use crate::config::Replica;
 use crate::dns::wire::{ClientSubnet, HEADER_LEN, MAX_NAME_LEN};
-use crate::problem::Problem;
+use crate::health::book::TargetId;
+use crate::health::spec::HealthMode;
 use crate::routing::{
     self, Candidate, Candidates, Client, Location, Locator, RegionOrder, Regions,
 };
 use crate::zone::{Answer, ZoneSet};
 
+/// How many shards the name table has.
+pub const SHARDS: usize = 1024;
+
+/// Record types with their own prepared answer (everything else shares `OTHER`).
+pub mod qtype {
+    /// A.
+    pub const A: u16 = 1;
+    /// AAAA.
+    pub const AAAA: u16 = 28;
+    /// ANY (answered with the A RRset, RFC 8482).
+    pub const ANY: u16 = 255;
+}
+
+/// Which prepared answer a query type reads: 0 A (and ANY), 1 AAAA, 2 any other type.
+fn slot(qtype: u16) -> usize {
+    match qtype {
+        qtype::A | qtype::ANY => 0,
+        qtype::AAAA => 1,
+        _ => 2,
+    }
+}
+
 /// Pre-encoded resource records: concatenated wire RRs and how many there are.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Encoded {
     /// The RRs, ready to copy after the question.
     pub bytes: Vec<u8>,
@@ -27,139 +69,439 @@ pub struct Encoded {
     pub count: u16,
 }
 
-/// One replica, ready to answer.
+//------------ ReplicaSet ---------------------------------------------------------------------
+
+/// One replica of a set.
 #[derive(Debug)]
-pub struct PreparedReplica {
+pub struct SetReplica {
     /// Config key.
-    pub key: String,
+    pub key: Arc<str>,
     /// Region name.
-    pub region: String,
-    /// Answer to A queries (A records, or CNAME + the target's A records).
-    pub a: Encoded,
-    /// Answer to AAAA queries.
-    pub aaaa: Encoded,
-    /// Answer to any other type: the CNAME alone for CNAME replicas, nothing otherwise.
-    pub other: Encoded,
-    cname: bool,
-    /// The answer records as text, per type (A, AAAA, other), for explain.
-    text: [Vec<String>; 3],
+    pub region: Arc<str>,
+    /// The deep check's probe target (None: no URL, stays unknown).
+    pub deep: Option<TargetId>,
+    /// The shallow (front door) check's probe target.
+    pub shallow: Option<TargetId>,
+    /// `depends_on` from the health settings (a registry's own `depends_on` replaces it).
+    pub depends_on: Option<Deps>,
+    /// What it answers.
+    pub spec: Replica,
 }
 
-impl PreparedReplica {
-    /// The records answered for `qtype`, as zone-file text.
-    pub fn describe(&self, qtype: u16) -> &[String] {
-        match qtype {
-            1 | 255 => &self.text[0],
-            28 => &self.text[1],
-            _ => &self.text[2],
-        }
-    }
+/// Sorted, deduplicated dependency names a registry is judged on.
+pub type Deps = Arc<[String]>;
 
-    /// Answers with a CNAME (the replica's regional name) rather than addresses.
-    pub fn is_cname(&self) -> bool {
-        self.cname
-    }
-
-    /// The records for a query type.
-    pub fn for_type(&self, qtype: u16) -> &Encoded {
-        match qtype {
-            1 | 255 => &self.a,
-            28 => &self.aaaa,
-            _ => &self.other,
-        }
-    }
+/// Where a set came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SetKind {
+    /// A `[templates.NAME]` table: shared by catalog registries.
+    Template,
+    /// A `[registries.NAME]` table of the config file: its own set.
+    Registry,
 }
 
-/// One registry, ready to answer.
+/// Replicas shared by the registries of a template.
 #[derive(Debug)]
-pub struct PreparedRegistry {
-    /// Config key.
-    pub key: String,
-    /// The global name.
-    pub name: Name,
-    /// How many replicas per answer.
-    pub answers: u8,
-    /// TTL of the answers.
-    pub ttl: u32,
-    /// Replicas, in config order (the index is the replica index everywhere).
-    pub replicas: Vec<PreparedReplica>,
-    /// The enclosing zone's SOA for NODATA (owner written in full, TTL per RFC 2308).
-    pub negative_soa: Encoded,
+pub struct ReplicaSet {
+    /// The template name (or the config registry key).
+    pub key: Arc<str>,
+    /// Template or config registry.
+    pub kind: SetKind,
+    /// The replicas, sorted by key (the index is the replica index everywhere).
+    pub replicas: Vec<SetReplica>,
+    /// The replicas' regions (and default order), for ranking.
+    pub candidates: Candidates,
     /// Bit i set: replica i has records for A (index 0) / AAAA (1) / other types (2).
     pub family_mask: [u64; 3],
-    /// The replicas' regions (and the registry's default order), for ranking.
-    pub candidates: Candidates,
+    /// The configured health mode.
+    pub mode: HealthMode,
+    /// Default TTL of its registries.
+    pub ttl: u32,
+    /// Default answers per query of its registries.
+    pub answers: u8,
 }
 
-impl PreparedRegistry {
+impl ReplicaSet {
+    /// Build a set from validated replicas with their resolved probe targets.
+    pub fn new(
+        key: &str,
+        kind: SetKind,
+        replicas: Vec<SetReplica>,
+        default_order: Option<&[String]>,
+        regions: &Regions,
+        (mode, ttl, answers): (HealthMode, u32, u8),
+    ) -> Result<Self, String> {
+        let mut items = Vec::with_capacity(replicas.len());
+        let mut family_mask = [0u64; 3];
+        for (i, rep) in replicas.iter().enumerate() {
+            let region = regions.id(&rep.region).ok_or_else(|| {
+                format!(
+                    "replica {} is in region {:?}, which is not configured",
+                    rep.key, rep.region
+                )
+            })?;
+            items.push(Candidate { region });
+            let bit = 1u64 << i;
+            if rep.spec.cname.is_some() {
+                family_mask = family_mask.map(|m| m | bit);
+            } else {
+                if !rep.spec.ipv4.is_empty() {
+                    family_mask[0] |= bit;
+                }
+                if !rep.spec.ipv6.is_empty() {
+                    family_mask[1] |= bit;
+                }
+            }
+        }
+        let candidates = match default_order {
+            Some(order) => {
+                let names: Vec<&str> = order.iter().map(String::as_str).collect();
+                let order = RegionOrder::new(regions, &names).map_err(|e| e.to_string())?;
+                Candidates::with_order(&items, &order)
+            }
+            None => Candidates::new(&items),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(Self {
+            key: key.into(),
+            kind,
+            replicas,
+            candidates,
+            family_mask,
+            mode,
+            ttl,
+            answers,
+        })
+    }
+
     /// Which replicas can answer a query type at all.
     pub fn mask_for(&self, qtype: u16) -> u64 {
-        match qtype {
-            // ANY is answered with the A RRset (RFC 8482 allows one RRset).
-            1 | 255 => self.family_mask[0],
-            28 => self.family_mask[1],
-            _ => self.family_mask[2],
-        }
+        self.family_mask[slot(qtype)]
+    }
+
+    /// The answer records of replica `i` for `qtype` with owner `name`, as zone-file text.
+    pub fn describe(
+        &self,
+        i: usize,
+        name: &Name,
+        ttl: u32,
+        qtype: u16,
+        zones: &ZoneSet,
+    ) -> Vec<String> {
+        let Some(rep) = self.replicas.get(i) else {
+            return Vec::new();
+        };
+        replica_records(&rep.spec, name, ttl, zones)
+            .map(|r| r[slot(qtype)].iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
     }
 }
 
-/// All global names.
-#[derive(Debug, Default)]
+/// The records each query type gets from a replica: [A, AAAA, other].
+fn replica_records(
+    rep: &Replica,
+    name: &Name,
+    ttl: u32,
+    zones: &ZoneSet,
+) -> Result<[Vec<Record>; 3], ProtoError> {
+    let mut out: [Vec<Record>; 3] = Default::default();
+    if let Some(target) = &rep.cname {
+        let cname = Record::from_rdata(
+            name.clone(),
+            ttl,
+            RData::CNAME(rdata::CNAME(target.clone())),
+        );
+        for o in &mut out {
+            o.push(cname.clone());
+        }
+        // Chase the target inside our zones (its own TTLs), like a static CNAME would be.
+        for (o, rtype) in [(0, RecordType::A), (1, RecordType::AAAA)] {
+            if let Some((_, Answer::Authoritative { answers, .. })) = zones.lookup(target, rtype) {
+                out[o].extend(answers.into_iter().map(|(r, _)| r.clone()));
+            }
+        }
+    } else {
+        out[0].extend(
+            rep.ipv4
+                .iter()
+                .map(|a| Record::from_rdata(name.clone(), ttl, RData::A((*a).into()))),
+        );
+        out[1].extend(
+            rep.ipv6
+                .iter()
+                .map(|a| Record::from_rdata(name.clone(), ttl, RData::AAAA((*a).into()))),
+        );
+    }
+    Ok(out)
+}
+
+//------------ AnswerSet ----------------------------------------------------------------------
+
+/// Each replica's answer records of one set at one TTL, encoded once.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AnswerSet {
+    /// The set (index in [`Globals::sets`]).
+    pub set: u32,
+    /// The TTL of the owner's records.
+    pub ttl: u32,
+    /// Per replica: [A, AAAA, other].
+    pub replicas: Vec<[Encoded; 3]>,
+}
+
+impl AnswerSet {
+    /// Encode set `index`'s answers at `ttl`.
+    pub fn new(index: u32, set: &ReplicaSet, ttl: u32, zones: &ZoneSet) -> Result<Self, String> {
+        let enc_err = |e: ProtoError| format!("cannot encode an answer: {e}");
+        let mut replicas = Vec::with_capacity(set.replicas.len());
+        for rep in &set.replicas {
+            // The owner is written as a pointer to the question, so any name serves here.
+            let records = replica_records(&rep.spec, &Name::root(), ttl, zones).map_err(enc_err)?;
+            let mut enc: [Encoded; 3] = Default::default();
+            for (e, recs) in enc.iter_mut().zip(&records) {
+                for (n, r) in recs.iter().enumerate() {
+                    // The replica's own records (its addresses, or its CNAME, which comes
+                    // first) are owned by the question; chased records keep their owners.
+                    let owner_is_query = rep.spec.cname.is_none() || n == 0;
+                    encode_rr(e, r, owner_is_query).map_err(enc_err)?;
+                }
+            }
+            replicas.push(enc);
+        }
+        Ok(Self {
+            set: index,
+            ttl,
+            replicas,
+        })
+    }
+
+    /// The records of replica `i` for a query type.
+    pub fn for_type(&self, i: usize, qtype: u16) -> &Encoded {
+        static EMPTY: Encoded = Encoded {
+            bytes: Vec::new(),
+            count: 0,
+        };
+        self.replicas.get(i).map_or(&EMPTY, |r| &r[slot(qtype)])
+    }
+}
+
+/// Append one RR in wire form. `owner_is_query`: the owner is written as a pointer to the
+/// question name (offset 12); otherwise in full. Names in RDATA are never compressed, so the
+/// bytes can be copied into any message.
+pub fn encode_rr(out: &mut Encoded, rec: &Record, owner_is_query: bool) -> Result<(), ProtoError> {
+    let mut buf = Vec::new();
+    {
+        let mut enc = BinEncoder::new(&mut buf);
+        enc.set_name_encoding(NameEncoding::Uncompressed);
+        if owner_is_query {
+            enc.emit_u16(0xc000 | HEADER_LEN as u16)?;
+        } else {
+            rec.name.emit(&mut enc)?;
+        }
+        enc.emit_u16(rec.record_type().into())?;
+        enc.emit_u16(DNSClass::IN.into())?;
+        enc.emit_u32(rec.ttl)?;
+        let place = enc.place::<u16>()?;
+        rec.data.emit(&mut enc)?;
+        let len = enc.len_since_place(&place);
+        place.replace(&mut enc, len as u16)?;
+    }
+    out.bytes.extend_from_slice(&buf);
+    out.count += 1;
+    Ok(())
+}
+
+//------------ Profile and Registry -----------------------------------------------------------
+
+/// What a registry's health is judged on. Registries with equal profiles share health masks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Profile {
+    /// The replica set.
+    pub set: u32,
+    /// The registry's own `depends_on` (None: each replica's from the health settings).
+    pub depends_on: Option<Deps>,
+}
+
+/// One registry, as the answer path finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registry {
+    /// The lower-cased wire name followed by the key.
+    bytes: Box<[u8]>,
+    name_len: u8,
+    /// Replicas per answer.
+    pub answers: u8,
+    /// Index of the enclosing zone's negative SOA in [`Globals::negative_soas`].
+    pub zone: u16,
+    /// Stable id (exceptions in the health masks, per-registry counters).
+    pub id: u32,
+    /// Index in [`Globals::profiles`].
+    pub profile: u32,
+    /// Index in [`Globals::answer_sets`].
+    pub answer_set: u32,
+}
+
+impl Registry {
+    /// A record for `name` (absolute) and `key`.
+    pub fn new(key: &str, name: &Name, ids: RegistryIds) -> Self {
+        let wire = wire_lower(name);
+        let mut bytes = Vec::with_capacity(wire.len() + key.len());
+        bytes.extend_from_slice(&wire);
+        bytes.extend_from_slice(key.as_bytes());
+        Self {
+            name_len: wire.len() as u8, // ≤ 255: a Name's wire form is
+            bytes: bytes.into_boxed_slice(),
+            answers: ids.answers,
+            zone: ids.zone,
+            id: ids.id,
+            profile: ids.profile,
+            answer_set: ids.answer_set,
+        }
+    }
+
+    /// The lower-cased wire name.
+    pub fn name_wire(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.name_len)]
+    }
+
+    /// The registry's key.
+    pub fn key(&self) -> &str {
+        std::str::from_utf8(&self.bytes[usize::from(self.name_len)..]).unwrap_or("")
+    }
+
+    /// The global name.
+    pub fn name(&self) -> Name {
+        let mut labels = Vec::new();
+        let w = self.name_wire();
+        let mut i = 0;
+        while i < w.len() && w[i] != 0 {
+            let n = usize::from(w[i]);
+            labels.push(&w[i + 1..(i + 1 + n).min(w.len())]);
+            i += 1 + n;
+        }
+        Name::from_labels(labels).unwrap_or_else(|_| Name::root())
+    }
+}
+
+/// The ids a [`Registry`] record carries.
+#[derive(Clone, Copy, Debug)]
+pub struct RegistryIds {
+    /// Stable id.
+    pub id: u32,
+    /// Profile index.
+    pub profile: u32,
+    /// Answer set index.
+    pub answer_set: u32,
+    /// Zone (negative SOA) index.
+    pub zone: u16,
+    /// Replicas per answer.
+    pub answers: u8,
+}
+
+type Shard = HashTable<Registry>;
+
+/// All global names: the sharded name table and the data its records point into.
+#[derive(Clone, Debug)]
 pub struct Globals {
-    by_name: HashMap<Box<[u8]>, usize>,
-    /// Registries, in config order.
-    pub registries: Vec<PreparedRegistry>,
+    shards: Box<[Arc<Shard>]>,
+    len: usize,
+    /// Replica sets (templates, config registries).
+    pub sets: Arc<[ReplicaSet]>,
+    /// Prepared answers by (set, ttl).
+    pub answer_sets: Vec<Arc<AnswerSet>>,
+    /// Health profiles by (set, depends_on).
+    pub profiles: Vec<Arc<Profile>>,
+    /// Per zone: its negative SOA (owner in full, TTL per RFC 2308).
+    pub negative_soas: Arc<[Encoded]>,
+}
+
+impl Default for Globals {
+    fn default() -> Self {
+        Self::new(Arc::from(Vec::new()), Arc::from(Vec::new()))
+    }
+}
+
+fn hash(name_wire: &[u8]) -> u64 {
+    FxBuildHasher.hash_one(name_wire)
+}
+
+fn shard_of(h: u64) -> usize {
+    (h >> 54) as usize % SHARDS
 }
 
 impl Globals {
-    /// Prepare every registry. `config_path` names the file in problems.
-    pub fn prepare(
-        registries: &[Registry],
-        zones: &ZoneSet,
-        regions: &Regions,
-        config_path: &std::path::Path,
-    ) -> Result<Self, Vec<Problem>> {
-        let mut out = Self::default();
-        let mut problems = Vec::new();
-        for reg in registries {
-            match prepare_registry(reg, zones, regions) {
-                Ok(p) => {
-                    out.by_name
-                        .insert(wire_lower(&p.name).into_boxed_slice(), out.registries.len());
-                    out.registries.push(p);
-                }
-                Err(e) => problems.push(Problem::file(
-                    config_path,
-                    format!("registry {}: {e}", reg.key),
-                )),
-            }
-        }
-        if problems.is_empty() {
-            Ok(out)
-        } else {
-            Err(problems)
+    /// No registries yet, over these sets and zone SOAs.
+    pub fn new(sets: Arc<[ReplicaSet]>, negative_soas: Arc<[Encoded]>) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(),
+            len: 0,
+            sets,
+            answer_sets: Vec::new(),
+            profiles: Vec::new(),
+            negative_soas,
         }
     }
 
     /// The registry whose global name is this lower-cased wire name.
-    pub fn find(&self, lower_wire: &[u8]) -> Option<(usize, &PreparedRegistry)> {
-        let i = *self.by_name.get(lower_wire)?;
-        Some((i, &self.registries[i]))
+    #[inline]
+    pub fn find(&self, lower_wire: &[u8]) -> Option<&Registry> {
+        let h = hash(lower_wire);
+        self.shards[shard_of(h)].find(h, |r| r.name_wire() == lower_wire)
     }
 
     /// The registry with this global name.
-    pub fn find_name(&self, name: &Name) -> Option<(usize, &PreparedRegistry)> {
+    pub fn find_name(&self, name: &Name) -> Option<&Registry> {
         self.find(&wire_lower(name))
+    }
+
+    /// Insert or replace the record for its name; returns the one it replaced. Copies one
+    /// shard when a snapshot still shares it.
+    pub fn insert(&mut self, reg: Registry) -> Option<Registry> {
+        let h = hash(reg.name_wire());
+        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
+        match shard.find_mut(h, |r| r.name_wire() == reg.name_wire()) {
+            Some(slot) => Some(std::mem::replace(slot, reg)),
+            None => {
+                shard.insert_unique(h, reg, |r| hash(r.name_wire()));
+                self.len += 1;
+                None
+            }
+        }
+    }
+
+    /// Remove the record of this lower-cased wire name.
+    pub fn remove(&mut self, lower_wire: &[u8]) -> Option<Registry> {
+        let h = hash(lower_wire);
+        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
+        let entry = shard.find_entry(h, |r| r.name_wire() == lower_wire).ok()?;
+        let (r, _) = entry.remove();
+        self.len -= 1;
+        Some(r)
+    }
+
+    /// How many registries.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     /// No global names at all (a cheap check before lower-casing the question).
     pub fn is_empty(&self) -> bool {
-        self.registries.is_empty()
+        self.len == 0
+    }
+
+    /// Every registry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Registry> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    /// The set, answers and profile a record points at.
+    pub fn parts(&self, reg: &Registry) -> Option<(&ReplicaSet, &AnswerSet)> {
+        let answers = self.answer_sets.get(reg.answer_set as usize)?;
+        let set = self.sets.get(answers.set as usize)?;
+        Some((set, answers))
     }
 }
 
 /// Lower-cased wire form of a name.
-fn wire_lower(name: &Name) -> Vec<u8> {
+pub fn wire_lower(name: &Name) -> Vec<u8> {
     let mut v = Vec::with_capacity(MAX_NAME_LEN);
     for label in name.iter() {
         v.push(label.len() as u8);
@@ -169,112 +511,18 @@ fn wire_lower(name: &Name) -> Vec<u8> {
     v
 }
 
-fn prepare_registry(
-    reg: &Registry,
-    zones: &ZoneSet,
-    regions: &Regions,
-) -> Result<PreparedRegistry, String> {
-    let mut items = Vec::with_capacity(reg.replicas.len());
-    for rep in &reg.replicas {
-        let region = regions.id(&rep.region).ok_or_else(|| {
-            format!(
-                "replica {} is in region {:?}, which is not configured",
-                rep.key, rep.region
-            )
-        })?;
-        items.push(Candidate { region });
-    }
-    let candidates = match &reg.default_order {
-        Some(order) => {
-            let names: Vec<&str> = order.iter().map(String::as_str).collect();
-            let order = RegionOrder::new(regions, &names).map_err(|e| e.to_string())?;
-            Candidates::with_order(&items, &order)
-        }
-        None => Candidates::new(&items),
-    }
-    .map_err(|e| e.to_string())?;
-    let zone = zones
-        .find(&reg.name)
-        .ok_or_else(|| format!("global name {} is not inside any served zone", reg.name))?;
-    let enc_err = |e: ProtoError| format!("cannot encode an answer: {e}");
-    let mut negative_soa = Encoded::default();
-    encode_rr(&mut negative_soa, zone.negative_soa(), false).map_err(enc_err)?;
-
-    let mut replicas = Vec::with_capacity(reg.replicas.len());
-    let mut family_mask = [0u64; 3];
-    for (i, rep) in reg.replicas.iter().enumerate() {
-        let mut p = PreparedReplica {
-            key: rep.key.clone(),
-            region: rep.region.clone(),
-            a: Encoded::default(),
-            aaaa: Encoded::default(),
-            other: Encoded::default(),
-            cname: rep.cname.is_some(),
-            text: Default::default(),
-        };
-        if let Some(target) = &rep.cname {
-            let cname = Record::from_rdata(
-                reg.name.clone(),
-                reg.ttl,
-                RData::CNAME(rdata::CNAME(target.clone())),
-            );
-            for e in [&mut p.a, &mut p.aaaa, &mut p.other] {
-                encode_rr(e, &cname, true).map_err(enc_err)?;
-            }
-            for t in &mut p.text {
-                t.push(cname.to_string());
-            }
-            // Chase the target inside our zones (its own TTLs), like a static CNAME would be.
-            let [text_a, text_aaaa, _] = &mut p.text;
-            for (enc, text, rtype) in [
-                (&mut p.a, text_a, RecordType::A),
-                (&mut p.aaaa, text_aaaa, RecordType::AAAA),
-            ] {
-                if let Some((_, Answer::Authoritative { answers, .. })) =
-                    zones.lookup(target, rtype)
-                {
-                    for (r, _) in answers {
-                        encode_rr(enc, r, false).map_err(enc_err)?;
-                        text.push(r.to_string());
-                    }
-                }
-            }
-            family_mask[0] |= 1 << i;
-            family_mask[1] |= 1 << i;
-            family_mask[2] |= 1 << i;
-        } else {
-            for a in &rep.ipv4 {
-                let r = Record::from_rdata(reg.name.clone(), reg.ttl, RData::A((*a).into()));
-                encode_rr(&mut p.a, &r, true).map_err(enc_err)?;
-                p.text[0].push(r.to_string());
-            }
-            for a in &rep.ipv6 {
-                let r = Record::from_rdata(reg.name.clone(), reg.ttl, RData::AAAA((*a).into()));
-                encode_rr(&mut p.aaaa, &r, true).map_err(enc_err)?;
-                p.text[1].push(r.to_string());
-            }
-            if !rep.ipv4.is_empty() {
-                family_mask[0] |= 1 << i;
-            }
-            if !rep.ipv6.is_empty() {
-                family_mask[1] |= 1 << i;
-            }
-        }
-        replicas.push(p);
-    }
-    Ok(PreparedRegistry {
-        key: reg.key.clone(),
-        name: reg.name.clone(),
-        answers: reg.answers,
-        ttl: reg.ttl,
-        replicas,
-        negative_soa,
-        family_mask,
-        candidates,
-    })
-}
-
 //------------ Decisions -----------------------------------------------------------------------
+
+/// A registry resolved to everything a decision needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// The record.
+    pub registry: &'a Registry,
+    /// Its replica set.
+    pub set: &'a ReplicaSet,
+    /// Its prepared answers.
+    pub answers: &'a AnswerSet,
+}
 
 /// The replicas a query gets, and why. The DNS path and `steerdns explain` both come here.
 #[derive(Debug)]
@@ -299,28 +547,28 @@ pub struct Decision<'a> {
 /// path and explain both call this.
 pub fn decide_with_health<'a>(
     locator: &'a Locator,
-    reg: &PreparedRegistry,
+    t: Target<'_>,
     (routable, enabled): (u64, u64),
     qtype: u16,
     source: IpAddr,
     ecs: Option<&ClientSubnet>,
 ) -> (Decision<'a>, bool) {
-    let decision = decide(locator, reg, routable, qtype, source, ecs);
+    let decision = decide(locator, t, routable, qtype, source, ecs);
     if decision.count == 0 {
-        let fallback = enabled & reg.mask_for(qtype);
+        let fallback = enabled & t.set.mask_for(qtype);
         if fallback != 0 && fallback != decision.eligible {
-            return (decide(locator, reg, fallback, qtype, source, ecs), true);
+            return (decide(locator, t, fallback, qtype, source, ecs), true);
         }
     }
     (decision, false)
 }
 
-/// Decide which replicas answer a query for registry `reg`. `routable` is the health view's
-/// mask for the registry (fail-open already applied). `source` is the packet source; `ecs` the
-/// validated Client Subnet option, if any.
+/// Decide which replicas answer a query. `routable` is the health view's mask for the
+/// registry (fail-open already applied). `source` is the packet source; `ecs` the validated
+/// Client Subnet option, if any.
 pub fn decide<'a>(
     locator: &'a Locator,
-    reg: &PreparedRegistry,
+    t: Target<'_>,
     routable: u64,
     qtype: u16,
     source: IpAddr,
@@ -334,26 +582,25 @@ pub fn decide<'a>(
         None => (Client::from_source(source), false),
     };
     let location = locator.locate(client);
-    let eligible = routable & reg.mask_for(qtype);
+    let eligible = routable & t.set.mask_for(qtype);
     let mut picks = [0; routing::MAX_REPLICAS];
     let mut count = routing::rank(
         &location,
-        &reg.candidates,
+        &t.set.candidates,
         eligible,
-        usize::from(reg.answers),
+        usize::from(t.registry.answers),
         &mut picks,
     );
     // A name owns one CNAME at most: a CNAME replica answers alone.
     if count > 1
-        && let Some(pos) = picks[..count]
-            .iter()
-            .position(|p| reg.replicas[usize::from(*p)].is_cname())
+        && let Some(pos) = picks[..count].iter().position(|p| {
+            t.set
+                .replicas
+                .get(usize::from(*p))
+                .is_some_and(|r| r.spec.cname.is_some())
+        })
     {
-        if pos == 0 {
-            count = 1;
-        } else {
-            count = pos;
-        }
+        count = if pos == 0 { 1 } else { pos };
     }
     // An answer that is the same for everybody (nothing eligible: NODATA) is not tailored.
     let scope = if opted_out || count == 0 {
@@ -369,32 +616,6 @@ pub fn decide<'a>(
         scope,
         eligible,
     }
-}
-
-/// Append one RR in wire form. `owner_is_query`: the owner is written as a pointer to the
-/// question name (offset 12); otherwise in full. Names in RDATA are never compressed, so the
-/// bytes can be copied into any message.
-fn encode_rr(out: &mut Encoded, rec: &Record, owner_is_query: bool) -> Result<(), ProtoError> {
-    let mut buf = Vec::new();
-    {
-        let mut enc = BinEncoder::new(&mut buf);
-        enc.set_name_encoding(NameEncoding::Uncompressed);
-        if owner_is_query {
-            enc.emit_u16(0xc000 | HEADER_LEN as u16)?;
-        } else {
-            rec.name.emit(&mut enc)?;
-        }
-        enc.emit_u16(rec.record_type().into())?;
-        enc.emit_u16(DNSClass::IN.into())?;
-        enc.emit_u32(rec.ttl)?;
-        let place = enc.place::<u16>()?;
-        rec.data.emit(&mut enc)?;
-        let len = enc.len_since_place(&place);
-        place.replace(&mut enc, len as u16)?;
-    }
-    out.bytes.extend_from_slice(&buf);
-    out.count += 1;
-    Ok(())
 }
 
 //------------ Explain ------------------------------------------------------------------------
@@ -441,31 +662,38 @@ pub struct ExplainedReplica {
     pub chosen: bool,
 }
 
-/// Explain the answer to `qtype` for `reg`, from the same decision code the DNS path runs.
+/// Explain the answer to `qtype` for a registry, from the same decision code the DNS path
+/// runs. The one explain behind the CLI and the admin API.
 pub fn explain(
     locator: &Locator,
-    reg: &PreparedRegistry,
+    zones: &ZoneSet,
+    t: Target<'_>,
     masks: (u64, u64),
     qtype: u16,
     source: IpAddr,
     ecs: Option<&ClientSubnet>,
 ) -> Explained {
-    let (d, fail_open) = decide_with_health(locator, reg, masks, qtype, source, ecs);
-    let x = routing::explain(&d.location, &reg.candidates, d.eligible);
+    let (d, fail_open) = decide_with_health(locator, t, masks, qtype, source, ecs);
+    let x = routing::explain(&d.location, &t.set.candidates, d.eligible);
     let chosen = &d.picks[..d.count];
+    let name = t.registry.name();
     let mut answer = Vec::new();
     for p in chosen {
         answer.extend(
-            reg.replicas[usize::from(*p)]
-                .describe(qtype)
-                .iter()
-                .cloned(),
+            t.set
+                .describe(usize::from(*p), &name, t.answers.ttl, qtype, zones),
         );
     }
+    let replica_key = |i: routing::ReplicaIndex| {
+        t.set
+            .replicas
+            .get(usize::from(i))
+            .map_or_else(String::new, |r| r.key.to_string())
+    };
     Explained {
-        registry: reg.key.clone(),
-        name: reg.name.to_ascii(),
-        qtype: hickory_proto::rr::RecordType::from(qtype).to_string(),
+        registry: t.registry.key().to_string(),
+        name: name.to_ascii(),
+        qtype: RecordType::from(qtype).to_string(),
         client: format!("{}/{}", d.client.addr, d.client.source_prefix),
         basis: x.basis,
         network: x.network.map(|n| n.to_string()),
@@ -476,7 +704,7 @@ pub fn explain(
             .replicas
             .iter()
             .map(|r| ExplainedReplica {
-                replica: reg.replicas[usize::from(r.replica)].key.clone(),
+                replica: replica_key(r.replica),
                 region: r.region_name.clone(),
                 rtt_ms: r.rtt_ms,
                 eligible: r.routable,
@@ -484,5 +712,82 @@ pub fn explain(
             })
             .collect(),
         answer,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn ids(id: u32) -> RegistryIds {
+        RegistryIds {
+            id,
+            profile: 0,
+            answer_set: 0,
+            zone: 0,
+            answers: 1,
+        }
+    }
+
+    #[test]
+    fn records_keep_key_and_name() {
+        let r = Registry::new("contoso", &name("Contoso.Registry.Example."), ids(7));
+        assert_eq!(r.key(), "contoso");
+        assert_eq!(r.name().to_ascii(), "contoso.registry.example.");
+        assert_eq!(
+            r.name_wire(),
+            &wire_lower(&name("contoso.registry.example."))[..]
+        );
+        assert!(
+            std::mem::size_of::<Registry>() <= 40,
+            "{}",
+            std::mem::size_of::<Registry>()
+        );
+    }
+
+    #[test]
+    fn insert_find_remove_and_share_shards() {
+        let mut g = Globals::default();
+        for i in 0..5000u32 {
+            assert!(
+                g.insert(Registry::new(
+                    &format!("r{i}"),
+                    &name(&format!("r{i}.example.")),
+                    ids(i)
+                ))
+                .is_none()
+            );
+        }
+        assert_eq!(g.len(), 5000);
+        let before = g.clone();
+        // Replacing one record copies one shard; the rest stay shared with the old table.
+        let replaced = g
+            .insert(Registry::new("r7", &name("r7.example."), ids(99)))
+            .unwrap();
+        assert_eq!(replaced.id, 7);
+        let shared = g
+            .shards
+            .iter()
+            .zip(before.shards.iter())
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(shared, SHARDS - 1);
+        assert_eq!(g.find(&wire_lower(&name("R7.EXAMPLE."))).unwrap().id, 99);
+        assert_eq!(
+            before.find(&wire_lower(&name("r7.example."))).unwrap().id,
+            7
+        );
+        assert_eq!(
+            g.remove(&wire_lower(&name("r7.example."))).unwrap().key(),
+            "r7"
+        );
+        assert!(g.find(&wire_lower(&name("r7.example."))).is_none());
+        assert_eq!(g.len(), 4999);
+        assert_eq!(g.iter().count(), 4999);
     }
 }

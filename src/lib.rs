@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -102,6 +102,7 @@ fn status_of(fake: &Fake, ready: bool) -> StatusView {
         mode: fake.mode.clone(),
         guard_engaged: false,
         registries,
+        ..StatusView::default()
     }
 }
 
@@ -120,6 +121,7 @@ async fn state_task(
     fake: SharedFake,
     events: EventLog,
     metrics: Arc<Metrics>,
+    readiness: Readiness,
 ) {
     while let Some(cmd) = rx.recv().await {
         let mut f = fake.lock();
@@ -149,6 +151,12 @@ async fn state_task(
                     })
                 };
                 let _ = reply.send(r);
+            }
+            Command::Status { reply, .. } => {
+                let _ = reply.send(Ok(status_of(&f, readiness.is_ready())));
+            }
+            Command::PutRegistry { reply, .. } | Command::DeleteRegistry { reply, .. } => {
+                let _ = reply.send(Err(AdminError::Conflict("the fake has no catalog".into())));
             }
             Command::Override { command, reply } => {
                 let r = if !known(&command.target) {
@@ -256,19 +264,17 @@ async fn start(host: u8, tokens: bool, allow: &[&str]) -> Server {
     let events = EventLog::new(16);
     let metrics = Arc::new(Metrics::new());
     let (tx, rx) = mpsc::channel(8);
+    let (readiness, latch) = Readiness::new();
     tokio::spawn(state_task(
         rx,
         fake.clone(),
         events.clone(),
         metrics.clone(),
+        readiness.clone(),
     ));
-    let (readiness, latch) = Readiness::new();
     let liveness = Liveness::new();
-    let f2 = fake.clone();
-    let r2 = readiness.clone();
     let ctx = ChannelContext::new(
         tx,
-        move || status_of(&f2.lock(), r2.is_ready()),
         |q| {
             if q.name != "contoso.registry.example." {
                 return Err(AdminError::NotFound(format!(

@@ -15,7 +15,7 @@ use steerdns::admin::context::{AdminContext, AdminError, ModeCommand, OverrideCo
 use steerdns::admin::readiness::{Liveness, Readiness};
 use steerdns::admin::view::{
     Ack, DependencyView, EventKind, EventView, ExplainQuery, OverrideView, ProbeView,
-    RegistryStatus, ReplicaStatus, ServerFacts, StatusView, ZoneFact,
+    RegistryRequest, RegistryStatus, ReplicaStatus, ServerFacts, StatusQuery, StatusView, ZoneFact,
 };
 use steerdns::admin::{self, Admin};
 use steerdns::overrides::AuditEvent;
@@ -44,8 +44,8 @@ fn replica(key: &str, region: &str, state: &str) -> ReplicaStatus {
     }
 }
 
-impl AdminContext for Showcase {
-    fn status(&self) -> StatusView {
+impl Showcase {
+    fn view(&self) -> StatusView {
         let mut degraded = replica("westeurope", "westeurope", "degraded");
         degraded.consecutive_successes = 0;
         degraded.consecutive_failures = 4;
@@ -114,7 +114,23 @@ impl AdminContext for Showcase {
                     replicas: vec![replica("westeurope", "westeurope", "degraded")],
                 },
             ],
+            ..StatusView::default()
         }
+    }
+}
+
+impl AdminContext for Showcase {
+    fn status(&self, _: StatusQuery) -> Reply<StatusView> {
+        let v = self.view();
+        Box::pin(async move { Ok(v) })
+    }
+
+    fn put_registry(&self, _: String, _: RegistryRequest, _: String) -> Reply<Ack> {
+        Box::pin(async { Err(AdminError::Conflict("read-only showcase".into())) })
+    }
+
+    fn delete_registry(&self, _: String, _: String) -> Reply<Ack> {
+        Box::pin(async { Err(AdminError::Conflict("read-only showcase".into())) })
     }
 
     fn metrics(&self) -> String {

@@ -7,12 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steerdns::demo_replica::DemoReplica;
-use steerdns::health::book::{HealthBook, HealthPlan, PlanBuilder, TargetId};
+use steerdns::health::book::{
+    EventKind, HealthBook, HealthKey, ProfileKeys, Resource, TargetId, TargetTable,
+};
 use steerdns::health::check::Checker;
 use steerdns::health::outcome::{Failure, ProbeOutcome};
 use steerdns::health::prober::{ProbeEvent, spawn_prober};
+use steerdns::health::spec::HealthMode;
 use steerdns::health::spec::{CheckSpec, HealthSpec, StatusRange, resolve};
 use steerdns::health::state::Status;
+use steerdns::health::state::Transition;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -319,27 +323,86 @@ async fn failure_reasons_against_real_servers() {
     demo.shutdown().await;
 }
 
+/// Probe targets and one health profile per registry.
+struct Plan {
+    table: TargetTable,
+    profiles: Vec<ProfileKeys>,
+}
+
+impl Plan {
+    fn probe_targets(&self) -> Arc<[steerdns::health::book::ProbeTarget]> {
+        self.table.probe_targets()
+    }
+
+    /// The deep target of replica `i` of registry `r`.
+    fn deep(&self, r: usize, i: usize) -> TargetId {
+        self.profiles[r].deep[i].clone().unwrap().target
+    }
+
+    fn book(&self) -> HealthBook {
+        let mut book = HealthBook::new(&self.table);
+        for p in &self.profiles {
+            book.add_profile(p);
+        }
+        book
+    }
+}
+
+/// Build a plan from `server` health settings and registries of replica specs.
+fn plan_of(server: &HealthSpec, regs: &[Vec<HealthSpec>]) -> Plan {
+    let mut table = TargetTable::new(server).unwrap();
+    let mut profiles = Vec::new();
+    for specs in regs {
+        let mut keys = ProfileKeys::default();
+        for spec in specs {
+            let c = table.replica(&HealthSpec::default(), spec).unwrap();
+            let whole = |target| HealthKey {
+                target,
+                resource: Resource::Whole,
+            };
+            keys.deep.push(c.deep.map(whole));
+            keys.shallow.push(c.shallow.map(whole));
+        }
+        profiles.push(keys);
+    }
+    Plan { table, profiles }
+}
+
 /// A plan of registries, each `(name, replica health URLs)`; interval 200 ms, timeout 100 ms.
-fn plan(regs: &[(&str, Vec<String>)]) -> HealthPlan {
+fn plan(regs: &[(&str, Vec<String>)]) -> Plan {
     let server: HealthSpec = toml::from_str(
         "interval = \"200ms\"\ntimeout = \"100ms\"\nfailure_threshold = 3\nsuccess_threshold = 2\nmass_failure_min_targets = 100",
     )
     .unwrap();
-    let mut b = PlanBuilder::new(&server).unwrap();
-    for (name, urls) in regs {
-        let specs: Vec<HealthSpec> = urls
-            .iter()
-            .map(|u| HealthSpec {
-                url: Some(u.clone()),
-                ..Default::default()
-            })
-            .collect();
-        let names: Vec<String> = (0..specs.len()).map(|i| format!("r{i}")).collect();
-        let reps: Vec<(&str, &HealthSpec)> =
-            names.iter().map(String::as_str).zip(specs.iter()).collect();
-        b.add_registry(name, &HealthSpec::default(), &reps).unwrap();
+    let regs: Vec<Vec<HealthSpec>> = regs
+        .iter()
+        .map(|(_, urls)| {
+            urls.iter()
+                .map(|u| HealthSpec {
+                    url: Some(u.clone()),
+                    ..Default::default()
+                })
+                .collect()
+        })
+        .collect();
+    plan_of(&server, &regs)
+}
+
+/// Feed one outcome; the transition it caused, if any.
+fn observe(
+    book: &mut HealthBook,
+    id: TargetId,
+    o: &steerdns::health::outcome::ProbeOutcome,
+) -> Option<Transition> {
+    let before = book.counters().transitions;
+    book.observe(id, o, Instant::now());
+    if book.counters().transitions == before {
+        return None;
     }
-    b.finish()
+    book.history().rev().find_map(|e| match &e.kind {
+        EventKind::Transition { transition, .. } => Some(transition.clone()),
+        _ => None,
+    })
 }
 
 struct Running {
@@ -349,7 +412,7 @@ struct Running {
     _targets: watch::Sender<Arc<[steerdns::health::book::ProbeTarget]>>,
 }
 
-fn run(plan: &HealthPlan) -> Running {
+fn run(plan: &Plan) -> Running {
     let (tx, rx_targets) = watch::channel(plan.probe_targets());
     let (etx, rx) = mpsc::channel(256);
     let stop = CancellationToken::new();
@@ -384,24 +447,16 @@ async fn thresholds_through_the_prober_loop() {
         "contoso",
         vec![a.health_url("contoso"), b.health_url("contoso")],
     )]);
-    let deep_a = plan.registries()[0].replicas[0]
-        .deep
-        .clone()
-        .unwrap()
-        .target;
-    let mut book = HealthBook::new(&plan);
+    let deep_a = plan.deep(0, 0);
+    let mut book = plan.book();
     let mut r = run(&plan);
-    let none = |_: usize, _: usize| false;
 
     // Every target passes once: healthy.
     while !book.first_round_done() {
         let (id, o) = r.next().await;
         book.observe(id, &o, Instant::now());
     }
-    assert_eq!(
-        book.view(Instant::now(), &none).registries[0].routable,
-        0b11
-    );
+    assert_eq!(book.masks(0, HealthMode::Deep, 0).routable, 0b11);
 
     // Storage fails on replica a: degraded after exactly 3 consecutive failures.
     a.fail("storage", Some("contoso"));
@@ -414,7 +469,7 @@ async fn thresholds_through_the_prober_loop() {
                 assert_eq!(*f, Failure::Dependencies(vec!["storage".into()]));
             }
         }
-        if let Some((_, tr)) = book.observe(id, &o, Instant::now()).pop() {
+        if let Some(tr) = observe(&mut book, id, &o) {
             assert_eq!(id, deep_a);
             break tr;
         }
@@ -424,11 +479,8 @@ async fn thresholds_through_the_prober_loop() {
         (Status::Healthy, Status::Degraded, 3)
     );
     assert!(tr.reason.to_string().contains("storage"), "{}", tr.reason);
-    let v = book.publish(Instant::now(), &none);
-    assert_eq!(
-        (v.registries[0].routable, v.registries[0].fail_open),
-        (0b10, false)
-    );
+    let v = book.masks(0, HealthMode::Deep, 0);
+    assert_eq!((v.routable, v.fail_open), (0b10, false));
 
     // Recovery after exactly 2 consecutive successes.
     a.recover(None, None);
@@ -438,20 +490,13 @@ async fn thresholds_through_the_prober_loop() {
         if id == deep_a {
             oks = if o.passed() { oks + 1 } else { 0 };
         }
-        if let Some((_, tr)) = book.observe(id, &o, Instant::now()).pop() {
+        if let Some(tr) = observe(&mut book, id, &o) {
             break tr;
         }
     };
     assert_eq!((tr.to, oks), (Status::Healthy, 2));
-    assert_eq!(
-        book.publish(Instant::now(), &none).registries[0].routable,
-        0b11
-    );
-    let detail = book
-        .replica_detail(0, 0, Instant::now())
-        .unwrap()
-        .deep
-        .unwrap();
+    assert_eq!(book.masks(0, HealthMode::Deep, 0).routable, 0b11);
+    let detail = book.replica_detail(0, 0, Instant::now()).0.unwrap();
     assert_eq!(
         detail.last.unwrap().document.unwrap().failing(),
         Vec::<String>::new()
@@ -487,21 +532,8 @@ async fn a_hung_target_does_not_delay_a_healthy_one() {
         slow(hung_demo.health_url("contoso")),
     );
     let server: HealthSpec = toml::from_str("mass_failure_min_targets = 100").unwrap();
-    let mut b = PlanBuilder::new(&server).unwrap();
-    b.add_registry(
-        "contoso",
-        &HealthSpec::default(),
-        &[("ok", &fast), ("h1", &h1), ("h2", &h2)],
-    )
-    .unwrap();
-    let plan = b.finish();
-    let deep = |i: usize| {
-        plan.registries()[0].replicas[i]
-            .deep
-            .clone()
-            .unwrap()
-            .target
-    };
+    let plan = plan_of(&server, &[vec![fast, h1, h2]]);
+    let deep = |i: usize| plan.deep(0, i);
     let (good, bad1, bad2) = (deep(0), deep(1), deep(2));
     let mut r = run(&plan);
     let mut good_at: Vec<Instant> = Vec::new();
@@ -541,19 +573,8 @@ async fn identical_targets_are_probed_once() {
     let plan = plan(&[("a", vec![url.clone()]), ("b", vec![url.clone()])]);
     // One deep target and one shallow (front door) target for both registries.
     assert_eq!(plan.probe_targets().len(), 2);
-    let deep: TargetId = plan.registries()[0].replicas[0]
-        .deep
-        .clone()
-        .unwrap()
-        .target;
-    assert_eq!(
-        plan.registries()[1].replicas[0]
-            .deep
-            .clone()
-            .unwrap()
-            .target,
-        deep
-    );
+    let deep: TargetId = plan.deep(0, 0);
+    assert_eq!(plan.deep(1, 0), deep);
     let mut r = run(&plan);
     let mut n = 0;
     while n < 5 {
@@ -593,11 +614,7 @@ impl steerdns::health::prober::Probe for PanicOnce {
 async fn a_panicking_probe_is_restarted() {
     let demo = DemoReplica::start(TcpListener::bind("127.0.3.50:0").await.unwrap()).unwrap();
     let plan = plan(&[("contoso", vec![demo.health_url("contoso")])]);
-    let deep = plan.registries()[0].replicas[0]
-        .deep
-        .clone()
-        .unwrap()
-        .target;
+    let deep = plan.deep(0, 0);
     let (_tx, rx_targets) = watch::channel(plan.probe_targets());
     let (etx, mut rx) = mpsc::channel(64);
     let stop = CancellationToken::new();

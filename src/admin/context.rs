@@ -3,7 +3,7 @@
 //! The router only sees an [`AdminContext`]: reads are synchronous (the current snapshot plus
 //! a status view), mutations return a future (they go to the single writer, the state task,
 //! as a [`Command`] with a oneshot reply). [`ChannelContext`] is that wiring, ready-made: the
-//! lead gives it the state task's command sender and closures for the reads.
+//! wiring gives it the state task's command sender and closures for the reads.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +13,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::events::EventLog;
-use super::view::{Ack, EventView, ExplainQuery, ModeName, StatusView};
+use super::view::{
+    Ack, EventView, ExplainQuery, ModeName, RegistryRequest, StatusQuery, StatusView,
+};
 use crate::metrics::Metrics;
 use crate::overrides::{AuditEvent, Target};
 
@@ -22,8 +24,9 @@ pub type Reply<T> = Pin<Box<dyn Future<Output = Result<T, AdminError>> + Send + 
 
 /// What the admin router needs from the server.
 pub trait AdminContext: Send + Sync + 'static {
-    /// `GET /v1/status`: the current state, built from one snapshot and the health book.
-    fn status(&self) -> StatusView;
+    /// `GET /v1/status`: one page of the current state and the summary, built by the writer
+    /// from one snapshot and the health book.
+    fn status(&self, query: StatusQuery) -> Reply<StatusView>;
     /// `GET /metrics`: OpenMetrics text ([`Metrics::render`]).
     fn metrics(&self) -> String;
     /// `GET /v1/explain`: the same decision code as DNS, with its reasons (any JSON).
@@ -36,6 +39,10 @@ pub trait AdminContext: Send + Sync + 'static {
     fn set_override(&self, command: OverrideCommand) -> Reply<AuditEvent>;
     /// `PUT /v1/mode`.
     fn set_mode(&self, command: ModeCommand) -> Reply<Ack>;
+    /// `PUT /v1/registries/KEY`: add or change one catalog registry.
+    fn put_registry(&self, key: String, request: RegistryRequest, who: String) -> Reply<Ack>;
+    /// `DELETE /v1/registries/KEY`.
+    fn delete_registry(&self, key: String, who: String) -> Reply<Ack>;
 }
 
 /// Disable or enable.
@@ -132,15 +139,40 @@ pub enum Command {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<Ack, AdminError>>,
     },
+    /// Add or change one catalog registry.
+    PutRegistry {
+        /// Its key.
+        key: String,
+        /// Its columns.
+        request: RegistryRequest,
+        /// Who.
+        who: String,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<Ack, AdminError>>,
+    },
+    /// Remove one catalog registry.
+    DeleteRegistry {
+        /// Its key.
+        key: String,
+        /// Who.
+        who: String,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<Ack, AdminError>>,
+    },
+    /// Read one status page.
+    Status {
+        /// Which page.
+        query: StatusQuery,
+        /// Where it goes.
+        reply: oneshot::Sender<Result<StatusView, AdminError>>,
+    },
 }
 
-type StatusFn = dyn Fn() -> StatusView + Send + Sync;
 type ExplainFn = dyn Fn(&ExplainQuery) -> Result<serde_json::Value, AdminError> + Send + Sync;
 
 /// An [`AdminContext`] wired to the state task by channel, with reads from closures.
 pub struct ChannelContext {
     commands: mpsc::Sender<Command>,
-    status: Box<StatusFn>,
     explain: Box<ExplainFn>,
     metrics: Arc<Metrics>,
     events: EventLog,
@@ -153,18 +185,16 @@ impl std::fmt::Debug for ChannelContext {
 }
 
 impl ChannelContext {
-    /// Wire the router to the state task (`commands`), a status builder, the explain function,
-    /// the metrics and the event log.
+    /// Wire the router to the state task (`commands`), the explain function, the metrics and
+    /// the event log.
     pub fn new(
         commands: mpsc::Sender<Command>,
-        status: impl Fn() -> StatusView + Send + Sync + 'static,
         explain: impl Fn(&ExplainQuery) -> Result<serde_json::Value, AdminError> + Send + Sync + 'static,
         metrics: Arc<Metrics>,
         events: EventLog,
     ) -> Self {
         Self {
             commands,
-            status: Box::new(status),
             explain: Box::new(explain),
             metrics,
             events,
@@ -189,8 +219,8 @@ impl ChannelContext {
 }
 
 impl AdminContext for ChannelContext {
-    fn status(&self) -> StatusView {
-        (self.status)()
+    fn status(&self, query: StatusQuery) -> Reply<StatusView> {
+        self.ask(|reply| Command::Status { query, reply })
     }
 
     fn metrics(&self) -> String {
@@ -215,5 +245,18 @@ impl AdminContext for ChannelContext {
 
     fn set_mode(&self, command: ModeCommand) -> Reply<Ack> {
         self.ask(|reply| Command::Mode { command, reply })
+    }
+
+    fn put_registry(&self, key: String, request: RegistryRequest, who: String) -> Reply<Ack> {
+        self.ask(|reply| Command::PutRegistry {
+            key,
+            request,
+            who,
+            reply,
+        })
+    }
+
+    fn delete_registry(&self, key: String, who: String) -> Reply<Ack> {
+        self.ask(|reply| Command::DeleteRegistry { key, who, reply })
     }
 }

@@ -116,6 +116,10 @@ pub fn router(admin: Admin) -> Router {
         .route("/v1/reload", post(reload))
         .route("/v1/overrides", put(disable).delete(enable))
         .route("/v1/mode", put(mode))
+        .route(
+            "/v1/registries/{key}",
+            put(put_registry).delete(delete_registry),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
         .with_state(admin)
@@ -220,8 +224,47 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         .into_response()
 }
 
-async fn status(State(admin): State<Admin>) -> Response {
-    json(StatusCode::OK, &admin.context.status())
+async fn status(
+    State(admin): State<Admin>,
+    params: Result<Query<view::StatusQuery>, QueryRejection>,
+) -> Response {
+    let query = match params {
+        Ok(Query(q)) => q,
+        Err(e) => return admin_error(&AdminError::BadRequest(e.body_text())),
+    };
+    match admin.context.status(query).await {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => admin_error(&e),
+    }
+}
+
+async fn put_registry(
+    State(admin): State<Admin>,
+    caller: Option<axum::Extension<Caller>>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let who = caller.map(|c| c.0.0).unwrap_or_default();
+    let req: view::RegistryRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return admin_error(&AdminError::BadRequest(format!("body: {e}"))),
+    };
+    match admin.context.put_registry(key, req, who).await {
+        Ok(ack) => json(StatusCode::OK, &ack),
+        Err(e) => admin_error(&e),
+    }
+}
+
+async fn delete_registry(
+    State(admin): State<Admin>,
+    caller: Option<axum::Extension<Caller>>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+) -> Response {
+    let who = caller.map(|c| c.0.0).unwrap_or_default();
+    match admin.context.delete_registry(key, who).await {
+        Ok(ack) => json(StatusCode::OK, &ack),
+        Err(e) => admin_error(&e),
+    }
 }
 
 async fn events(State(admin): State<Admin>) -> Response {

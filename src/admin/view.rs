@@ -21,8 +21,85 @@ pub struct StatusView {
     /// Whether the mass-failure guard is holding state.
     #[serde(default)]
     pub guard_engaged: bool,
-    /// Every registry, in config order.
+    /// One page of registries, by key (all of them up to `limit`; see [`StatusQuery`]).
     pub registries: Vec<RegistryStatus>,
+    /// Counts over every registry (not only the page).
+    #[serde(default)]
+    pub summary: StatusSummary,
+    /// The key to pass as `after` for the next page; None on the last page.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+/// `GET /v1/status` parameters: `?registry=KEY`, `?state=degraded` (registries with a replica
+/// in that state), `?after=KEY` and `?limit=N` (default 100, at most 1000) for pages.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    /// Only this registry.
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// Only registries with a replica in this state.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Start after this key.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Page size.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Default page size of `GET /v1/status`.
+pub const STATUS_PAGE: usize = 100;
+/// Largest page of `GET /v1/status`.
+pub const STATUS_PAGE_MAX: usize = 1000;
+
+/// Counts over all registries.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct StatusSummary {
+    /// Registries served.
+    pub registries: u64,
+    /// Registries failing open.
+    pub fail_open: u64,
+    /// Registry replicas by state.
+    pub states: std::collections::BTreeMap<String, u64>,
+    /// Registry replicas by region, then state.
+    pub regions: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// Health keys (probe target, resource set) by state: one line per storage account.
+    pub resources: Vec<ResourceStatus>,
+}
+
+/// One health key: a probe target judged on a set of dependencies (or on its whole result).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct ResourceStatus {
+    /// What is probed.
+    pub check: String,
+    /// The dependencies judged (empty: the whole result).
+    pub depends_on: Vec<String>,
+    /// Its state.
+    pub state: String,
+    /// How many registry replicas read it.
+    pub registries: u64,
+}
+
+/// Body of `PUT /v1/registries/KEY`.
+#[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryRequest {
+    /// The global name.
+    pub name: String,
+    /// A `[templates.NAME]` of the config.
+    pub template: String,
+    /// Dependencies it is judged on (absent: the template's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<String>>,
+    /// Answer TTL, e.g. `"5s"` (absent: the template's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// Replicas per answer (absent: the template's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<u8>,
 }
 
 /// Facts about the running server.

@@ -34,6 +34,43 @@ pub struct Spec {
     /// Registries (global names), by name.
     #[serde(default)]
     pub registries: BTreeMap<String, RegistrySpec>,
+    /// Replica sets shared by the registries of the catalog, by name.
+    #[serde(default)]
+    pub templates: BTreeMap<String, TemplateSpec>,
+    /// The registry catalog file (one registry a line).
+    pub catalog: Option<CatalogSpec>,
+}
+
+/// `[catalog]`: registries as data (see `crate::catalog::file` for the format).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSpec {
+    /// The catalog file, relative to the config file.
+    pub file: String,
+    /// Where runtime changes (admin API) are journaled, relative to the config file.
+    /// Default: the catalog file name plus `.journal`.
+    pub journal: Option<String>,
+}
+
+/// `[templates.NAME]`: a replica set with its answer and health settings, named by the
+/// catalog's `template` column. The same keys as a registry, without `name`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSpec {
+    /// Default TTL of the answers of its registries. Default `30s`.
+    #[serde(default = "default_ttl")]
+    pub ttl: Dur,
+    /// Default number of replicas per answer. Default 1.
+    #[serde(default = "default_answers")]
+    pub answers: u8,
+    /// Overrides the server-wide default order.
+    pub default_order: Option<Vec<String>>,
+    /// Health-check settings for its registries.
+    #[serde(default)]
+    pub health: HealthSpec,
+    /// Replicas, by name.
+    #[serde(default)]
+    pub replicas: BTreeMap<String, ReplicaSpec>,
 }
 
 /// `[server]`.

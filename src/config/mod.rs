@@ -50,8 +50,38 @@ pub struct Config {
     pub regions: Vec<(String, file::RegionSpec)>,
     /// Server-wide health defaults.
     pub health: HealthSpec,
-    /// Registries, sorted by key.
+    /// Registries of the config file, sorted by key.
     pub registries: Vec<Registry>,
+    /// Replica sets for the catalog's registries, sorted by key.
+    pub templates: Vec<Template>,
+    /// The registry catalog, when configured.
+    pub catalog: Option<CatalogFiles>,
+}
+
+/// Where the registry catalog and its journal of runtime changes live.
+#[derive(Clone, Debug)]
+pub struct CatalogFiles {
+    /// The catalog (CSV, one registry a line).
+    pub file: PathBuf,
+    /// The journal of admin changes, applied on top of the catalog at load.
+    pub journal: PathBuf,
+}
+
+/// A replica set shared by catalog registries (`[templates.KEY]`).
+#[derive(Debug)]
+pub struct Template {
+    /// The table key, named by the catalog's `template` column.
+    pub key: String,
+    /// Default answer TTL in seconds.
+    pub ttl: u32,
+    /// Default replicas per answer.
+    pub answers: u8,
+    /// Default order override.
+    pub default_order: Option<Vec<String>>,
+    /// Health settings between the server's and each replica's.
+    pub health: HealthSpec,
+    /// Replicas, sorted by key.
+    pub replicas: Vec<Replica>,
 }
 
 /// A registry: one global name and its replicas.
@@ -123,6 +153,8 @@ impl Config {
             regions,
             health,
             registries,
+            templates,
+            catalog,
         } = spec;
         if version != 1 {
             problems.push(at(
@@ -221,98 +253,13 @@ impl Config {
                     None
                 }
             };
-            if ttl.0 > MAX_REGISTRY_TTL {
-                problems.push(at(
-                    &table,
-                    Some("ttl"),
-                    format!(
-                        "ttl {}s is longer than the maximum of 3600s",
-                        ttl.0.as_secs()
-                    ),
-                ));
-            }
-            if answers == 0 || answers > MAX_ANSWERS {
-                problems.push(at(
-                    &table,
-                    Some("answers"),
-                    format!("answers must be between 1 and {MAX_ANSWERS}"),
-                ));
-            }
-            if replicas.is_empty() {
-                problems.push(at(&table, None, format!("registry {key} has no replicas")));
-            }
-            if replicas.len() > MAX_REPLICAS {
-                problems.push(at(
-                    &table,
-                    None,
-                    format!("registry {key} has more than {MAX_REPLICAS} replicas"),
-                ));
-            }
-            for r in default_order.iter().flatten() {
-                if !known_region(r) {
-                    problems.push(at(
-                        &table,
-                        Some("default_order"),
-                        format!(
-                            "default_order names region {r:?}, which has no [regions.{r}] table"
-                        ),
-                    ));
-                }
-            }
-            let mut reps = Vec::new();
-            for (rkey, rep) in replicas {
-                let rtable = format!("{table}.replicas.{rkey}");
-                let file::ReplicaSpec {
-                    region,
-                    ipv4,
-                    ipv6,
-                    cname,
-                    health,
-                } = rep;
-                let region = region.unwrap_or_else(|| rkey.clone());
-                if !known_region(&region) {
-                    problems.push(at(&rtable, Some("region"), format!("replica {rkey} is in region {region:?}, which has no [regions.{region}] table")));
-                }
-                let cname = match cname {
-                    None => None,
-                    Some(c) => match Name::from_ascii(&c) {
-                        Ok(mut n) => {
-                            n.set_fqdn(true);
-                            Some(n)
-                        }
-                        Err(e) => {
-                            problems.push(at(
-                                &rtable,
-                                Some("cname"),
-                                format!("cname {c:?} is not a domain name: {e}"),
-                            ));
-                            None
-                        }
-                    },
-                };
-                if cname.is_some() && !(ipv4.is_empty() && ipv6.is_empty()) {
-                    problems.push(at(
-                        &rtable,
-                        Some("cname"),
-                        format!("replica {rkey} has both a cname and addresses; choose one"),
-                    ));
-                }
-                if cname.is_none() && ipv4.is_empty() && ipv6.is_empty() {
-                    problems.push(at(
-                        &rtable,
-                        None,
-                        format!("replica {rkey} has neither addresses (ipv4/ipv6) nor a cname"),
-                    ));
-                }
-                reps.push(Replica {
-                    key: rkey,
-                    region,
-                    ipv4,
-                    ipv6,
-                    cname,
-                    health,
-                });
-            }
+            let body = Body {
+                ttl,
+                answers,
+                default_order: &default_order,
+                replicas,
+            };
+            let (ttl, reps) = body.validate(&table, &key, &known_region, &at, &mut problems);
             if let Some(name) = name {
                 // A map, not a scan: configs with 100 000 registries load in linear time.
                 if let Some(other) = seen_names.insert(name.clone(), key.clone()) {
@@ -325,13 +272,58 @@ impl Config {
                 regs.push(Registry {
                     key,
                     name,
-                    ttl: u32::try_from(ttl.0.as_secs()).unwrap_or(u32::MAX),
+                    ttl,
                     answers,
                     default_order,
                     health,
                     replicas: reps,
                 });
             }
+        }
+        let mut temps = Vec::new();
+        for (key, t) in templates {
+            let table = format!("templates.{key}");
+            let file::TemplateSpec {
+                ttl,
+                answers,
+                default_order,
+                health,
+                replicas,
+            } = t;
+            let body = Body {
+                ttl,
+                answers,
+                default_order: &default_order,
+                replicas,
+            };
+            let (ttl, reps) = body.validate(&table, &key, &known_region, &at, &mut problems);
+            temps.push(Template {
+                key,
+                ttl,
+                answers,
+                default_order,
+                health,
+                replicas: reps,
+            });
+        }
+        let catalog = catalog.map(|c| {
+            let file = base.join(&c.file);
+            let journal = match &c.journal {
+                Some(j) => base.join(j),
+                None => {
+                    let mut name = file.clone().into_os_string();
+                    name.push(".journal");
+                    PathBuf::from(name)
+                }
+            };
+            CatalogFiles { file, journal }
+        });
+        if catalog.is_some() && temps.is_empty() {
+            problems.push(at(
+                "catalog",
+                None,
+                "a catalog needs at least one [templates.NAME] table for its registries".into(),
+            ));
         }
 
         let Some(admin) = admin.filter(|_| problems.is_empty()) else {
@@ -351,7 +343,128 @@ impl Config {
             regions: regions.into_iter().collect(),
             health,
             registries: regs,
+            templates: temps,
+            catalog,
         })
+    }
+}
+
+/// The part a registry and a template share: answers and replicas.
+struct Body<'a> {
+    ttl: file::Dur,
+    answers: u8,
+    default_order: &'a Option<Vec<String>>,
+    replicas: std::collections::BTreeMap<String, file::ReplicaSpec>,
+}
+
+impl Body<'_> {
+    /// Check TTL, answers, default order and replicas of `[table]`; returns the TTL in seconds
+    /// and the replicas (sorted by key).
+    fn validate(
+        self,
+        table: &str,
+        key: &str,
+        known_region: &dyn Fn(&str) -> bool,
+        at: &dyn Fn(&str, Option<&str>, String) -> Problem,
+        problems: &mut Vec<Problem>,
+    ) -> (u32, Vec<Replica>) {
+        let Body {
+            ttl,
+            answers,
+            default_order,
+            replicas,
+        } = self;
+        if ttl.0 > MAX_REGISTRY_TTL {
+            problems.push(at(
+                table,
+                Some("ttl"),
+                format!(
+                    "ttl {}s is longer than the maximum of 3600s",
+                    ttl.0.as_secs()
+                ),
+            ));
+        }
+        if answers == 0 || answers > MAX_ANSWERS {
+            problems.push(at(
+                table,
+                Some("answers"),
+                format!("answers must be between 1 and {MAX_ANSWERS}"),
+            ));
+        }
+        if replicas.is_empty() {
+            problems.push(at(table, None, format!("registry {key} has no replicas")));
+        }
+        if replicas.len() > MAX_REPLICAS {
+            problems.push(at(
+                table,
+                None,
+                format!("registry {key} has more than {MAX_REPLICAS} replicas"),
+            ));
+        }
+        for r in default_order.iter().flatten() {
+            if !known_region(r) {
+                problems.push(at(
+                    table,
+                    Some("default_order"),
+                    format!("default_order names region {r:?}, which has no [regions.{r}] table"),
+                ));
+            }
+        }
+        let mut reps = Vec::new();
+        for (rkey, rep) in replicas {
+            let rtable = format!("{table}.replicas.{rkey}");
+            let file::ReplicaSpec {
+                region,
+                ipv4,
+                ipv6,
+                cname,
+                health,
+            } = rep;
+            let region = region.unwrap_or_else(|| rkey.clone());
+            if !known_region(&region) {
+                problems.push(at(&rtable, Some("region"), format!("replica {rkey} is in region {region:?}, which has no [regions.{region}] table")));
+            }
+            let cname = match cname {
+                None => None,
+                Some(c) => match Name::from_ascii(&c) {
+                    Ok(mut n) => {
+                        n.set_fqdn(true);
+                        Some(n)
+                    }
+                    Err(e) => {
+                        problems.push(at(
+                            &rtable,
+                            Some("cname"),
+                            format!("cname {c:?} is not a domain name: {e}"),
+                        ));
+                        None
+                    }
+                },
+            };
+            if cname.is_some() && !(ipv4.is_empty() && ipv6.is_empty()) {
+                problems.push(at(
+                    &rtable,
+                    Some("cname"),
+                    format!("replica {rkey} has both a cname and addresses; choose one"),
+                ));
+            }
+            if cname.is_none() && ipv4.is_empty() && ipv6.is_empty() {
+                problems.push(at(
+                    &rtable,
+                    None,
+                    format!("replica {rkey} has neither addresses (ipv4/ipv6) nor a cname"),
+                ));
+            }
+            reps.push(Replica {
+                key: rkey,
+                region,
+                ipv4,
+                ipv6,
+                cname,
+                health,
+            });
+        }
+        (u32::try_from(ttl.0.as_secs()).unwrap_or(u32::MAX), reps)
     }
 }
 

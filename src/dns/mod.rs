@@ -18,7 +18,7 @@ use hickory_proto::ProtoError;
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 
-use crate::global::{self, PreparedRegistry};
+use crate::global::{self, Registry};
 use crate::metrics::{DecisionBasis, DnsCounters};
 use crate::routing::Basis;
 use crate::state::Snapshot;
@@ -148,8 +148,8 @@ fn answer(
     if !snap.globals.is_empty() {
         let mut lower = [0u8; wire::MAX_NAME_LEN];
         let key = wire::lowercase_wire(q.qname_wire(), &mut lower);
-        if let Some((index, reg)) = snap.globals.find(key) {
-            return global_answer(snap, q, index, reg, source, limit, out, counters);
+        if let Some(reg) = snap.globals.find(key) {
+            return global_answer(snap, q, reg, source, limit, out, counters);
         }
     }
 
@@ -215,22 +215,30 @@ fn answer(
 }
 
 /// Answer a global name: rank the replicas for the client and copy their prepared records.
-#[allow(clippy::too_many_arguments)]
 fn global_answer(
     snap: &Snapshot,
     q: &Query<'_>,
-    index: usize,
-    reg: &PreparedRegistry,
+    reg: &Registry,
     source: IpAddr,
     limit: usize,
     out: &mut Vec<u8>,
     counters: &DnsCounters,
 ) -> Outcome {
     let ecs = q.edns.and_then(|e| e.client_subnet);
+    let Some((set, answers)) = snap.globals.parts(reg) else {
+        // A record pointing nowhere is an internal fault, never a panic.
+        return error(q, Rcode::ServFail, ecs.as_ref().map(|cs| (cs, 0)), out);
+    };
+    let target = global::Target {
+        registry: reg,
+        set,
+        answers,
+    };
+    let masks = snap.health.get(reg);
     let (decision, fail_open) = global::decide_with_health(
         &snap.locator,
-        reg,
-        snap.health.get(index),
+        target,
+        (masks.routable, masks.enabled),
         q.qtype,
         source,
         ecs.as_ref(),
@@ -241,21 +249,23 @@ fn global_answer(
         Basis::Geo => DecisionBasis::Geo,
         Basis::DefaultOrder => DecisionBasis::DefaultOrder,
     });
-    if fail_open || snap.health.fail_open.get(index).copied().unwrap_or(false) {
+    if fail_open || masks.fail_open {
         counters.fail_open();
     }
     let label = snap.counters.labels().index(decision.location.label);
     for p in &decision.picks[..decision.count] {
-        snap.counters.answer(index, usize::from(*p), label);
+        snap.counters
+            .answer(answers.set as usize, usize::from(*p), label);
     }
+    let negative_soa = snap.globals.negative_soas.get(usize::from(reg.zone));
     let rcode = Rcode::NoError;
     let mut counts = [1u16, 0, 0, 0];
     let mut size = HEADER_LEN + q.question.len();
     for p in &decision.picks[..decision.count] {
-        size += reg.replicas[usize::from(*p)].for_type(q.qtype).bytes.len();
+        size += answers.for_type(usize::from(*p), q.qtype).bytes.len();
     }
     if decision.count == 0 {
-        size += reg.negative_soa.bytes.len();
+        size += negative_soa.map_or(0, |s| s.bytes.len());
     }
     let ecs_echo = ecs.as_ref().map(|cs| (cs, decision.scope));
     if q.edns.is_some() {
@@ -275,13 +285,15 @@ fn global_answer(
     );
     out.extend_from_slice(q.question);
     if !truncated {
-        if decision.count == 0 {
+        if decision.count == 0
+            && let Some(soa) = negative_soa
+        {
             // NODATA: no replica (left) has records of this type.
-            out.extend_from_slice(&reg.negative_soa.bytes);
-            counts[2] = reg.negative_soa.count;
+            out.extend_from_slice(&soa.bytes);
+            counts[2] = soa.count;
         }
         for p in &decision.picks[..decision.count] {
-            let e = reg.replicas[usize::from(*p)].for_type(q.qtype);
+            let e = answers.for_type(usize::from(*p), q.qtype);
             out.extend_from_slice(&e.bytes);
             counts[1] += e.count;
         }

@@ -193,7 +193,7 @@ async fn a_single_failed_probe_moves_nothing() {
         assert_eq!(lab.answer("contoso").await, WEU);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(lab.health().health.routable[0] & WEU_BIT != 0);
+    assert!(lab.health().health.profiles[0].routable & WEU_BIT != 0);
     lab.stop().await;
 }
 
@@ -219,7 +219,7 @@ async fn all_replicas_degraded_fails_open_to_the_best_latency() {
     for r in &lab.replicas {
         r.fail("auth", Some("contoso"));
     }
-    lab.wait_health("contoso fails open", |h| h.fail_open[0])
+    lab.wait_health("contoso fails open", |h| h.profiles[0].fail_open)
         .await;
     assert_eq!(
         lab.answer("contoso").await,
@@ -229,7 +229,7 @@ async fn all_replicas_degraded_fails_open_to_the_best_latency() {
     // One replica recovers: it alone is answered.
     lab.replicas[2].recover(None, None);
     lab.wait_answer("contoso", SEA).await;
-    assert!(!lab.health().health.fail_open[0]);
+    assert!(!lab.health().health.profiles[0].fail_open);
     lab.stop().await;
 }
 
@@ -269,15 +269,17 @@ async fn verdicts_expire_to_unknown_when_the_prober_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_mass_failure_guard_holds_state() {
+async fn the_mass_failure_guard_holds_state_when_the_prober_is_blind() {
     let lab = Lab::start(
         &["contoso"],
         "mass_failure_fraction = 0.5\nmass_failure_min_targets = 3",
     )
     .await;
     lab.first_round().await;
+    // Every deep endpoint accepts and never answers: 3 of 6 targets time out, a failure on
+    // the prober's side (no document), which is what the guard is for.
     for r in &lab.replicas {
-        r.fail("storage", None);
+        r.set_hang(true);
     }
     lab.wait_health("the guard engages", |h| h.guard_engaged)
         .await;
@@ -286,12 +288,52 @@ async fn the_mass_failure_guard_holds_state() {
     lab.wait_hits(0, "contoso", h, 5).await;
     let snap = lab.health();
     assert_eq!(
-        snap.health.routable[0], 0b111,
+        snap.health.profiles[0].routable, 0b111,
         "all still routable: {:?}",
         snap.health
     );
-    assert!(!snap.health.fail_open[0], "held, not failed open");
+    assert!(!snap.health.profiles[0].fail_open, "held, not failed open");
     assert_eq!(lab.answer("contoso").await, WEU);
+    for r in &lab.replicas {
+        r.set_hang(false);
+    }
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scattered_dependency_faults_reroute_and_do_not_engage_the_guard() {
+    // 9 deep targets + 3 front doors; 3 failing is 25 %, over this guard's 20 % and minimum 3.
+    let lab = Lab::start(
+        &["contoso", "fabrikam", "northwind"],
+        "mass_failure_fraction = 0.2\nmass_failure_min_targets = 3",
+    )
+    .await;
+    lab.first_round().await;
+    // One different failing storage account per region, each seen in a deep-health document
+    // that arrives and parses: the replicas are visible, the guard must stay out of it.
+    lab.replicas[0].fail("storage", Some("contoso"));
+    lab.replicas[1].fail("storage", Some("fabrikam"));
+    lab.replicas[2].fail("storage", Some("northwind"));
+    lab.wait_answer("contoso", EUS).await;
+    // Profiles are the config's registries in key order; replicas eastus, southeastasia,
+    // westeurope.
+    lab.wait_health("each registry loses exactly its failing replica", |h| {
+        h.profiles[0].routable == 0b011
+            && h.profiles[1].routable == 0b110
+            && h.profiles[2].routable == 0b101
+    })
+    .await;
+    let snap = lab.health();
+    assert!(!snap.health.guard_engaged, "{:?}", snap.health);
+    let text = lab.server.handles.stats.metrics.render();
+    assert!(
+        text.lines()
+            .any(|l| l == "steerdns_mass_failure_guard_engagements_total 0"),
+        "{text}"
+    );
+    // The others still answer from westeurope for this client.
+    assert_eq!(lab.answer("fabrikam").await, "192.0.2.11");
+    assert_eq!(lab.answer("northwind").await, "192.0.2.12");
     lab.stop().await;
 }
 
@@ -302,10 +344,10 @@ async fn shadow_mode_routes_on_shallow_and_reports_what_deep_would_change() {
     lab.replicas[0].fail("storage", Some("contoso"));
     // Deep would drop westeurope; routing (front door / TCP) does not.
     lab.wait_health("deep diverges", |h| {
-        h.shadow_deep[0].is_some_and(|d| d & WEU_BIT == 0)
+        h.profiles[0].shadow_deep.is_some_and(|d| d & WEU_BIT == 0)
     })
     .await;
-    assert_eq!(lab.health().health.routable[0] & WEU_BIT, WEU_BIT);
+    assert_eq!(lab.health().health.profiles[0].routable & WEU_BIT, WEU_BIT);
     assert_eq!(lab.answer("contoso").await, WEU);
     lab.stop().await;
 }

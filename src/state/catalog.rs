@@ -1,0 +1,304 @@
+//! The writer's side of the registry catalog: the key index, the interning tables of
+//! profiles and answer sets, and the put/delete steps that change [`Globals`] by one record
+//! (one shard copied) without touching any other registry.
+//!
+//! Rules a registry must pass (the config file's, the catalog file's and the admin API's
+//! alike): its global name lies inside a served zone, is not a name with data in the zone
+//! file, does not lie below a delegation, and is not another registry's name; `answers` is
+//! 1..=8 and the TTL at most 1 h.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use hickory_proto::rr::Name;
+
+use crate::config::{MAX_ANSWERS, MAX_REGISTRY_TTL};
+use crate::global::{AnswerSet, Deps, Globals, Profile, Registry, RegistryIds, wire_lower};
+use crate::health::book::{HealthKey, ProfileKeys, Resource};
+use crate::zone::ZoneSet;
+
+/// One registry to put: the catalog's columns with the template resolved to a set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub key: Box<str>,
+    /// The global name (absolute).
+    pub name: Name,
+    /// The replica set (index in `Globals::sets`).
+    pub set: u32,
+    /// Its own `depends_on` (None: the set's).
+    pub depends_on: Option<Vec<String>>,
+    /// TTL in seconds (None: the set's).
+    pub ttl: Option<u32>,
+    /// Replicas per answer (None: the set's).
+    pub answers: Option<u8>,
+}
+
+/// What a put changed, for the health engine.
+#[derive(Debug)]
+pub struct Put {
+    /// The record stored.
+    pub registry: Registry,
+    /// The record it replaced (same key).
+    pub replaced: Option<Registry>,
+    /// A profile that did not exist before (its masks must be computed).
+    pub new_profile: Option<u32>,
+}
+
+/// Key index and interning tables; owned by the writer.
+#[derive(Clone, Debug, Default)]
+pub struct CatalogIndex {
+    /// Registry key → lower-cased wire name, sorted (status pages).
+    keys: BTreeMap<Box<str>, Box<[u8]>>,
+    profiles: HashMap<Profile, u32>,
+    answers: HashMap<(u32, u32), u32>,
+    deps: HashMap<Vec<String>, Deps>,
+    zones: HashMap<Name, u16>,
+    /// Registries per profile.
+    members: Vec<u32>,
+    next_id: u32,
+}
+
+impl CatalogIndex {
+    /// An empty index for a zone set (zone index = position in `zones.zones()`).
+    pub fn new(zones: &ZoneSet) -> Self {
+        Self {
+            zones: zones
+                .zones()
+                .enumerate()
+                .map(|(i, z)| (z.origin().clone(), i as u16))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The index of a table built elsewhere (`Snapshot::load`): walks every registry once.
+    pub fn from_globals(g: &Globals, zones: &ZoneSet) -> Self {
+        let mut index = Self::new(zones);
+        index.profiles = g
+            .profiles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((**p).clone(), i as u32))
+            .collect();
+        index.answers = g
+            .answer_sets
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ((a.set, a.ttl), i as u32))
+            .collect();
+        index.deps = g
+            .profiles
+            .iter()
+            .filter_map(|p| p.depends_on.clone())
+            .map(|d| (d.to_vec(), d))
+            .collect();
+        index.members = vec![0; g.profiles.len()];
+        for r in g.iter() {
+            index.keys.insert(r.key().into(), r.name_wire().into());
+            if let Some(m) = index.members.get_mut(r.profile as usize) {
+                *m += 1;
+            }
+            index.next_id = index.next_id.max(r.id + 1);
+        }
+        index
+    }
+
+    /// The wire name of the registry with this key.
+    pub fn name_of(&self, key: &str) -> Option<&[u8]> {
+        self.keys.get(key).map(|n| &**n)
+    }
+
+    /// Keys in order, from just after `after`.
+    pub fn keys_after<'a>(
+        &'a self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) => Bound::Excluded(Box::<str>::from(a)),
+            None => Bound::Unbounded,
+        };
+        self.keys
+            .range((start, Bound::Unbounded))
+            .map(|(k, n)| (&**k, &**n))
+    }
+
+    /// How many registries.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// No registries.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Registries per profile (index = profile).
+    pub fn members(&self) -> &[u32] {
+        &self.members
+    }
+
+    /// Validate `e` and store it in `g` (replacing the registry with the same key). Costs
+    /// O(1) amortised: one shard copy, plus encoding an answer set the first time a
+    /// (set, TTL) pair is seen.
+    pub fn put(&mut self, g: &mut Globals, zones: &ZoneSet, e: Entry) -> Result<Put, String> {
+        let set = g
+            .sets
+            .get(e.set as usize)
+            .ok_or_else(|| format!("registry {}: no replica set {}", e.key, e.set))?;
+        let zone = zones.find(&e.name).ok_or_else(|| {
+            format!(
+                "registry {}: global name {} is not inside any served zone",
+                e.key, e.name
+            )
+        })?;
+        if zone.has_data(&e.name) {
+            return Err(format!(
+                "registry {}: global name {} collides with a name in {}",
+                e.key,
+                e.name,
+                zone.file().display()
+            ));
+        }
+        if zone.is_below_cut(&e.name) {
+            return Err(format!(
+                "registry {}: global name {} lies in a delegated subzone",
+                e.key, e.name
+            ));
+        }
+        let ttl = e.ttl.unwrap_or(set.ttl);
+        if u64::from(ttl) > MAX_REGISTRY_TTL.as_secs() {
+            return Err(format!(
+                "registry {}: ttl {ttl}s is longer than the maximum of 3600s",
+                e.key
+            ));
+        }
+        let answers = e.answers.unwrap_or(set.answers);
+        if answers == 0 || answers > MAX_ANSWERS {
+            return Err(format!(
+                "registry {}: answers must be between 1 and {MAX_ANSWERS}",
+                e.key
+            ));
+        }
+        let wire = wire_lower(&e.name);
+        if let Some(other) = g.find(&wire)
+            && other.key() != &*e.key
+        {
+            return Err(format!(
+                "registry {}: global name {} is also used by registry {}",
+                e.key,
+                e.name,
+                other.key()
+            ));
+        }
+        let zone = *self.zones.get(zone.origin()).unwrap_or(&0);
+        let answer_set = match self.answers.get(&(e.set, ttl)) {
+            Some(a) => *a,
+            None => {
+                let a = AnswerSet::new(e.set, set, ttl, zones)?;
+                let id = g.answer_sets.len() as u32;
+                g.answer_sets.push(Arc::new(a));
+                self.answers.insert((e.set, ttl), id);
+                id
+            }
+        };
+        let depends_on = e.depends_on.map(|mut d| {
+            d.sort();
+            d.dedup();
+            self.deps
+                .entry(d.clone())
+                .or_insert_with(|| d.into())
+                .clone()
+        });
+        let profile = Profile {
+            set: e.set,
+            depends_on,
+        };
+        let mut new_profile = None;
+        let profile = match self.profiles.get(&profile) {
+            Some(p) => *p,
+            None => {
+                let id = g.profiles.len() as u32;
+                g.profiles.push(Arc::new(profile.clone()));
+                self.profiles.insert(profile, id);
+                self.members.push(0);
+                new_profile = Some(id);
+                id
+            }
+        };
+        // A changed name under the same key: the old name goes.
+        let old_by_key = self.keys.get(&*e.key).cloned();
+        let mut replaced = None;
+        if let Some(old) = &old_by_key
+            && **old != *wire
+        {
+            replaced = g.remove(old);
+        }
+        let id = match (&replaced, g.find(&wire)) {
+            (Some(r), _) => r.id,
+            (None, Some(r)) => r.id,
+            (None, None) => {
+                self.next_id += 1;
+                self.next_id - 1
+            }
+        };
+        let registry = Registry::new(
+            &e.key,
+            &e.name,
+            RegistryIds {
+                id,
+                profile,
+                answer_set,
+                zone,
+                answers,
+            },
+        );
+        if let Some(r) = g.insert(registry.clone()) {
+            replaced = Some(r);
+        }
+        if let Some(r) = &replaced
+            && let Some(m) = self.members.get_mut(r.profile as usize)
+        {
+            *m -= 1;
+        }
+        self.members[profile as usize] += 1;
+        self.keys.insert(e.key, wire.into_boxed_slice());
+        Ok(Put {
+            registry,
+            replaced,
+            new_profile,
+        })
+    }
+
+    /// Remove the registry with this key.
+    pub fn delete(&mut self, g: &mut Globals, key: &str) -> Option<Registry> {
+        let wire = self.keys.remove(key)?;
+        let r = g.remove(&wire)?;
+        if let Some(m) = self.members.get_mut(r.profile as usize) {
+            *m -= 1;
+        }
+        Some(r)
+    }
+}
+
+/// The health keys of a profile: per replica, the deep check judged on the registry's
+/// `depends_on` (else the replica's, else the whole result) and the shallow check.
+pub fn profile_keys(g: &Globals, p: &Profile) -> ProfileKeys {
+    let mut keys = ProfileKeys::default();
+    let Some(set) = g.sets.get(p.set as usize) else {
+        return keys;
+    };
+    for rep in &set.replicas {
+        let deps = p.depends_on.as_ref().or(rep.depends_on.as_ref());
+        keys.deep.push(rep.deep.map(|target| HealthKey {
+            target,
+            resource: deps.map_or(Resource::Whole, |d| Resource::Deps(d.clone())),
+        }));
+        keys.shallow.push(rep.shallow.map(|target| HealthKey {
+            target,
+            resource: Resource::Whole,
+        }));
+    }
+    keys
+}

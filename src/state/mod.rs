@@ -1,0 +1,529 @@
+//! The state every query is answered from: one immutable [`Snapshot`] behind one `ArcSwap`.
+//!
+//! A reload or a health flip builds a whole new snapshot and publishes it with one store; a
+//! query loads the current one once and answers from it alone, so no answer mixes two
+//! generations (pingora's two-swap race, avoided by construction).
+
+pub mod catalog;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Config, Replica};
+use crate::global::{Deps, Encoded, Globals, Registry, ReplicaSet, SetKind, SetReplica, encode_rr};
+use crate::health::book::{Masks, TargetTable};
+use crate::health::spec::HealthSpec;
+use crate::metrics::{ClientLabels, RegistryKeys, ReplicaCounters};
+use crate::problem::{Problem, Problems};
+use crate::routing::{
+    BuiltinRegions, GeoDb, GeoError, LatencyTable, Locator, RegionSpec, resolve_regions,
+};
+use crate::zone::ZoneSet;
+use catalog::{CatalogIndex, Entry};
+
+/// Everything needed to answer a query, captured at one instant. Never mutated in place.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Increases with every publish.
+    pub generation: u64,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The static zones.
+    pub zones: Arc<ZoneSet>,
+    /// Latency table, geo database, regions and default order.
+    pub locator: Arc<Locator>,
+    /// The global names, prepared for answering.
+    pub globals: Arc<Globals>,
+    /// Which replicas of each registry may be answered, from the health book.
+    pub health: Arc<HealthMasks>,
+    /// What to probe.
+    pub targets: Arc<TargetTable>,
+    /// Answer counters by replica set and replica, and by client label.
+    pub counters: Arc<ReplicaCounters>,
+}
+
+/// What routing may answer: masks per health profile (shared by every registry of the
+/// profile), and per registry for the few with an exception (a replica override or a
+/// per-registry mode).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthMasks {
+    /// By profile index (`Globals::profiles`).
+    pub profiles: Vec<Masks>,
+    /// By registry id, for registries judged apart from their profile.
+    pub exceptions: HashMap<u32, Masks>,
+    /// The mass-failure guard holds the current state (the prober's own network is suspect).
+    pub guard_engaged: bool,
+}
+
+impl HealthMasks {
+    /// Every replica routable and enabled (before any probe has run).
+    pub fn all(globals: &Globals) -> Self {
+        Self {
+            profiles: globals
+                .profiles
+                .iter()
+                .map(|p| {
+                    Masks::all(
+                        globals
+                            .sets
+                            .get(p.set as usize)
+                            .map_or(0, |s| s.replicas.len()),
+                    )
+                })
+                .collect(),
+            exceptions: HashMap::new(),
+            guard_engaged: false,
+        }
+    }
+
+    /// The masks of a registry.
+    #[inline]
+    pub fn get(&self, reg: &Registry) -> Masks {
+        if !self.exceptions.is_empty()
+            && let Some(m) = self.exceptions.get(&reg.id)
+        {
+            return *m;
+        }
+        self.profiles
+            .get(reg.profile as usize)
+            .copied()
+            .unwrap_or(Masks::all(64))
+    }
+}
+
+impl Snapshot {
+    /// Load the config file and everything it names, validating all of it. Returns every
+    /// problem found (config, zones, catalog) with file, line and reason.
+    pub fn load(config_path: &Path) -> Result<Self, Problems> {
+        Ok(Self::load_indexed(config_path)?.0)
+    }
+
+    /// [`load`](Self::load), plus the writer's catalog index.
+    pub fn load_indexed(config_path: &Path) -> Result<(Self, CatalogIndex), Problems> {
+        let config = Config::load(config_path)?;
+        Self::from_config_indexed(config)
+    }
+
+    /// Load the zones and data a parsed config names.
+    pub fn from_config(config: Config) -> Result<Self, Problems> {
+        Ok(Self::from_config_indexed(config)?.0)
+    }
+
+    /// [`from_config`](Self::from_config), plus the writer's catalog index.
+    pub fn from_config_indexed(config: Config) -> Result<(Self, CatalogIndex), Problems> {
+        let zones = ZoneSet::load_dir(&config.zones_dir);
+        let locator = load_locator(&config);
+        let (zones, locator) = match (zones, locator) {
+            (Ok(z), Ok(l)) => (z, l),
+            (z, l) => {
+                let mut all = z.err().unwrap_or_default();
+                all.extend(l.err().unwrap_or_default());
+                return Err(Problems(all));
+            }
+        };
+        let (targets, sets) = replica_sets(&config, &locator).map_err(Problems)?;
+        let mut negative_soas = Vec::new();
+        for z in zones.zones() {
+            let mut e = Encoded::default();
+            encode_rr(&mut e, z.negative_soa(), false).map_err(|e| {
+                Problems(vec![Problem::file(
+                    &config.path,
+                    format!("cannot encode a SOA: {e}"),
+                )])
+            })?;
+            negative_soas.push(e);
+        }
+        let mut globals = Globals::new(sets.into(), negative_soas.into());
+        let mut index = CatalogIndex::new(&zones);
+        let mut problems = Vec::new();
+        let sets = globals.sets.clone();
+        let set_of: HashMap<(SetKind, &str), u32> = sets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.kind, &*s.key), i as u32))
+            .collect();
+        for reg in &config.registries {
+            let Some(&set) = set_of.get(&(SetKind::Registry, reg.key.as_str())) else {
+                continue;
+            };
+            let entry = Entry {
+                key: reg.key.as_str().into(),
+                name: reg.name.clone(),
+                set,
+                depends_on: None,
+                ttl: Some(reg.ttl),
+                answers: Some(reg.answers),
+            };
+            // A failed put changes nothing.
+            if let Err(e) = index.put(&mut globals, &zones, entry) {
+                problems.push(Problem::at(
+                    &config.path,
+                    crate::config::line_in_file(
+                        &config.path,
+                        &format!("registries.{}", reg.key),
+                        Some("name"),
+                    ),
+                    e,
+                ));
+            }
+        }
+        if let Some(files) = &config.catalog {
+            let templates = |t: &str| set_of.get(&(SetKind::Template, t)).copied();
+            load_catalog(
+                files,
+                &templates,
+                &mut globals,
+                &mut index,
+                &zones,
+                &mut problems,
+            );
+        }
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        let counters = replica_counters(&globals, &locator);
+        Ok((
+            Self {
+                targets: Arc::new(targets),
+                counters: Arc::new(counters),
+                generation: 1,
+                health: Arc::new(HealthMasks::all(&globals)),
+                config: Arc::new(config),
+                zones: Arc::new(zones),
+                locator: Arc::new(locator),
+                globals: Arc::new(globals),
+            },
+            index,
+        ))
+    }
+}
+
+impl Snapshot {
+    /// How a query for global name `name` of type `qtype` from `source` (with `ecs`) is
+    /// answered now, with live health: the one explain behind the CLI and the admin API.
+    /// None when `name` is not a global name.
+    pub fn explain(
+        &self,
+        name: &hickory_proto::rr::Name,
+        qtype: u16,
+        source: std::net::IpAddr,
+        ecs: Option<&crate::dns::wire::ClientSubnet>,
+    ) -> Option<crate::global::Explained> {
+        let reg = self.globals.find_name(name)?;
+        let (set, answers) = self.globals.parts(reg)?;
+        let masks = self.health.get(reg);
+        Some(crate::global::explain(
+            &self.locator,
+            &self.zones,
+            crate::global::Target {
+                registry: reg,
+                set,
+                answers,
+            },
+            (masks.routable, masks.enabled),
+            qtype,
+            source.to_canonical(),
+            ecs,
+        ))
+    }
+}
+
+/// The catalog file and its journal, put into `globals` entry by entry; every problem with
+/// the file and line.
+fn load_catalog(
+    files: &crate::config::CatalogFiles,
+    templates: &dyn Fn(&str) -> Option<u32>,
+    globals: &mut Globals,
+    index: &mut CatalogIndex,
+    zones: &ZoneSet,
+    problems: &mut Vec<Problem>,
+) {
+    use crate::catalog::file::{JournalOp, parse_catalog, parse_journal};
+    let text = match std::fs::read_to_string(&files.file) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(Problem::file(&files.file, format!("cannot read: {e}")));
+            return;
+        }
+    };
+    let entries = match parse_catalog(&text, &files.file) {
+        Ok(e) => e,
+        Err(p) => {
+            problems.extend(p);
+            return;
+        }
+    };
+    drop(text);
+    let put = |entry: crate::catalog::file::CatalogEntry,
+               file: &Path,
+               globals: &mut Globals,
+               index: &mut CatalogIndex,
+               problems: &mut Vec<Problem>| {
+        let line = Some(entry.line);
+        let Some(set) = templates(&entry.template) else {
+            problems.push(Problem::at(
+                file,
+                line,
+                format!(
+                    "template {:?} has no [templates.{}] table",
+                    entry.template, entry.template
+                ),
+            ));
+            return;
+        };
+        let e = Entry {
+            key: entry.key,
+            name: entry.name,
+            set,
+            depends_on: entry.depends_on,
+            ttl: entry.ttl,
+            answers: entry.answers,
+        };
+        if let Err(reason) = index.put(globals, zones, e) {
+            problems.push(Problem::at(file, line, reason));
+        }
+    };
+    for entry in entries {
+        if problems.len() >= 100 {
+            break;
+        }
+        put(entry, &files.file, globals, index, problems);
+    }
+    let journal = match std::fs::read_to_string(&files.journal) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            problems.push(Problem::file(&files.journal, format!("cannot read: {e}")));
+            return;
+        }
+    };
+    match parse_journal(&journal, &files.journal) {
+        Err(p) => problems.extend(p),
+        Ok((ops, torn)) => {
+            if let Some(t) = torn {
+                tracing::warn!(problem = %t, "ignoring a torn last line of the catalog journal");
+            }
+            for op in ops {
+                match op {
+                    JournalOp::Put { entry, .. } => {
+                        put(entry, &files.journal, globals, index, problems)
+                    }
+                    JournalOp::Delete { key, .. } => {
+                        index.delete(globals, &key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The probe targets and the replica sets: one per template, one per config-file registry.
+fn replica_sets(
+    config: &Config,
+    locator: &Locator,
+) -> Result<(TargetTable, Vec<ReplicaSet>), Vec<Problem>> {
+    let at = |table: &str, e: &crate::health::spec::SpecError| {
+        let key = e.key.rsplit('.').next().unwrap_or(e.key);
+        Problem::at(
+            &config.path,
+            crate::config::line_in_file(&config.path, table, Some(key)),
+            e.to_string(),
+        )
+    };
+    let mut targets = TargetTable::new(&config.health).map_err(|e| vec![at("health", &e)])?;
+    let mut problems = Vec::new();
+    let mut sets = Vec::new();
+    let mut deps: HashMap<Vec<String>, Deps> = HashMap::new();
+    let bodies = config
+        .templates
+        .iter()
+        .map(|t| {
+            (
+                SetKind::Template,
+                "templates",
+                &t.key,
+                &t.health,
+                &t.replicas,
+                t.default_order.as_deref(),
+                t.ttl,
+                t.answers,
+            )
+        })
+        .chain(config.registries.iter().map(|r| {
+            (
+                SetKind::Registry,
+                "registries",
+                &r.key,
+                &r.health,
+                &r.replicas,
+                r.default_order.as_deref(),
+                r.ttl,
+                r.answers,
+            )
+        }));
+    for (kind, tables, key, health, replicas, order, ttl, answers) in bodies {
+        let table = format!("{tables}.{key}");
+        let mode = match targets.mode(health) {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(at(&format!("{table}.health"), &e));
+                continue;
+            }
+        };
+        let mut reps = Vec::with_capacity(replicas.len());
+        for rep in replicas {
+            match targets.replica(health, &rep.health) {
+                Ok(checks) => reps.push(SetReplica {
+                    key: rep.key.as_str().into(),
+                    region: rep.region.as_str().into(),
+                    deep: checks.deep,
+                    shallow: checks.shallow,
+                    depends_on: checks.depends_on.map(|mut d| {
+                        d.sort();
+                        d.dedup();
+                        deps.entry(d.clone()).or_insert_with(|| d.into()).clone()
+                    }),
+                    spec: clone_replica(rep),
+                }),
+                Err(e) => problems.push(at(&format!("{table}.replicas.{}.health", rep.key), &e)),
+            }
+        }
+        match ReplicaSet::new(
+            key,
+            kind,
+            reps,
+            order,
+            locator.regions(),
+            (mode, ttl, answers),
+        ) {
+            Ok(s) => sets.push(s),
+            Err(e) => problems.push(Problem::file(&config.path, format!("{table}: {e}"))),
+        }
+    }
+    if problems.is_empty() {
+        Ok((targets, sets))
+    } else {
+        Err(problems)
+    }
+}
+
+fn clone_replica(r: &Replica) -> Replica {
+    Replica {
+        key: r.key.clone(),
+        region: r.region.clone(),
+        ipv4: r.ipv4.clone(),
+        ipv6: r.ipv6.clone(),
+        cname: r.cname.clone(),
+        health: HealthSpec::default(),
+    }
+}
+
+/// Regions, latency table, mmdb and default order, each problem with its file and line.
+fn load_locator(config: &Config) -> Result<Locator, Vec<Problem>> {
+    let geo_problem = |e: GeoError| Problem::at(e.file, e.line, e.reason);
+    let config_problem = |reason: String| Problem::file(&config.path, reason);
+    let specs: Vec<RegionSpec<'_>> = config
+        .regions
+        .iter()
+        .map(|(name, r)| RegionSpec {
+            name,
+            latitude: r.latitude,
+            longitude: r.longitude,
+            display_name: r.display_name.as_deref(),
+        })
+        .collect();
+    let builtin = BuiltinRegions::bundled();
+    let regions =
+        resolve_regions(&specs, &builtin).map_err(|e| vec![config_problem(e.to_string())])?;
+    let mut problems = Vec::new();
+    let table = match &config.latency_table {
+        Some(path) => match LatencyTable::load(path, &regions) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                problems.push(geo_problem(e));
+                None
+            }
+        },
+        None => None,
+    };
+    let geo = match &config.mmdb {
+        Some(path) => match GeoDb::open(path) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                problems.push(geo_problem(e));
+                None
+            }
+        },
+        None => None,
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let order: Vec<&str> = config.default_order.iter().map(String::as_str).collect();
+    Locator::new(regions, table, geo, &order).map_err(|e| vec![config_problem(e.to_string())])
+}
+
+/// Cheap-clone handle to the current snapshot, shared by the socket loops, the admin API and
+/// the state task.
+#[derive(Clone, Debug)]
+pub struct Shared(Arc<ArcSwap<Snapshot>>);
+
+impl Shared {
+    /// Start with a first snapshot.
+    pub fn new(first: Snapshot) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(first)))
+    }
+
+    /// The current snapshot, for one query (a guard: do not hold across `.await`).
+    pub fn current(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.0.load()
+    }
+
+    /// An owned snapshot, safe to hold across `.await`.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+
+    /// Publish a new snapshot; its generation is set to one past the current one.
+    pub fn publish(&self, mut next: Snapshot) {
+        next.generation = self.0.load().generation + 1;
+        self.0.store(Arc::new(next));
+    }
+}
+
+/// Answer counters for every replica set and replica, with the client labels the latency
+/// table and the mmdb (two-letter country and continent codes) can produce.
+fn replica_counters(globals: &Globals, locator: &Locator) -> ReplicaCounters {
+    let keys: Vec<RegistryKeys> = globals
+        .sets
+        .iter()
+        .map(|s| RegistryKeys {
+            key: match s.kind {
+                SetKind::Registry => s.key.to_string(),
+                SetKind::Template => format!("template/{}", s.key),
+            },
+            replicas: s.replicas.iter().map(|p| p.key.to_string()).collect(),
+        })
+        .collect();
+    let mut labels: Vec<String> = locator
+        .table()
+        .map(|t| {
+            t.iter()
+                .filter_map(|m| m.label.map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    labels.sort();
+    labels.dedup();
+    ReplicaCounters::new(
+        &keys,
+        ClientLabels::new(
+            labels
+                .into_iter()
+                .chain(ClientLabels::all_two_letter_codes()),
+        ),
+    )
+}
