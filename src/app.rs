@@ -18,7 +18,6 @@ use crate::control::{self, ControlHandles};
 use crate::dns::wire::ClientSubnet;
 use crate::metrics::Metrics;
 use crate::server::{self, Sockets, TcpLimits, TransportStats};
-use crate::state::catalog::CatalogIndex;
 use crate::state::{Shared, Snapshot};
 
 /// A running server's handles.
@@ -38,7 +37,7 @@ pub struct Handles {
 /// everything has stopped. Fails when the override state file or the admin token file cannot
 /// be read.
 pub fn spawn(
-    snapshot: Snapshot,
+    mut snapshot: Snapshot,
     sockets: Sockets,
     shutdown: CancellationToken,
 ) -> std::io::Result<(Handles, tokio::task::JoinHandle<()>)> {
@@ -64,7 +63,7 @@ pub fn spawn(
     // Zones are loaded (the snapshot exists); the one latch left is the first probe round.
     let (readiness, latch) = Readiness::new();
     let liveness = Liveness::new();
-    let index = CatalogIndex::from_globals(&snapshot.globals, &snapshot.zones);
+    let index = snapshot.take_index();
     let shared = Shared::new(snapshot);
     let (control, control_task) = control::spawn(
         shared.clone(),

@@ -804,8 +804,10 @@ impl World {
         if let Some(old) = &put.replaced {
             h.exceptions.remove(&old.id);
         }
-        if let Some(m) = self.exception(&next, &put.registry, SystemTime::now()) {
-            h.exceptions.insert(put.registry.id, m);
+        if let Some(reg) = self.registry(&next, &key)
+            && let Some(m) = self.exception(&next, &reg, SystemTime::now())
+        {
+            h.exceptions.insert(put.id, m);
         }
         info!(registry = %key, who, "registry put");
         Ok((

@@ -37,8 +37,10 @@ pub struct Entry {
 /// What a put changed, for the health engine.
 #[derive(Debug)]
 pub struct Put {
-    /// The record stored.
-    pub registry: Registry,
+    /// The stored record's id.
+    pub id: u32,
+    /// Its profile.
+    pub profile: u32,
     /// The record it replaced (same key).
     pub replaced: Option<Registry>,
     /// A profile that did not exist before (its masks must be computed).
@@ -52,7 +54,7 @@ pub struct CatalogIndex {
     keys: BTreeMap<Box<str>, Box<[u8]>>,
     profiles: HashMap<Profile, u32>,
     answers: HashMap<(u32, u32), u32>,
-    deps: HashMap<Vec<String>, Deps>,
+    deps: std::collections::HashSet<Deps>,
     zones: HashMap<Name, u16>,
     /// Registries per profile.
     members: Vec<u32>,
@@ -91,7 +93,6 @@ impl CatalogIndex {
             .profiles
             .iter()
             .filter_map(|p| p.depends_on.clone())
-            .map(|d| (d.to_vec(), d))
             .collect();
         index.members = vec![0; g.profiles.len()];
         for r in g.iter() {
@@ -206,10 +207,14 @@ impl CatalogIndex {
         let depends_on = e.depends_on.map(|mut d| {
             d.sort();
             d.dedup();
-            self.deps
-                .entry(d.clone())
-                .or_insert_with(|| d.into())
-                .clone()
+            match self.deps.get(d.as_slice()) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let shared: Deps = d.into();
+                    self.deps.insert(shared.clone());
+                    shared
+                }
+            }
         });
         let profile = Profile {
             set: e.set,
@@ -254,7 +259,8 @@ impl CatalogIndex {
                 answers,
             },
         );
-        if let Some(r) = g.insert(registry.clone()) {
+        let profile_of = registry.profile;
+        if let Some(r) = g.insert(registry) {
             replaced = Some(r);
         }
         if let Some(r) = &replaced
@@ -262,10 +268,11 @@ impl CatalogIndex {
         {
             *m -= 1;
         }
-        self.members[profile as usize] += 1;
+        self.members[profile_of as usize] += 1;
         self.keys.insert(e.key, wire.into_boxed_slice());
         Ok(Put {
-            registry,
+            id,
+            profile: profile_of,
             replaced,
             new_profile,
         })

@@ -43,6 +43,9 @@ pub struct Snapshot {
     pub targets: Arc<TargetTable>,
     /// Answer counters by replica set and replica, and by client label.
     pub counters: Arc<ReplicaCounters>,
+    /// The writer's catalog index, as loaded; the writer takes it out before the first
+    /// publish ([`Snapshot::take_index`]), so snapshots in service never hold one.
+    pub index: Option<Arc<CatalogIndex>>,
 }
 
 /// What routing may answer: masks per health profile (shared by every registry of the
@@ -98,18 +101,39 @@ impl Snapshot {
     /// Load the config file and everything it names, validating all of it. Returns every
     /// problem found (config, zones, catalog) with file, line and reason.
     pub fn load(config_path: &Path) -> Result<Self, Problems> {
-        Ok(Self::load_indexed(config_path)?.0)
+        let (mut snap, index) = Self::load_indexed(config_path)?;
+        snap.index = Some(Arc::new(index));
+        Ok(snap)
     }
 
-    /// [`load`](Self::load), plus the writer's catalog index.
+    /// The catalog index for the writer: the one loaded with the snapshot, or one built
+    /// from its registries.
+    pub fn take_index(&mut self) -> CatalogIndex {
+        match self.index.take() {
+            Some(i) => Arc::try_unwrap(i).unwrap_or_else(|i| (*i).clone()),
+            None => CatalogIndex::from_globals(&self.globals, &self.zones),
+        }
+    }
+
+    /// [`load`](Self::load), with the writer's catalog index apart.
     pub fn load_indexed(config_path: &Path) -> Result<(Self, CatalogIndex), Problems> {
+        let started = std::time::Instant::now();
         let config = Config::load(config_path)?;
-        Self::from_config_indexed(config)
+        let loaded = Self::from_config_indexed(config)?;
+        tracing::info!(
+            registries = loaded.0.globals.len(),
+            profiles = loaded.0.globals.profiles.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "configuration and catalog loaded"
+        );
+        Ok(loaded)
     }
 
     /// Load the zones and data a parsed config names.
     pub fn from_config(config: Config) -> Result<Self, Problems> {
-        Ok(Self::from_config_indexed(config)?.0)
+        let (mut snap, index) = Self::from_config_indexed(config)?;
+        snap.index = Some(Arc::new(index));
+        Ok(snap)
     }
 
     /// [`from_config`](Self::from_config), plus the writer's catalog index.
@@ -195,6 +219,7 @@ impl Snapshot {
                 zones: Arc::new(zones),
                 locator: Arc::new(locator),
                 globals: Arc::new(globals),
+                index: None,
             },
             index,
         ))
@@ -249,6 +274,7 @@ fn load_catalog(
             return;
         }
     };
+    let started = std::time::Instant::now();
     let entries = match parse_catalog(&text, &files.file) {
         Ok(e) => e,
         Err(p) => {
@@ -257,6 +283,11 @@ fn load_catalog(
         }
     };
     drop(text);
+    tracing::debug!(
+        entries = entries.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "catalog parsed"
+    );
     let put = |entry: crate::catalog::file::CatalogEntry,
                file: &Path,
                globals: &mut Globals,
@@ -286,12 +317,17 @@ fn load_catalog(
             problems.push(Problem::at(file, line, reason));
         }
     };
+    let started = std::time::Instant::now();
     for entry in entries {
         if problems.len() >= 100 {
             break;
         }
         put(entry, &files.file, globals, index, problems);
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "catalog entries put"
+    );
     let journal = match std::fs::read_to_string(&files.journal) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,

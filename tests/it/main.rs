@@ -21,6 +21,9 @@ mod routing;
 /// Health-aware failover against real HTTP replicas.
 mod failover;
 
+/// Registries as data: the catalog, runtime changes, consistency during changes, status pages.
+mod catalog;
+
 /// Operating the running binary: admin API, CLI, overrides, reload, status page.
 mod admin_e2e;
 

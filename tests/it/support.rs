@@ -60,7 +60,25 @@ impl TestServer {
 
     /// Start on a given address.
     pub async fn start_on(config: &str, listen: SocketAddr) -> Self {
+        Self::start_with(config, &[], listen).await
+    }
+
+    /// Start with more files beside the config (a catalog, say): `(name, contents)`.
+    pub async fn start_with(config: &str, files: &[(&str, &str)], listen: SocketAddr) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, config, files, listen).await
+    }
+
+    /// Start in a given directory (a restart keeps its files).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        config: &str,
+        files: &[(&str, &str)],
+        listen: SocketAddr,
+    ) -> Self {
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write file");
+        }
         let path = dir.path().join("steerdns.toml");
         std::fs::write(&path, config).expect("write config");
         let snapshot =
@@ -91,6 +109,18 @@ impl TestServer {
     /// Path of the temporary directory the config lives in.
     pub fn dir(&self) -> &Path {
         self._dir.path()
+    }
+
+    /// Stop, keeping the directory (to start again in it).
+    pub async fn stop_keep(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        let task = self.task.take().expect("stop is called once");
+        tokio::time::timeout(ANSWER_WAIT, task)
+            .await
+            .expect("server stops in time")
+            .expect("server task did not panic");
+        let placeholder = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self._dir, placeholder)
     }
 }
 
