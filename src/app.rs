@@ -69,7 +69,7 @@ pub fn spawn(
         shared.clone(),
         index,
         metrics.clone(),
-        latch,
+        (latch, liveness.register("state")),
         shutdown.clone(),
     )?;
     let handles = Handles {
@@ -104,7 +104,6 @@ pub fn spawn(
     let h = handles.clone();
     let task = tokio::spawn(async move {
         let dns_alive = liveness.register("dns");
-        let control_alive = liveness.register("state");
         server::serve(
             sockets.udp,
             sockets.tcp,
@@ -118,7 +117,6 @@ pub fn spawn(
         if let Err(e) = control_task.await {
             error!(error = %e, "the control task ended abnormally");
         }
-        drop(control_alive);
         if let Some(t) = admin_task
             && let Err(e) = t.await
         {

@@ -330,6 +330,30 @@ fn check_config(config: PathBuf) -> ExitCode {
             reps.join(" ")
         );
     }
+    if let Some(cat) = &c.catalog {
+        let g = &snapshot.globals;
+        outln!(
+            "  catalog     {} registries from {} (+ {}), {} health profiles",
+            g.len() - c.registries.len(),
+            cat.file.display(),
+            cat.journal.display(),
+            g.profiles.len()
+        );
+        for t in &c.templates {
+            let reps: Vec<String> = t
+                .replicas
+                .iter()
+                .map(|p| format!("{}@{}", p.key, p.region))
+                .collect();
+            outln!(
+                "    template {:<23} ttl {:>4}s answers {}  {}",
+                t.key,
+                t.ttl,
+                t.answers,
+                reps.join(" ")
+            );
+        }
+    }
     ExitCode::SUCCESS
 }
 

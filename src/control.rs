@@ -37,7 +37,7 @@ use tracing::{error, info, warn};
 
 use crate::admin::context::{AdminError, Command, ModeCommand, OverrideAction, OverrideCommand};
 use crate::admin::events::EventLog;
-use crate::admin::readiness::Latch;
+use crate::admin::readiness::{Alive, Latch};
 use crate::admin::view::{
     Ack, DependencyView, EventKind as ViewKind, ModeName, OverrideView, ProbeView, RegistryRequest,
     RegistryStatus, ReplicaStatus, ResourceStatus, STATUS_PAGE, STATUS_PAGE_MAX, ServerFacts,
@@ -89,7 +89,7 @@ pub fn spawn(
     shared: Shared,
     index: CatalogIndex,
     metrics: Arc<Metrics>,
-    ready: Latch,
+    (ready, alive): (Latch, Alive),
     shutdown: CancellationToken,
 ) -> std::io::Result<(ControlHandles, JoinHandle<()>)> {
     let snap = shared.load();
@@ -119,6 +119,7 @@ pub fn spawn(
         commands: commands_rx,
         first_round: first_tx,
         ready: Some(ready),
+        _alive: alive,
     };
     if probe_targets.is_empty() {
         control.ready.take();
@@ -1258,6 +1259,8 @@ struct Control {
     commands: mpsc::Receiver<Command>,
     first_round: watch::Sender<bool>,
     ready: Option<Latch>,
+    /// `/live` reports the writer dead once this drops (the task ended or panicked).
+    _alive: Alive,
 }
 
 impl Control {
@@ -1406,19 +1409,338 @@ impl Control {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    //! The apply steps, one event kind at a time, on a real snapshot (the repository's zones)
+    //! without sockets, a prober or a runtime: each step's result is the next snapshot.
+
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::config::Config;
+    use crate::health::outcome::{Failure, Pass, ProbeOutcome};
+
+    const S: Duration = Duration::from_secs(1);
+
+    /// Config registry `cfg` (own URLs), catalog registries `a0..a{n}` on template `fleet`
+    /// judged on `storage` (even) or `cache` (odd).
+    fn world(n: usize) -> (World, Snapshot, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let mut lines = String::from("key,name,template,depends_on,ttl,answers\n");
+        for i in 0..n {
+            let dep = if i % 2 == 0 { "storage" } else { "cache" };
+            lines.push_str(&format!("a{i},a{i}.registry.example.,fleet,{dep},,\n"));
+        }
+        std::fs::write(dir.path().join("registries.csv"), lines).unwrap();
+        let mut text = format!(
+            "version = 1\n[server]\nzones_dir = {:?}\n[admin]\nstate_file = \"state.json\"\n\
+             [regions.westeurope]\n[regions.eastus]\n\
+             [health]\ninterval = \"10s\"\ntimeout = \"1s\"\nfailure_threshold = 2\n\
+             mass_failure_min_targets = 100\n\
+             [catalog]\nfile = \"registries.csv\"\n[templates.fleet]\n",
+            repo.join("zones")
+        );
+        for (i, r) in ["eastus", "westeurope"].iter().enumerate() {
+            text.push_str(&format!(
+                "[templates.fleet.replicas.{r}]\nipv4 = [\"192.0.2.{i}\"]\nhealth.url = \"http://127.0.9.{i}/fleet\"\n\
+                 [registries.cfg.replicas.{r}]\nipv4 = [\"192.0.2.{i}\"]\nhealth.url = \"http://127.0.9.{i}/cfg\"\n"
+            ));
+        }
+        text.push_str("[registries.cfg]\nname = \"cfg.registry.example.\"\n");
+        let path = dir.path().join("steerdns.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = Config::from_toml(&text, &path).unwrap();
+        let (snap, index) = Snapshot::from_config_indexed(config).unwrap();
+        let overrides = Overrides::load(&dir.path().join("state.json"), SystemTime::now()).unwrap();
+        let mut w = World::new(
+            &snap,
+            index,
+            overrides,
+            EventLog::new(64),
+            Arc::new(Metrics::new()),
+        );
+        w.journal = Some(Journal::open(&dir.path().join("registries.csv.journal")).unwrap());
+        let snap = w.rebuild(&snap);
+        (w, snap, dir)
+    }
+
+    fn reg(snap: &Snapshot, key: &str) -> Registry {
+        snap.globals
+            .find_name(
+                &hickory_proto::rr::Name::from_ascii(format!("{key}.registry.example.")).unwrap(),
+            )
+            .unwrap()
+            .clone()
+    }
+
+    fn masks(snap: &Snapshot, key: &str) -> Masks {
+        snap.health.get(&reg(snap, key))
+    }
+
+    /// The deep target of replica `i` of `key`.
+    fn deep(snap: &Snapshot, key: &str, i: usize) -> TargetId {
+        let r = reg(snap, key);
+        snap.globals.parts(&r).unwrap().0.replicas[i].deep.unwrap()
+    }
+
+    fn failing_doc(at: Instant, failing: &str) -> ProbeOutcome {
+        let doc = crate::health::outcome::DeepDoc::parse(&serde_json::json!({
+            "checks": {"storage": if failing == "storage" { "down" } else { "ok" }, "cache": "ok"}
+        }));
+        ProbeOutcome {
+            at,
+            latency: S / 100,
+            result: Err(Failure::Status(503)),
+            document: doc.map(Arc::new),
+        }
+    }
+
+    fn ok(at: Instant) -> ProbeOutcome {
+        ProbeOutcome {
+            at,
+            latency: S / 100,
+            result: Ok(Pass { status: Some(200) }),
+            document: None,
+        }
+    }
+
+    fn disable(target: Target) -> OverrideCommand {
+        OverrideCommand {
+            action: OverrideAction::Disable,
+            target,
+            reason: "test".into(),
+            who: "test".into(),
+            duration: None,
+        }
+    }
 
     #[test]
-    fn mode_names_map_one_to_one() {
-        for (n, m) in [
-            (ModeName::Deep, HealthMode::Deep),
-            (ModeName::Shallow, HealthMode::Shallow),
-            (ModeName::Shadow, HealthMode::Shadow),
-            (ModeName::Off, HealthMode::Off),
-        ] {
-            assert_eq!(mode_of(n), m);
-            assert_eq!(n.as_str(), m.to_string());
+    fn an_outcome_changes_exactly_the_profiles_of_its_flipped_keys() {
+        let (mut w, snap, _dir) = world(6);
+        let now = Instant::now();
+        let t = deep(&snap, "a0", 1); // westeurope's shared document
+        // One failure moves nothing: no snapshot to publish.
+        assert!(
+            w.outcome(&snap, t, &failing_doc(now, "storage"), now)
+                .is_none()
+        );
+        let next = w
+            .outcome(&snap, t, &failing_doc(now + S, "storage"), now + S)
+            .expect("the second failure degrades the storage key");
+        for i in 0..6 {
+            let want = if i % 2 == 0 { 0b01 } else { 0b11 };
+            assert_eq!(masks(&next, &format!("a{i}")).routable, want, "a{i}");
         }
+        assert_eq!(masks(&next, "cfg").routable, 0b11);
+        // The name table is the same one: only masks changed.
+        assert!(Arc::ptr_eq(&next.globals, &snap.globals));
+        // A passing probe of an unrelated target changes nothing.
+        assert!(
+            w.outcome(&next, deep(&next, "cfg", 0), &ok(now + 2 * S), now + 2 * S)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_tick_expires_stale_verdicts() {
+        let (mut w, snap, _dir) = world(2);
+        let now = Instant::now();
+        let t = deep(&snap, "a0", 1);
+        w.outcome(&snap, t, &failing_doc(now, "storage"), now);
+        let snap = w
+            .outcome(&snap, t, &failing_doc(now + S, "storage"), now + S)
+            .unwrap();
+        assert_eq!(masks(&snap, "a0").routable, 0b01);
+        assert!(
+            w.tick(&snap, now + 20 * S).is_none(),
+            "not stale yet (3 × 10 s)"
+        );
+        let next = w
+            .tick(&snap, now + 32 * S)
+            .expect("stale: unknown, routable");
+        assert_eq!(masks(&next, "a0").routable, 0b11);
+    }
+
+    #[test]
+    fn overrides_touch_one_registry_or_one_region() {
+        let (mut w, snap, _dir) = world(4);
+        let (_, next) = w
+            .set_override(
+                &snap,
+                disable(Target::Replica {
+                    registry: "a0".into(),
+                    replica: "westeurope".into(),
+                }),
+            )
+            .unwrap();
+        assert_eq!(masks(&next, "a0").routable, 0b01);
+        assert_eq!(
+            masks(&next, "a2").routable,
+            0b11,
+            "same profile, no override"
+        );
+        assert_eq!(next.health.exceptions.len(), 1);
+        assert_eq!(next.health.profiles, snap.health.profiles);
+        let (_, next) = w
+            .set_override(
+                &next,
+                disable(Target::Region {
+                    region: "eastus".into(),
+                }),
+            )
+            .unwrap();
+        assert_eq!(masks(&next, "a0").routable, 0, "both disabled: NODATA");
+        for k in ["a1", "a2", "cfg"] {
+            assert_eq!(masks(&next, k).routable, 0b10, "{k}");
+        }
+        let e = w
+            .set_override(
+                &next,
+                disable(Target::Replica {
+                    registry: "a0".into(),
+                    replica: "nowhere".into(),
+                }),
+            )
+            .unwrap_err();
+        assert!(matches!(e, AdminError::NotFound(_)), "{e:?}");
+        let mut enable = disable(Target::Region {
+            region: "westeurope".into(),
+        });
+        enable.action = OverrideAction::Enable;
+        assert!(matches!(
+            w.set_override(&next, enable),
+            Err(AdminError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn modes_switch_one_registry_or_all() {
+        let (mut w, snap, _dir) = world(2);
+        let now = Instant::now();
+        let t = deep(&snap, "a0", 1);
+        w.outcome(&snap, t, &failing_doc(now, "storage"), now);
+        let snap = w
+            .outcome(&snap, t, &failing_doc(now + S, "storage"), now + S)
+            .unwrap();
+        let cmd = |registry: Option<&str>, mode| ModeCommand {
+            mode,
+            registry: registry.map(str::to_owned),
+            who: "test".into(),
+        };
+        let (_, next) = w.set_mode(&snap, cmd(Some("a0"), ModeName::Off)).unwrap();
+        assert_eq!(masks(&next, "a0").routable, 0b11, "off: latency only");
+        assert_eq!(next.health.profiles, snap.health.profiles, "nobody else");
+        let (_, next) = w.set_mode(&next, cmd(None, ModeName::Deep)).unwrap();
+        assert_eq!(
+            masks(&next, "a0").routable,
+            0b01,
+            "server-wide replaces per registry"
+        );
+        assert!(next.health.exceptions.is_empty());
+        assert!(matches!(
+            w.set_mode(&next, cmd(Some("nope"), ModeName::Off)),
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn catalog_puts_and_deletes_touch_one_record_and_are_journaled() {
+        let (mut w, snap, dir) = world(10);
+        let req = |depends_on: &[&str]| RegistryRequest {
+            name: "new.registry.example.".into(),
+            template: "fleet".into(),
+            depends_on: Some(depends_on.iter().map(|d| d.to_string()).collect()),
+            ttl: Some("7s".into()),
+            answers: None,
+        };
+        let (_, next) = w
+            .put_registry(&snap, "new".into(), req(&["storage"]), "test")
+            .unwrap();
+        assert_eq!(next.globals.len(), snap.globals.len() + 1);
+        // An existing profile (fleet, storage), a new TTL: one new answer set, no new mask.
+        assert_eq!(next.health.profiles.len(), snap.health.profiles.len());
+        assert_eq!(
+            next.globals.answer_sets.len(),
+            snap.globals.answer_sets.len() + 1
+        );
+        assert_eq!(reg(&next, "new").profile, reg(&next, "a0").profile);
+        // A new resource set: one new profile, computed before publishing.
+        let (_, next2) = w
+            .put_registry(&next, "new".into(), req(&["cache", "storage"]), "test")
+            .unwrap();
+        assert_eq!(next2.health.profiles.len(), next.health.profiles.len() + 1);
+        assert_eq!(masks(&next2, "new"), Masks::all(2));
+        assert!(matches!(
+            w.put_registry(&next2, "cfg".into(), req(&[]), "test"),
+            Err(AdminError::Conflict(_))
+        ));
+        let (_, next3) = w.delete_registry(&next2, "new", "test").unwrap();
+        assert_eq!(next3.globals.len(), snap.globals.len());
+        assert!(matches!(
+            w.delete_registry(&next3, "new", "test"),
+            Err(AdminError::NotFound(_))
+        ));
+        assert!(matches!(
+            w.delete_registry(&next3, "cfg", "test"),
+            Err(AdminError::Conflict(_))
+        ));
+        let journal = std::fs::read_to_string(dir.path().join("registries.csv.journal")).unwrap();
+        assert_eq!(journal.lines().count(), 3, "{journal}");
+    }
+
+    #[test]
+    fn a_reload_computes_masks_for_the_new_registry_set_before_it_is_published() {
+        let (mut w, snap, dir) = world(4);
+        let (_, snap) = w
+            .set_override(
+                &snap,
+                disable(Target::Replica {
+                    registry: "a3".into(),
+                    replica: "westeurope".into(),
+                }),
+            )
+            .unwrap();
+        // Registries inserted in front of a3 (keys and names that sort first).
+        let mut lines = String::from("key,name,template,depends_on,ttl,answers\n");
+        for k in ["0a", "0b", "a0", "a1", "a2", "a3"] {
+            lines.push_str(&format!("{k},{k}.registry.example.,fleet,cache,,\n"));
+        }
+        std::fs::write(dir.path().join("registries.csv"), lines).unwrap();
+        let (loaded, index) = Snapshot::load_indexed(&dir.path().join("steerdns.toml")).unwrap();
+        let next = w.reload(&snap, loaded, index).unwrap();
+        assert_eq!(next.globals.len(), 7);
+        assert_eq!(masks(&next, "a3").routable, 0b01, "still disabled");
+        assert_eq!(masks(&next, "0a").routable, 0b11);
+    }
+
+    #[test]
+    fn status_pages_are_sorted_and_filtered() {
+        let (mut w, snap, _dir) = world(30);
+        let page = |after: Option<&str>, state: Option<&str>| StatusQuery {
+            after: after.map(str::to_owned),
+            state: state.map(str::to_owned),
+            limit: Some(10),
+            ..Default::default()
+        };
+        let v = w.status(&snap, &page(None, None), true).unwrap();
+        assert_eq!(v.registries.len(), 10);
+        assert_eq!(v.summary.registries, 31);
+        assert_eq!(v.next.as_deref(), Some("a17"), "keys sort as text");
+        let now = Instant::now();
+        let t = deep(&snap, "a0", 1);
+        w.outcome(&snap, t, &failing_doc(now, "storage"), now);
+        let snap = w
+            .outcome(&snap, t, &failing_doc(now + S, "storage"), now + S)
+            .unwrap();
+        let v = w
+            .status(&snap, &page(None, Some("degraded")), true)
+            .unwrap();
+        assert!(v.registries.iter().all(|r| {
+            let i: usize = r.key[1..].parse().unwrap();
+            i.is_multiple_of(2)
+        }));
+        assert_eq!(v.summary.states.get("degraded"), Some(&15));
+        assert_eq!(v.summary.regions["westeurope"]["degraded"], 15);
     }
 }

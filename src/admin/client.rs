@@ -28,8 +28,22 @@ pub struct AdminArgs {
 /// The admin subcommands.
 #[derive(Clone, Debug, clap::Subcommand)]
 pub enum AdminCommand {
-    /// Show every registry and replica with its state.
-    Status,
+    /// Show registries and replicas with their state, one page at a time, and the summary.
+    Status {
+        /// Only this registry.
+        #[arg(long)]
+        registry: Option<String>,
+        /// Only registries with a replica in this state (unknown, healthy, degraded,
+        /// disabled).
+        #[arg(long)]
+        state: Option<String>,
+        /// Start after this registry key (the `more:` line of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        /// Registries per page (default 100, at most 1000).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Show recent events (transitions, overrides, mode switches, reloads).
     Events,
     /// Disable or enable one replica of one registry.
@@ -145,9 +159,30 @@ pub enum ClientError {
 pub async fn run(args: &AdminArgs, command: &AdminCommand) -> Result<String, ClientError> {
     let client = Client::new(&args.admin, args.token_file.as_deref())?;
     match command {
-        AdminCommand::Status => Ok(render_status(
-            &client.get::<StatusView>("/v1/status").await?,
-        )),
+        AdminCommand::Status {
+            registry,
+            state,
+            after,
+            limit,
+        } => {
+            let mut q = Vec::new();
+            for (k, v) in [
+                ("registry", registry.clone()),
+                ("state", state.clone()),
+                ("after", after.clone()),
+                ("limit", limit.map(|l| l.to_string())),
+            ] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", encode_query(&v)));
+                }
+            }
+            let path = if q.is_empty() {
+                "/v1/status".to_string()
+            } else {
+                format!("/v1/status?{}", q.join("&"))
+            };
+            Ok(render_status(&client.get::<StatusView>(&path).await?))
+        }
         AdminCommand::Events => Ok(render_events(
             &client.get::<Vec<EventView>>("/v1/events").await?,
         )),
@@ -327,6 +362,20 @@ fn read_token(path: &Path) -> Result<String, ClientError> {
 //------------ rendering ---------------------------------------------------------------------
 
 /// The status as a readable table.
+/// Percent-encode a query value (keys and states are plain, but say so explicitly).
+fn encode_query(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 pub fn render_status(st: &StatusView) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -431,6 +480,20 @@ pub fn render_status(st: &StatusView) -> String {
         }
         out.push_str(line.trim_end());
         out.push('\n');
+    }
+    let sm = &st.summary;
+    if sm.registries > 0 {
+        let states: Vec<String> = sm.states.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let _ = writeln!(
+            out,
+            "{} registries ({} failing open); replicas: {}",
+            sm.registries,
+            sm.fail_open,
+            states.join(", ")
+        );
+    }
+    if let Some(next) = &st.next {
+        let _ = writeln!(out, "more: steerdns status --after {next}");
     }
     out
 }
