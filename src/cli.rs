@@ -315,20 +315,24 @@ fn check_config(config: PathBuf) -> ExitCode {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    outln!("  registries  {}", c.registries.len());
-    for r in &c.registries {
-        let reps: Vec<String> = r
+    // One line per replica set: a config registry (its name) or a template.
+    let set_line = |label: &str, t: &crate::config::Template| {
+        let reps: Vec<String> = t
             .replicas
             .iter()
             .map(|p| format!("{}@{}", p.key, p.region))
             .collect();
         outln!(
             "    {:<32} ttl {:>4}s answers {}  {}",
-            r.name.to_ascii(),
-            r.ttl,
-            r.answers,
+            label,
+            t.ttl,
+            t.answers,
             reps.join(" ")
         );
+    };
+    outln!("  registries  {}", c.registries.len());
+    for r in &c.registries {
+        set_line(&r.name.to_ascii(), &r.set);
     }
     if let Some(cat) = &c.catalog {
         let g = &snapshot.globals;
@@ -340,18 +344,7 @@ fn check_config(config: PathBuf) -> ExitCode {
             g.profiles.len()
         );
         for t in &c.templates {
-            let reps: Vec<String> = t
-                .replicas
-                .iter()
-                .map(|p| format!("{}@{}", p.key, p.region))
-                .collect();
-            outln!(
-                "    template {:<23} ttl {:>4}s answers {}  {}",
-                t.key,
-                t.ttl,
-                t.answers,
-                reps.join(" ")
-            );
+            set_line(&format!("template {}", t.key), t);
         }
     }
     ExitCode::SUCCESS
@@ -466,8 +459,8 @@ fn demo(config: PathBuf) -> ExitCode {
     };
     // Every loopback host:port named by a health URL gets a simulated replica.
     let mut replicas: Vec<(SocketAddr, Vec<String>)> = Vec::new();
-    for reg in &snapshot.config.registries {
-        for rep in &reg.replicas {
+    for (set, template) in snapshot.config.sets() {
+        for rep in &set.replicas {
             let Some(url) = rep
                 .health
                 .url
@@ -486,7 +479,10 @@ fn demo(config: PathBuf) -> ExitCode {
                 continue;
             }
             let addr = SocketAddr::new(ip, port);
-            let label = format!("{}/{}", reg.key, rep.key);
+            let label = match template {
+                true => format!("template {}/{}", set.key, rep.key),
+                false => format!("{}/{}", set.key, rep.key),
+            };
             match replicas.iter_mut().find(|(a, _)| *a == addr) {
                 Some((_, labels)) => labels.push(label),
                 None => replicas.push((addr, vec![label])),

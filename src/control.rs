@@ -811,16 +811,11 @@ impl World {
             h.exceptions.insert(put.id, m);
         }
         info!(registry = %key, who, "registry put");
-        Ok((
-            Ack {
-                message: format!("registry {key} put"),
-                generation: Some(snap.generation + 1),
-            },
-            Snapshot {
-                globals: Arc::new(next),
-                health: Arc::new(h),
-                ..snap.clone()
-            },
+        Ok(catalog_changed(
+            snap,
+            next,
+            h,
+            format!("registry {key} put"),
         ))
     }
 
@@ -858,16 +853,11 @@ impl World {
         let mut h = (*snap.health).clone();
         h.exceptions.remove(&reg.id);
         info!(registry = %key, who, "registry deleted");
-        Ok((
-            Ack {
-                message: format!("registry {key} deleted"),
-                generation: Some(snap.generation + 1),
-            },
-            Snapshot {
-                globals: Arc::new(next),
-                health: Arc::new(h),
-                ..snap.clone()
-            },
+        Ok(catalog_changed(
+            snap,
+            next,
+            h,
+            format!("registry {key} deleted"),
         ))
     }
 
@@ -1225,6 +1215,27 @@ impl World {
             .collect();
         s
     }
+}
+
+/// The reply and the next snapshot after a catalog change: the new name table with the
+/// masks computed for it, published together.
+fn catalog_changed(
+    snap: &Snapshot,
+    g: Globals,
+    h: HealthMasks,
+    message: String,
+) -> (Ack, Snapshot) {
+    (
+        Ack {
+            message,
+            generation: Some(snap.generation + 1),
+        },
+        Snapshot {
+            globals: Arc::new(g),
+            health: Arc::new(h),
+            ..snap.clone()
+        },
+    )
 }
 
 /// The key routing reads in `mode`: shallow in shallow and shadow modes, else deep.

@@ -106,6 +106,16 @@ fn status_of(fake: &Fake, ready: bool) -> StatusView {
     }
 }
 
+/// `steerdns status` without options (the first page).
+fn status_command() -> AdminCommand {
+    AdminCommand::Status {
+        registry: None,
+        state: None,
+        after: None,
+        limit: None,
+    }
+}
+
 fn known(target: &Target) -> bool {
     let regs = registries();
     match target {
@@ -874,17 +884,7 @@ async fn cli_clients_against_the_router() {
         out,
         "disabled replica contoso/westeurope by token:ops: storage incident (until 2027-01-15T10:00:00Z)\n"
     );
-    let out = client::run(
-        &args,
-        &AdminCommand::Status {
-            registry: None,
-            state: None,
-            after: None,
-            limit: None,
-        },
-    )
-    .await
-    .expect("status");
+    let out = client::run(&args, &status_command()).await.expect("status");
     let line = out
         .lines()
         .find(|l| l.starts_with("contoso   westeurope"))
@@ -978,33 +978,17 @@ async fn cli_clients_against_the_router() {
         other => panic!("{other}"),
     }
     // Reads need no token.
-    client::run(
-        &no_token,
-        &AdminCommand::Status {
-            registry: None,
-            state: None,
-            after: None,
-            limit: None,
-        },
-    )
-    .await
-    .expect("status without token");
+    client::run(&no_token, &status_command())
+        .await
+        .expect("status without token");
     // Nothing listening: a connect error naming the URL.
     let gone = AdminArgs {
         admin: "http://127.0.7.11:1".into(),
         token_file: None,
     };
-    let err = client::run(
-        &gone,
-        &AdminCommand::Status {
-            registry: None,
-            state: None,
-            after: None,
-            limit: None,
-        },
-    )
-    .await
-    .expect_err("down");
+    let err = client::run(&gone, &status_command())
+        .await
+        .expect_err("down");
     assert!(
         err.to_string()
             .starts_with("cannot reach the admin API at http://127.0.7.11:1/v1/status"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use steerdns::demo_replica::DemoReplica;
 use steerdns::health::book::{
-    EventKind, HealthBook, HealthKey, ProfileKeys, Resource, TargetId, TargetTable,
+    EventKind, HealthBook, HealthKey, ProfileKeys, TargetId, TargetTable,
 };
 use steerdns::health::check::Checker;
 use steerdns::health::outcome::{Failure, ProbeOutcome};
@@ -356,12 +356,8 @@ fn plan_of(server: &HealthSpec, regs: &[Vec<HealthSpec>]) -> Plan {
         let mut keys = ProfileKeys::default();
         for spec in specs {
             let c = table.replica(&HealthSpec::default(), spec).unwrap();
-            let whole = |target| HealthKey {
-                target,
-                resource: Resource::Whole,
-            };
-            keys.deep.push(c.deep.map(whole));
-            keys.shallow.push(c.shallow.map(whole));
+            keys.deep.push(c.deep.map(HealthKey::whole));
+            keys.shallow.push(c.shallow.map(HealthKey::whole));
         }
         profiles.push(keys);
     }

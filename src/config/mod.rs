@@ -58,6 +58,16 @@ pub struct Config {
     pub catalog: Option<CatalogFiles>,
 }
 
+impl Config {
+    /// Every replica set: the templates, then the config file's registries.
+    pub fn sets(&self) -> impl Iterator<Item = (&Template, bool)> {
+        self.templates
+            .iter()
+            .map(|t| (t, true))
+            .chain(self.registries.iter().map(|r| (&r.set, false)))
+    }
+}
+
 /// Where the registry catalog and its journal of runtime changes live.
 #[derive(Clone, Debug)]
 pub struct CatalogFiles {
@@ -67,10 +77,11 @@ pub struct CatalogFiles {
     pub journal: PathBuf,
 }
 
-/// A replica set shared by catalog registries (`[templates.KEY]`).
+/// A replica set with its answer and health settings: a `[templates.KEY]` table, or the
+/// body of a `[registries.KEY]` table.
 #[derive(Debug)]
 pub struct Template {
-    /// The table key, named by the catalog's `template` column.
+    /// The table key (`[templates.KEY]`, or the registry's `[registries.KEY]`).
     pub key: String,
     /// Default answer TTL in seconds.
     pub ttl: u32,
@@ -80,27 +91,17 @@ pub struct Template {
     pub default_order: Option<Vec<String>>,
     /// Health settings between the server's and each replica's.
     pub health: HealthSpec,
-    /// Replicas, sorted by key.
+    /// Replicas, sorted by key; the position is the replica index.
     pub replicas: Vec<Replica>,
 }
 
-/// A registry: one global name and its replicas.
+/// A registry of the config file: one global name and its own replica set.
 #[derive(Debug)]
 pub struct Registry {
-    /// The table key in the config (`[registries.KEY]`).
-    pub key: String,
     /// The global name.
     pub name: Name,
-    /// Answer TTL in seconds.
-    pub ttl: u32,
-    /// Number of replicas per answer.
-    pub answers: u8,
-    /// Registry-level default order override.
-    pub default_order: Option<Vec<String>>,
-    /// Registry-level health overrides.
-    pub health: HealthSpec,
-    /// Replicas, sorted by key; the position is the replica index.
-    pub replicas: Vec<Replica>,
+    /// Its replicas and settings (`set.key` is the `[registries.KEY]` key).
+    pub set: Template,
 }
 
 /// A replica of a registry in one region.
@@ -270,13 +271,15 @@ impl Config {
                     ));
                 }
                 regs.push(Registry {
-                    key,
                     name,
-                    ttl,
-                    answers,
-                    default_order,
-                    health,
-                    replicas: reps,
+                    set: Template {
+                        key,
+                        ttl,
+                        answers,
+                        default_order,
+                        health,
+                        replicas: reps,
+                    },
                 });
             }
         }
@@ -553,10 +556,10 @@ cname = "eastus.contoso.registry.example."
         assert_eq!(c.tcp_idle_timeout, Duration::from_secs(5));
         let r = &c.registries[0];
         assert_eq!(r.name.to_ascii(), "contoso.registry.example.");
-        assert_eq!(r.ttl, 20);
-        assert_eq!(r.replicas[0].key, "east");
-        assert_eq!(r.replicas[0].region, "eastus");
-        assert_eq!(r.replicas[1].region, "westeurope");
+        assert_eq!(r.set.ttl, 20);
+        assert_eq!(r.set.replicas[0].key, "east");
+        assert_eq!(r.set.replicas[0].region, "eastus");
+        assert_eq!(r.set.replicas[1].region, "westeurope");
     }
 
     #[test]

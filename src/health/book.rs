@@ -124,6 +124,16 @@ pub struct HealthKey {
     pub resource: Resource,
 }
 
+impl HealthKey {
+    /// The whole result of `target`.
+    pub fn whole(target: TargetId) -> Self {
+        Self {
+            target,
+            resource: Resource::Whole,
+        }
+    }
+}
+
 /// What the prober needs to probe one target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeTarget {
@@ -851,12 +861,8 @@ mod tests {
                 let c = t
                     .replica(&HealthSpec::default(), &url(&format!("127.0.3.{i}"), reg))
                     .unwrap();
-                let whole = |target| HealthKey {
-                    target,
-                    resource: Resource::Whole,
-                };
-                keys.deep.push(c.deep.map(whole));
-                keys.shallow.push(c.shallow.map(whole));
+                keys.deep.push(c.deep.map(HealthKey::whole));
+                keys.shallow.push(c.shallow.map(HealthKey::whole));
             }
             profiles.push(keys);
         }

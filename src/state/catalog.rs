@@ -302,10 +302,7 @@ pub fn profile_keys(g: &Globals, p: &Profile) -> ProfileKeys {
             target,
             resource: deps.map_or(Resource::Whole, |d| Resource::Deps(d.clone())),
         }));
-        keys.shallow.push(rep.shallow.map(|target| HealthKey {
-            target,
-            resource: Resource::Whole,
-        }));
+        keys.shallow.push(rep.shallow.map(HealthKey::whole));
     }
     keys
 }

@@ -170,16 +170,16 @@ impl Snapshot {
             .map(|(i, s)| ((s.kind, &*s.key), i as u32))
             .collect();
         for reg in &config.registries {
-            let Some(&set) = set_of.get(&(SetKind::Registry, reg.key.as_str())) else {
+            let Some(&set) = set_of.get(&(SetKind::Registry, reg.set.key.as_str())) else {
                 continue;
             };
             let entry = Entry {
-                key: reg.key.as_str().into(),
+                key: reg.set.key.as_str().into(),
                 name: reg.name.clone(),
                 set,
                 depends_on: None,
-                ttl: Some(reg.ttl),
-                answers: Some(reg.answers),
+                ttl: None,
+                answers: None,
             };
             // A failed put changes nothing.
             if let Err(e) = index.put(&mut globals, &zones, entry) {
@@ -187,7 +187,7 @@ impl Snapshot {
                     &config.path,
                     crate::config::line_in_file(
                         &config.path,
-                        &format!("registries.{}", reg.key),
+                        &format!("registries.{}", reg.set.key),
                         Some("name"),
                     ),
                     e,
@@ -373,34 +373,12 @@ fn replica_sets(
     let mut problems = Vec::new();
     let mut sets = Vec::new();
     let mut deps: HashMap<Vec<String>, Deps> = HashMap::new();
-    let bodies = config
-        .templates
-        .iter()
-        .map(|t| {
-            (
-                SetKind::Template,
-                "templates",
-                &t.key,
-                &t.health,
-                &t.replicas,
-                t.default_order.as_deref(),
-                t.ttl,
-                t.answers,
-            )
-        })
-        .chain(config.registries.iter().map(|r| {
-            (
-                SetKind::Registry,
-                "registries",
-                &r.key,
-                &r.health,
-                &r.replicas,
-                r.default_order.as_deref(),
-                r.ttl,
-                r.answers,
-            )
-        }));
-    for (kind, tables, key, health, replicas, order, ttl, answers) in bodies {
+    for (t, template) in config.sets() {
+        let (kind, tables) = match template {
+            true => (SetKind::Template, "templates"),
+            false => (SetKind::Registry, "registries"),
+        };
+        let (key, health, replicas) = (&t.key, &t.health, &t.replicas);
         let table = format!("{tables}.{key}");
         let mode = match targets.mode(health) {
             Ok(m) => m,
@@ -431,9 +409,9 @@ fn replica_sets(
             key,
             kind,
             reps,
-            order,
+            t.default_order.as_deref(),
             locator.regions(),
-            (mode, ttl, answers),
+            (mode, t.ttl, t.answers),
         ) {
             Ok(s) => sets.push(s),
             Err(e) => problems.push(Problem::file(&config.path, format!("{table}: {e}"))),
