@@ -11,14 +11,14 @@ use tracing::{error, info};
 
 use crate::admin::access::Access;
 use crate::admin::context::{AdminError, ChannelContext};
-use crate::admin::readiness::{Liveness, Readiness};
-use crate::admin::view::ExplainQuery;
 use crate::admin::{self, Admin};
-use crate::control::{self, ControlHandles};
-use crate::dns::wire::ClientSubnet;
 use crate::metrics::Metrics;
 use crate::server::{self, Sockets, TcpLimits, TransportStats};
+use crate::state::readiness::{Liveness, Readiness};
+use crate::state::view::ExplainQuery;
+use crate::state::writer::{self, ControlHandles};
 use crate::state::{Shared, Snapshot};
+use crate::wire::ClientSubnet;
 
 /// A running server's handles.
 #[derive(Clone, Debug)]
@@ -65,7 +65,7 @@ pub fn spawn(
     let liveness = Liveness::new();
     let index = snapshot.take_index();
     let shared = Shared::new(snapshot);
-    let (control, control_task) = control::spawn(
+    let (control, control_task) = writer::spawn(
         shared.clone(),
         index,
         metrics.clone(),

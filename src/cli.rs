@@ -375,7 +375,7 @@ fn explain(
         return ExitCode::from(2);
     };
     qname.set_fqdn(true);
-    let subnet = ecs.map(crate::dns::wire::ClientSubnet::from_net);
+    let subnet = ecs.map(crate::wire::ClientSubnet::from_net);
     let Some(x) = snapshot.explain(&qname, u16::from(rtype), client, subnet.as_ref()) else {
         eprintln!("{qname} is not a global name in {}", config.display());
         return ExitCode::from(EXIT_INVALID);

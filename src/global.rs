@@ -30,12 +30,12 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use rustc_hash::FxBuildHasher;
 
 use crate::config::Replica;
-use crate::dns::wire::{ClientSubnet, HEADER_LEN, MAX_NAME_LEN};
 use crate::health::book::TargetId;
 use crate::health::spec::HealthMode;
 use crate::routing::{
     self, Candidate, Candidates, Client, Location, Locator, RegionOrder, Regions,
 };
+use crate::wire::{ClientSubnet, HEADER_LEN, MAX_NAME_LEN};
 use crate::zone::{Answer, ZoneSet};
 
 /// How many shards the name table has.

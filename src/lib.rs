@@ -1,37 +1,54 @@
 //! steerdns: an authoritative DNS server that answers a service's global name with the
 //! lowest-latency healthy replica for each client.
 //!
-//! # Layout
+//! # The two flows
 //!
 //! ```text
-//!  UDP/TCP ──► server/   socket loops (no task per query); one Snapshot load per query
-//!                │
-//!                ▼
-//!              dns/      parse the query (header, question, OPT, ECS), decide, encode
-//!                │ global name?                       │ else
-//!                ▼                                    ▼
-//!              routing/ locate(client) + rank()     zone/  static RFC 1035 zones
-//!                ▲  latency table (LPM) · mmdb geo · default order
-//!                │
-//!              state/    one immutable Snapshot behind one ArcSwap, one writer
-//!                ▲
-//!              health/   prober ──► outcomes ──► pure state machine ──► health view
+//!  a query:   server (UDP recvmmsg threads · TCP tasks) ─► dns::handle(&Snapshot, packet, source)
+//!               wire::parse_query ─► global name? ─► global::decide ─► prepared AnswerSet bytes
+//!                                      │ (Globals: sharded name table → Registry → profile masks)
+//!                                      └ else ─► zone lookup (RFC 1034 §4.3.2) ─► encode
+//!
+//!  a change:  health::prober ─► (TargetId, ProbeOutcome) ─┐
+//!             admin API · SIGHUP ─► state::command ───────┼─► state::writer (World: one apply
+//!             tick (stale verdicts, guard, expiry) ───────┘    step per event, no I/O but the
+//!                                                              override file and the journal)
+//!                                                                 │ one whole Snapshot
+//!                                                                 ▼
+//!                                                   state::Shared::publish (ArcSwap)
 //! ```
 //!
-//! - `config`: the TOML file format (`config::file`) and the validated runtime types.
+//! Imports run one way: the cores (`wire`, `zone`, `routing`, `health`, `config`, `catalog`,
+//! `global`) import nothing above them; `state` and `dns` sit on the cores; the adapters
+//! (`server`, `admin`, `cli`, `app`, `demo_replica`) sit on top, and nothing below them
+//! imports them.
+//!
+//! # Modules
+//!
+//! - `wire`: the DNS message parser and header/OPT writers, RFC text beside each check.
 //! - `zone`: zone files loaded into an in-memory tree with RFC 1034 lookup.
-//! - `dns`: the wire-level request path, pure and synchronous (`dns::handle`).
+//! - `routing`: pure selection of replicas for a client (latency table, mmdb, default order).
+//! - `health`: probe settings, outcomes, the state machine, the health book, checker, prober.
+//! - `config`: the TOML file format (`config::file`, `config::admin`) and the runtime types.
+//! - `catalog`: the registry catalog file and its journal of runtime changes.
+//! - `global`: global names prepared for answering: replica sets, answer sets, profiles,
+//!   the sharded name table, the decision and explain.
+//! - `state`: the `Snapshot` every query is answered from, its loading, the catalog index,
+//!   the writer and its commands, the status and event views, readiness.
+//! - `dns`: the request path, pure and synchronous (`dns::handle`).
+//! - `metrics`: counters on the answer path and the OpenMetrics registry.
+//! - `overrides`: operator overrides, persisted atomically.
+//! - `problem`: a problem in an input file, with file, line and reason.
 //! - `server`: UDP and TCP listeners, TCP limits, graceful shutdown.
-//! - `routing`: pure selection of replicas for a client.
-//! - `health`: probe outcomes, the health state machine and the prober.
-//! - `state`: the `Snapshot` every query is answered from.
+//! - `admin`: the admin HTTP API (maps domain errors to statuses) and its CLI client.
+//! - `app`: wiring: the writer, the admin API and the transports on sockets the caller bound.
+//! - `cli`: the command line; `demo_replica`: simulated replicas for the demo and tests.
 
 pub mod admin;
 pub mod app;
 pub mod catalog;
 pub mod cli;
 pub mod config;
-pub mod control;
 pub mod demo_replica;
 pub mod dns;
 pub mod global;
@@ -42,4 +59,5 @@ pub mod problem;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod wire;
 pub mod zone;

@@ -107,7 +107,7 @@ pub const QTYPES: [&str; 10] = [
 /// Decision basis label values, in [`DecisionBasis`] order.
 pub const BASES: [&str; 3] = ["latency_table", "geo", "default_order"];
 
-/// Which routing layer decided (mirrors `routing::Basis`; the lead maps one onto the other).
+/// Which routing layer decided (mirrors `routing::Basis`; `dns` maps one onto the other).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum DecisionBasis {
     /// A latency-table entry matched.
@@ -608,7 +608,7 @@ impl Metrics {
         &self.dns
     }
 
-    /// The TCP-refused counter cell; the lead points the TCP accept loop at it (or copies
+    /// The TCP-refused counter cell; the wiring points the TCP accept loop at it (or copies
     /// `TransportStats::tcp_refused` into it with [`Metrics::set_tcp_refused`]).
     pub fn tcp_refused(&self) -> &Arc<AtomicU64> {
         &self.tcp_refused

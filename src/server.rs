@@ -1,7 +1,8 @@
 //! DNS transports: UDP and TCP listeners, bound by the caller, served until shutdown.
 //!
-//! - UDP: one task per socket, answering each datagram inline (no task per query; the answer
-//!   path is synchronous). A second socket per address (SO_REUSEPORT) spreads load over cores.
+//! - UDP: one blocking thread per socket, reading and answering batches of datagrams with
+//!   recvmmsg/sendmmsg (no task per query; the answer path is synchronous). One socket per
+//!   listen address, so one thread per address for now.
 //! - TCP (RFC 7766): one task per connection, queries answered in order as they arrive, so
 //!   pipelined queries each get their answer; an idle timeout; a cap on open connections over
 //!   all listeners: beyond it a new connection is closed at once and the existing ones keep

@@ -19,15 +19,15 @@ use steerdns::admin::client::{
     self, AdminArgs, AdminCommand, ClientError, RegionAction, ReplicaAction,
 };
 use steerdns::admin::context::{AdminError, ChannelContext, Command, OverrideAction};
-use steerdns::admin::events::EventLog;
-use steerdns::admin::readiness::{Latch, Liveness, Readiness};
-use steerdns::admin::view::{
-    Ack, EventKind, ModeName, OverrideView, RegistryStatus, ReplicaStatus, ServerFacts, StatusView,
-    ZoneFact,
-};
 use steerdns::admin::{self, Admin};
 use steerdns::metrics::Metrics;
 use steerdns::overrides::{AuditAction, OverrideError, Overrides, Target, time_plus};
+use steerdns::state::events::EventLog;
+use steerdns::state::readiness::{Latch, Liveness, Readiness};
+use steerdns::state::view::{
+    Ack, EventKind, ModeName, OverrideView, RegistryStatus, ReplicaStatus, ServerFacts, StatusView,
+    ZoneFact,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use steerdns::admin::access::Access;
 use steerdns::admin::context::{AdminContext, AdminError, ModeCommand, OverrideCommand, Reply};
-use steerdns::admin::readiness::{Liveness, Readiness};
-use steerdns::admin::view::{
+use steerdns::admin::{self, Admin};
+use steerdns::overrides::AuditEvent;
+use steerdns::state::readiness::{Liveness, Readiness};
+use steerdns::state::view::{
     Ack, DependencyView, EventKind, EventView, ExplainQuery, OverrideView, ProbeView,
     RegistryRequest, RegistryStatus, ReplicaStatus, ServerFacts, StatusQuery, StatusView, ZoneFact,
 };
-use steerdns::admin::{self, Admin};
-use steerdns::overrides::AuditEvent;
 use tokio_util::sync::CancellationToken;
 
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -1,5 +1,5 @@
 //! The CLI clients of the admin API: `steerdns status`, `events`, `replica disable|enable`,
-//! `region disable|enable`, `mode`, `reload`. The lead adds [`AdminCommand`] to the clap
+//! `region disable|enable`, `mode`, `reload`. The binary adds [`AdminCommand`] to the clap
 //! command tree (flattening [`AdminArgs`]), calls [`run`] and prints what it returns; an
 //! `Err` is printed as `error: {e}` with a non-zero exit.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::view::{
+use crate::state::view::{
     Ack, ErrorBody, EventView, ModeName, ModeRequest, OverrideReply, OverrideRequest, StatusView,
 };
 
@@ -516,8 +516,8 @@ pub fn render_events(events: &[EventView]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::view::{OverrideView, RegistryStatus, ReplicaStatus};
     use super::*;
+    use crate::state::view::{OverrideView, RegistryStatus, ReplicaStatus};
 
     #[test]
     fn status_table_lines_up() {

@@ -8,16 +8,16 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::events::EventLog;
-use super::view::{
-    Ack, EventView, ExplainQuery, ModeName, RegistryRequest, StatusQuery, StatusView,
-};
 use crate::metrics::Metrics;
-use crate::overrides::{AuditEvent, Target};
+use crate::overrides::AuditEvent;
+pub use crate::state::command::{
+    AdminError, Command, ModeCommand, OverrideAction, OverrideCommand,
+};
+use crate::state::events::EventLog;
+use crate::state::view::{Ack, EventView, ExplainQuery, RegistryRequest, StatusQuery, StatusView};
 
 /// A boxed reply future (the trait is used as `Arc<dyn AdminContext>`).
 pub type Reply<T> = Pin<Box<dyn Future<Output = Result<T, AdminError>> + Send + 'static>>;
@@ -43,129 +43,6 @@ pub trait AdminContext: Send + Sync + 'static {
     fn put_registry(&self, key: String, request: RegistryRequest, who: String) -> Reply<Ack>;
     /// `DELETE /v1/registries/KEY`.
     fn delete_registry(&self, key: String, who: String) -> Reply<Ack>;
-}
-
-/// Disable or enable.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub enum OverrideAction {
-    /// `PUT /v1/overrides`.
-    Disable,
-    /// `DELETE /v1/overrides`.
-    Enable,
-}
-
-/// A validated override request.
-#[derive(Clone, Debug, Eq, PartialEq)]
-pub struct OverrideCommand {
-    /// Disable or enable.
-    pub action: OverrideAction,
-    /// What.
-    pub target: Target,
-    /// Why (may be empty for enable).
-    pub reason: String,
-    /// `token:NAME` or the client address.
-    pub who: String,
-    /// How long a disable lasts (None: until enabled).
-    pub duration: Option<Duration>,
-}
-
-/// A validated mode switch.
-#[derive(Clone, Debug, Eq, PartialEq)]
-pub struct ModeCommand {
-    /// The new mode.
-    pub mode: ModeName,
-    /// One registry, or None for server-wide.
-    pub registry: Option<String>,
-    /// Who.
-    pub who: String,
-}
-
-/// Why an admin request failed; maps to an HTTP status.
-#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
-pub enum AdminError {
-    /// The request is malformed (400).
-    #[error("{0}")]
-    BadRequest(String),
-    /// It names a registry, replica or region that does not exist (404).
-    #[error("{0}")]
-    NotFound(String),
-    /// It conflicts with the current state, e.g. enabling what is not disabled (409).
-    #[error("{0}")]
-    Conflict(String),
-    /// The state task is not there or did not answer (503).
-    #[error("{0}")]
-    Unavailable(String),
-    /// Anything else, e.g. a reload that failed validation or a state file write (500).
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl AdminError {
-    /// The HTTP status for it.
-    pub fn status(&self) -> u16 {
-        match self {
-            AdminError::BadRequest(_) => 400,
-            AdminError::NotFound(_) => 404,
-            AdminError::Conflict(_) => 409,
-            AdminError::Unavailable(_) => 503,
-            AdminError::Failed(_) => 500,
-        }
-    }
-}
-
-//------------ Commands to the state task ----------------------------------------------------
-
-/// A mutation for the single writer, with its reply channel.
-#[derive(Debug)]
-pub enum Command {
-    /// Reload config, zones and geo data.
-    Reload {
-        /// Who asked.
-        who: String,
-        /// Where the outcome goes.
-        reply: oneshot::Sender<Result<Ack, AdminError>>,
-    },
-    /// Disable or enable a replica or region.
-    Override {
-        /// What to do.
-        command: OverrideCommand,
-        /// Where the audit event (or error) goes.
-        reply: oneshot::Sender<Result<AuditEvent, AdminError>>,
-    },
-    /// Switch the health mode.
-    Mode {
-        /// What to do.
-        command: ModeCommand,
-        /// Where the outcome goes.
-        reply: oneshot::Sender<Result<Ack, AdminError>>,
-    },
-    /// Add or change one catalog registry.
-    PutRegistry {
-        /// Its key.
-        key: String,
-        /// Its columns.
-        request: RegistryRequest,
-        /// Who.
-        who: String,
-        /// Where the outcome goes.
-        reply: oneshot::Sender<Result<Ack, AdminError>>,
-    },
-    /// Remove one catalog registry.
-    DeleteRegistry {
-        /// Its key.
-        key: String,
-        /// Who.
-        who: String,
-        /// Where the outcome goes.
-        reply: oneshot::Sender<Result<Ack, AdminError>>,
-    },
-    /// Read one status page.
-    Status {
-        /// Which page.
-        query: StatusQuery,
-        /// Where it goes.
-        reply: oneshot::Sender<Result<StatusView, AdminError>>,
-    },
 }
 
 type ExplainFn = dyn Fn(&ExplainQuery) -> Result<serde_json::Value, AdminError> + Send + Sync;

@@ -48,11 +48,7 @@
 pub mod access;
 pub mod client;
 pub mod context;
-pub mod events;
 mod page;
-pub mod readiness;
-pub mod spec;
-pub mod view;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -73,9 +69,9 @@ use tracing::{info, warn};
 
 use self::access::Access;
 use self::context::{AdminContext, AdminError, ModeCommand, OverrideAction, OverrideCommand};
-use self::readiness::{Liveness, Readiness};
-use self::view::{ErrorBody, ExplainQuery, ModeRequest, OverrideReply, OverrideRequest};
 use crate::overrides::Target;
+use crate::state::readiness::{Liveness, Readiness};
+use crate::state::view::{ErrorBody, ExplainQuery, ModeRequest, OverrideReply, OverrideRequest};
 
 /// Everything the router needs.
 #[derive(Clone)]
@@ -226,7 +222,7 @@ async fn metrics(State(admin): State<Admin>) -> Response {
 
 async fn status(
     State(admin): State<Admin>,
-    params: Result<Query<view::StatusQuery>, QueryRejection>,
+    params: Result<Query<crate::state::view::StatusQuery>, QueryRejection>,
 ) -> Response {
     let query = match params {
         Ok(Query(q)) => q,
@@ -245,7 +241,7 @@ async fn put_registry(
     body: Bytes,
 ) -> Response {
     let who = caller.map(|c| c.0.0).unwrap_or_default();
-    let req: view::RegistryRequest = match serde_json::from_slice(&body) {
+    let req: crate::state::view::RegistryRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return admin_error(&AdminError::BadRequest(format!("body: {e}"))),
     };

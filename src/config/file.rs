@@ -21,7 +21,7 @@ pub struct Spec {
     pub server: ServerSpec,
     /// The admin HTTP listener.
     #[serde(default)]
-    pub admin: crate::admin::spec::AdminSpec,
+    pub admin: crate::config::admin::AdminSpec,
     /// Where latency data comes from.
     #[serde(default)]
     pub routing: RoutingSpec,

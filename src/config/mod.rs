@@ -5,6 +5,7 @@
 //! What a reload may change: everything but `server.listen` and `admin.listen`, which need a
 //! restart (the sockets are bound once).
 
+pub mod admin;
 pub mod file;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -39,7 +40,7 @@ pub struct Config {
     /// TCP connection cap.
     pub tcp_max_connections: usize,
     /// The admin API settings.
-    pub admin: crate::admin::spec::AdminConfig,
+    pub admin: crate::config::admin::AdminConfig,
     /// Latency table path (absolute).
     pub latency_table: Option<PathBuf>,
     /// mmdb path (absolute).

@@ -10,8 +10,6 @@
 //! in `server` call [`handle`] with a reusable output buffer, so a query costs no task and,
 //! on the static path, only the allocations of the name lookup.
 
-pub mod wire;
-
 use std::net::IpAddr;
 
 use hickory_proto::ProtoError;
@@ -22,8 +20,8 @@ use crate::global::{self, Registry};
 use crate::metrics::{DecisionBasis, DnsCounters};
 use crate::routing::Basis;
 use crate::state::Snapshot;
+use crate::wire::{self, ClientSubnet, HEADER_LEN, Query, Rcode, Reject};
 use crate::zone::{Answer, Owner};
-use wire::{ClientSubnet, HEADER_LEN, Query, Rcode, Reject};
 
 /// How the query arrived; decides the size limit of the answer.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]

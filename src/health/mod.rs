@@ -1,17 +1,18 @@
 //! Health: probe settings ([`spec`]), outcomes ([`outcome`]), the pure state machine
-//! ([`state`]), the single-writer health book that turns outcomes into a routable view
-//! ([`book`]), the HTTP/TCP checker ([`check`]) and the prober loop ([`prober`]).
+//! ([`state`]), the single-writer health book that turns outcomes into masks per health
+//! profile ([`book`]), the HTTP/TCP checker ([`check`]) and the prober loop ([`prober`]).
 //!
-//! How the pieces are wired (the state task is the lead's):
+//! How the pieces are wired (the writer is `state::writer`):
 //!
 //! ```text
-//! config ──► book::PlanBuilder ──► HealthPlan ──► HealthBook::new / replan
-//!                                      │ plan.probe_targets()
-//!                                      ▼
+//! config ──► book::TargetTable (deduplicated probe targets) ──► HealthBook::new / replan
+//!   global::Profile ──► state::catalog::profile_keys ──► HealthBook::add_profile
+//!                              │ targets.probe_targets()
+//!                              ▼
 //!   watch<Arc<[ProbeTarget]>> ──► prober::spawn_prober ──► mpsc<(TargetId, ProbeOutcome)>
 //!                                                               │
-//!   state task: book.observe(id, outcome, now) ◄───────────────┘
-//!               book.publish(now, disabled) ──► HealthView (routable bitmask per registry)
+//!   writer: book.observe(id, outcome, now) ◄────────────────────┘
+//!           → profiles whose keys flipped ──► book.masks(profile, mode, disabled)
 //! ```
 
 pub mod book;

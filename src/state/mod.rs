@@ -5,6 +5,11 @@
 //! generations (pingora's two-swap race, avoided by construction).
 
 pub mod catalog;
+pub mod command;
+pub mod events;
+pub mod readiness;
+pub mod view;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -235,7 +240,7 @@ impl Snapshot {
         name: &hickory_proto::rr::Name,
         qtype: u16,
         source: std::net::IpAddr,
-        ecs: Option<&crate::dns::wire::ClientSubnet>,
+        ecs: Option<&crate::wire::ClientSubnet>,
     ) -> Option<crate::global::Explained> {
         let reg = self.globals.find_name(name)?;
         let (set, answers) = self.globals.parts(reg)?;

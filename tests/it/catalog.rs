@@ -10,9 +10,9 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 use steerdns::admin::context::{AdminError, Command, OverrideAction, OverrideCommand};
-use steerdns::admin::view::{RegistryRequest, StatusQuery, StatusView};
 use steerdns::demo_replica::DemoReplica;
 use steerdns::overrides::Target;
+use steerdns::state::view::{RegistryRequest, StatusQuery, StatusView};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 

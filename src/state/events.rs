@@ -11,7 +11,7 @@ use super::view::{EventKind, EventView};
 use crate::overrides::{AuditEvent, format_time};
 
 /// Default number of events kept.
-pub const DEFAULT_CAPACITY: usize = 256;
+pub use crate::config::admin::DEFAULT_EVENT_HISTORY as DEFAULT_CAPACITY;
 
 /// A cheap-clone handle to a bounded ring of events (oldest dropped first).
 #[derive(Clone, Debug)]

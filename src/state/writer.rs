@@ -35,14 +35,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::admin::context::{AdminError, Command, ModeCommand, OverrideAction, OverrideCommand};
-use crate::admin::events::EventLog;
-use crate::admin::readiness::{Alive, Latch};
-use crate::admin::view::{
-    Ack, DependencyView, EventKind as ViewKind, ModeName, OverrideView, ProbeView, RegistryRequest,
-    RegistryStatus, ReplicaStatus, ResourceStatus, STATUS_PAGE, STATUS_PAGE_MAX, ServerFacts,
-    StatusQuery, StatusSummary, StatusView, WallClock, ZoneFact,
-};
 use crate::catalog::file::{CatalogEntry, Journal, JournalOp};
 use crate::global::{Globals, Registry, SetKind};
 use crate::health::book::{
@@ -54,6 +46,14 @@ use crate::health::spec::HealthMode;
 use crate::metrics::Metrics;
 use crate::overrides::{AuditEvent, OverrideError, Overrides, Target, format_time, time_plus};
 use crate::state::catalog::{CatalogIndex, Entry, profile_keys};
+use crate::state::command::{AdminError, Command, ModeCommand, OverrideAction, OverrideCommand};
+use crate::state::events::EventLog;
+use crate::state::readiness::{Alive, Latch};
+use crate::state::view::{
+    Ack, DependencyView, EventKind as ViewKind, ModeName, OverrideView, ProbeView, RegistryRequest,
+    RegistryStatus, ReplicaStatus, ResourceStatus, STATUS_PAGE, STATUS_PAGE_MAX, ServerFacts,
+    StatusQuery, StatusSummary, StatusView, WallClock, ZoneFact,
+};
 use crate::state::{HealthMasks, Shared, Snapshot};
 
 /// How often time-driven changes are evaluated (stale verdicts, guard ageing, override

@@ -1,5 +1,5 @@
 //! The JSON shapes of the admin API (`/v1/status`, `/v1/events`, request bodies, replies).
-//! Plain data: the lead fills [`StatusView`] from the snapshot, the health book and the
+//! Plain data: the writer (`state::writer`) fills [`StatusView`] from the snapshot, the health book and the
 //! overrides; the CLI client deserializes the same types.
 
 use std::net::IpAddr;

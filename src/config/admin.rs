@@ -1,5 +1,5 @@
-//! The `[admin]` table of the config file, and its validated form. The lead puts
-//! [`AdminSpec`] in `config::file::Spec` and keeps an [`AdminConfig`] in `Config`.
+//! The `[admin]` table of the config file, and its validated form: `config::file::Spec`
+//! holds an [`AdminSpec`], `Config` keeps the [`AdminConfig`] built from it.
 //!
 //! ```toml
 //! [admin]
@@ -17,6 +17,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::overrides::DEFAULT_STATE_FILE;
+
+/// Events `/v1/events` keeps by default.
+pub const DEFAULT_EVENT_HISTORY: usize = 256;
 
 /// `[admin]`.
 #[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
@@ -62,9 +65,7 @@ impl AdminSpec {
         let listen = listen
             .parse()
             .map_err(|_| format!("admin.listen: {listen:?} is not ADDR:PORT"))?;
-        let event_history = self
-            .event_history
-            .unwrap_or(super::events::DEFAULT_CAPACITY);
+        let event_history = self.event_history.unwrap_or(DEFAULT_EVENT_HISTORY);
         if event_history == 0 {
             return Err("admin.event_history must be at least 1".into());
         }

@@ -1,7 +1,7 @@
 //! `/ready` and `/live` primitives.
 //!
 //! [`Readiness`] is linkerd's one-way latch: it is ready once every [`Latch`] has been
-//! dropped, and once ready it never goes back. The lead holds one latch until the zones are
+//! dropped, and once ready it never goes back. The wiring (`app`) holds one latch until the zones are
 //! loaded and one until the first probe round is done.
 //!
 //! [`Liveness`] tracks background tasks: each holds an [`Alive`] guard; when a task ends (by
