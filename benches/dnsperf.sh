@@ -8,6 +8,8 @@
 #   SECONDS  length of each dnsperf run (default 10)
 #   MIX      which query mixes to run: static nx global global-ecs global-100k (default: all)
 # Needs: dnsperf, knot (apt-get install dnsperf knot), dig. Everything listens on 127.0.4.x.
+# STEERDNS_BIN=PATH measures that binary instead of building target/release/steerdns (to
+# compare two builds in one session).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -18,7 +20,7 @@ mixes=("$@")
 for tool in dnsperf knotd dig taskset; do
   command -v "$tool" >/dev/null || { echo "benches/dnsperf.sh: $tool is missing (apt-get install dnsperf knot dnsutils)" >&2; exit 1; }
 done
-cargo build --release -q
+if [ -n "${STEERDNS_BIN:-}" ]; then bin=$STEERDNS_BIN; else cargo build --release -q; bin=./target/release/steerdns; fi
 work=$(mktemp -d /tmp/steerdns-bench.XXXXXX)
 pids=()
 cleanup() {
@@ -34,7 +36,7 @@ port=5300
 zone_file=$(pwd)/zones/registry.example.zone
 
 # steerdns on the repository's default config, bound to its own address.
-taskset -c 1 ./target/release/steerdns serve --config steerdns.toml --listen "$sd_addr:$port" --admin-listen "$sd_addr:0" 2>"$work/steerdns.log" &
+taskset -c 1 "$bin" serve --config steerdns.toml --listen "$sd_addr:$port" --admin-listen "$sd_addr:0" 2>"$work/steerdns.log" &
 pids+=($!); sd_pid=$!
 
 # A second steerdns with 100 000 registries x 3 replicas: the global-name cost must not grow
@@ -52,7 +54,7 @@ awk -v zones="$(pwd)/zones" -v geo="$(pwd)/geo" -v state="$work/big-state.json" 
     printf "[registries.r%d.replicas.southeastasia]\nipv4 = [\"203.0.113.10\"]\n", i
   }
 }' >"$work/big.toml"
-taskset -c 1 ./target/release/steerdns serve --config "$work/big.toml" 2>"$work/big.log" &
+taskset -c 1 "$bin" serve --config "$work/big.toml" 2>"$work/big.log" &
 pids+=($!); big_pid=$!
 
 # Knot serving the same zone file.

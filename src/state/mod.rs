@@ -4,10 +4,12 @@
 //! query loads the current one once and answers from it alone, so no answer mixes two
 //! generations (pingora's two-swap race, avoided by construction).
 
+mod apply;
 pub mod catalog;
 pub mod command;
 pub mod events;
 pub mod readiness;
+mod status;
 pub mod view;
 pub mod writer;
 

@@ -1,0 +1,1150 @@
+//! The writer's apply steps: [`World`] holds what the writer owns (the health book, the
+//! catalog index, the overrides, the runtime modes) and turns one event — a probe outcome, a
+//! tick, an override, a mode switch, a catalog put or delete, a reload — into the next
+//! snapshot, computed completely before anything is published. Synchronous and without I/O
+//! but the override state file and the catalog journal, which must be on disk before a
+//! change is acknowledged; `state::writer` is the loop around it. Every event kind has a
+//! unit test below, on a real snapshot, without sockets or a prober.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::catalog::file::{CatalogEntry, Journal, JournalOp};
+use crate::global::{Globals, Registry, SetKind};
+use crate::health::book::{EventKind as BookKind, HealthBook, Masks, Resource, TargetId};
+use crate::health::spec::HealthMode;
+use crate::metrics::Metrics;
+use crate::overrides::{AuditEvent, OverrideError, Overrides, Target, format_time, time_plus};
+use crate::state::catalog::{CatalogIndex, Entry, profile_keys};
+use crate::state::command::{AdminError, ModeCommand, OverrideAction, OverrideCommand};
+use crate::state::events::EventLog;
+use crate::state::view::{Ack, EventKind as ViewKind, ModeName, RegistryRequest, WallClock};
+use crate::state::{HealthMasks, Snapshot};
+
+use super::status::routed_key;
+
+/// Runtime health modes set through the admin API (the kill switch). They survive reloads;
+/// a restart goes back to the configured modes.
+#[derive(Debug, Default)]
+pub(super) struct Modes {
+    pub(super) server: Option<HealthMode>,
+    pub(super) registries: HashMap<String, HealthMode>,
+}
+
+pub(super) fn mode_of(m: ModeName) -> HealthMode {
+    match m {
+        ModeName::Deep => HealthMode::Deep,
+        ModeName::Shallow => HealthMode::Shallow,
+        ModeName::Shadow => HealthMode::Shadow,
+        ModeName::Off => HealthMode::Off,
+    }
+}
+
+/// The writer's state and its apply steps: each takes the snapshot in service and one event
+/// and returns the next snapshot to publish (None: nothing routing reads changed). No I/O but
+/// the override state file and the catalog journal, which must be on disk before the change
+/// is acknowledged.
+pub(super) struct World {
+    pub(super) book: HealthBook,
+    pub(super) index: CatalogIndex,
+    pub(super) overrides: Overrides,
+    pub(super) modes: Modes,
+    pub(super) events: EventLog,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) journal: Option<Journal>,
+    pub(super) started_at: String,
+    pub(super) last_book_event: Option<Instant>,
+    /// Per probe target: name and stale_after; when it last reported; whether stale now.
+    pub(super) target_names: HashMap<TargetId, (String, Duration)>,
+    pub(super) last_outcome: HashMap<TargetId, Instant>,
+    pub(super) stale: HashSet<TargetId>,
+}
+
+impl World {
+    pub(super) fn new(
+        snap: &Snapshot,
+        index: CatalogIndex,
+        overrides: Overrides,
+        events: EventLog,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let mut w = Self {
+            book: HealthBook::new(&snap.targets),
+            index,
+            overrides,
+            modes: Modes::default(),
+            events,
+            metrics,
+            journal: None,
+            started_at: format_time(SystemTime::now()),
+            last_book_event: None,
+            target_names: HashMap::new(),
+            last_outcome: HashMap::new(),
+            stale: HashSet::new(),
+        };
+        w.replan(snap);
+        w
+    }
+
+    /// Point the book at a snapshot's targets and profiles (states of surviving keys kept).
+    pub(super) fn replan(&mut self, snap: &Snapshot) {
+        self.book.replan(&snap.targets);
+        for p in &snap.globals.profiles {
+            self.book.add_profile(&profile_keys(&snap.globals, p));
+        }
+        self.target_names = snap
+            .targets
+            .probe_targets()
+            .iter()
+            .map(|t| (t.id, (t.check.to_string(), t.timing.stale_after)))
+            .collect();
+        let names = &self.target_names;
+        self.last_outcome.retain(|t, _| names.contains_key(t));
+        self.stale.retain(|t| names.contains_key(t));
+    }
+
+    /// The mode a profile routes on (without per-registry switches).
+    pub(super) fn profile_mode(&self, g: &Globals, p: u32) -> HealthMode {
+        let set_mode = g
+            .profiles
+            .get(p as usize)
+            .and_then(|p| g.sets.get(p.set as usize))
+            .map_or(HealthMode::Deep, |s| s.mode);
+        self.modes.server.unwrap_or(set_mode)
+    }
+
+    /// Replicas of profile `p`'s set disabled by a region override.
+    pub(super) fn region_disabled(&self, g: &Globals, p: u32, now: SystemTime) -> u64 {
+        let Some(set) = g
+            .profiles
+            .get(p as usize)
+            .and_then(|p| g.sets.get(p.set as usize))
+        else {
+            return 0;
+        };
+        let regions: Vec<&str> = self
+            .overrides
+            .active(now)
+            .filter_map(|o| match &o.target {
+                Target::Region { region } => Some(region.as_str()),
+                Target::Replica { .. } => None,
+            })
+            .collect();
+        if regions.is_empty() {
+            return 0;
+        }
+        set.replicas
+            .iter()
+            .enumerate()
+            .take(64)
+            .filter(|(_, r)| regions.contains(&&*r.region))
+            .fold(0, |m, (i, _)| m | 1 << i)
+    }
+
+    pub(super) fn profile_masks(&self, g: &Globals, p: u32, now: SystemTime) -> Masks {
+        self.book
+            .masks(p, self.profile_mode(g, p), self.region_disabled(g, p, now))
+    }
+
+    /// A registry's own masks when it has a replica override or a mode of its own.
+    pub(super) fn exception(&self, g: &Globals, reg: &Registry, now: SystemTime) -> Option<Masks> {
+        let key = reg.key();
+        let mode = self.modes.registries.get(key).copied();
+        let (set, _) = g.parts(reg)?;
+        let replica_disabled = set
+            .replicas
+            .iter()
+            .enumerate()
+            .take(64)
+            .filter(|(_, r)| {
+                matches!(self.overrides.is_disabled(key, &r.key, &r.region, now),
+                    Some(o) if matches!(o.target, Target::Replica { .. }))
+            })
+            .fold(0u64, |m, (i, _)| m | 1 << i);
+        if mode.is_none() && replica_disabled == 0 {
+            return None;
+        }
+        let mode = mode.unwrap_or_else(|| self.profile_mode(g, reg.profile));
+        let disabled = replica_disabled | self.region_disabled(g, reg.profile, now);
+        Some(self.book.masks(reg.profile, mode, disabled))
+    }
+
+    /// Registries with an override or a mode of their own.
+    pub(super) fn exception_keys(&self, now: SystemTime) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .overrides
+            .active(now)
+            .filter_map(|o| match &o.target {
+                Target::Replica { registry, .. } => Some(registry.clone()),
+                Target::Region { .. } => None,
+            })
+            .chain(self.modes.registries.keys().cloned())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    pub(super) fn registry(&self, g: &Globals, key: &str) -> Option<Registry> {
+        g.find(self.index.name_of(key)?).cloned()
+    }
+
+    /// Every mask from scratch: after a reload, a region override, a server-wide mode, an
+    /// override expiry. O(profiles + exceptions).
+    pub(super) fn all_masks(&self, g: &Globals) -> HealthMasks {
+        let now = SystemTime::now();
+        let profiles = (0..g.profiles.len() as u32)
+            .map(|p| self.profile_masks(g, p, now))
+            .collect();
+        let exceptions = self
+            .exception_keys(now)
+            .iter()
+            .filter_map(|k| self.registry(g, k))
+            .filter_map(|r| Some((r.id, self.exception(g, &r, now)?)))
+            .collect();
+        HealthMasks {
+            profiles,
+            exceptions,
+            guard_engaged: self.book.guard_engaged(),
+        }
+    }
+
+    /// The whole snapshot `snap` with masks computed for its registries.
+    pub(super) fn rebuild(&mut self, snap: &Snapshot) -> Snapshot {
+        let health = self.all_masks(&snap.globals);
+        self.note_health(&snap.globals, &snap.health, &health);
+        Snapshot {
+            health: Arc::new(health),
+            ..snap.clone()
+        }
+    }
+
+    /// Masks after `profiles` changed: those recomputed, and the exceptions on them.
+    pub(super) fn updated(&self, snap: &Snapshot, profiles: &[u32]) -> HealthMasks {
+        let now = SystemTime::now();
+        let g = &snap.globals;
+        let mut h = (*snap.health).clone();
+        for &p in profiles {
+            if let Some(m) = h.profiles.get_mut(p as usize) {
+                *m = self.profile_masks(g, p, now);
+            }
+        }
+        if !h.exceptions.is_empty() {
+            let touched: HashSet<u32> = profiles.iter().copied().collect();
+            for k in self.exception_keys(now) {
+                if let Some(r) = self.registry(g, &k)
+                    && touched.contains(&r.profile)
+                    && let Some(m) = self.exception(g, &r, now)
+                {
+                    h.exceptions.insert(r.id, m);
+                }
+            }
+        }
+        h.guard_engaged = self.book.guard_engaged();
+        h
+    }
+
+    /// Log and record what changed between two mask sets: fail-open and shadow divergence,
+    /// once per profile (naming the registry when the profile has one).
+    pub(super) fn note_health(&self, g: &Globals, old: &HealthMasks, new: &HealthMasks) {
+        let members = self.index.members();
+        for (p, m) in new.profiles.iter().enumerate() {
+            let was = old.profiles.get(p);
+            let n = members.get(p).copied().unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let name = profile_name(g, p as u32);
+            let was_open = was.is_some_and(|w| w.fail_open);
+            if was_open != m.fail_open {
+                if m.fail_open {
+                    self.metrics.fail_open_started(&name);
+                    error!(registries = n, profile = %name, "every enabled replica is degraded: failing open, answering all of them");
+                } else {
+                    info!(registries = n, profile = %name, "no longer failing open");
+                }
+                let msg = if m.fail_open {
+                    "every enabled replica degraded: failing open"
+                } else {
+                    "no longer failing open"
+                };
+                self.events.push(
+                    SystemTime::now(),
+                    ViewKind::FailOpen,
+                    Some(&name),
+                    None,
+                    msg,
+                );
+            }
+            let diverged = |x: &Masks| x.shadow_deep.is_some_and(|d| d != x.routable);
+            if was.is_some_and(diverged) != diverged(m) {
+                let msg = if diverged(m) {
+                    let deep = m.shadow_deep.unwrap_or(m.routable);
+                    warn!(profile = %name, routed = m.routable, deep, "shadow mode: deep checks would change routing");
+                    format!(
+                        "shadow: deep health would change routing (routed mask {:#b}, deep {deep:#b})",
+                        m.routable
+                    )
+                } else {
+                    info!(profile = %name, "shadow mode: deep checks agree with routing again");
+                    "shadow: deep health agrees with routing again".to_string()
+                };
+                self.events
+                    .push(SystemTime::now(), ViewKind::Shadow, Some(&name), None, msg);
+            }
+        }
+        if old.guard_engaged != new.guard_engaged {
+            self.metrics.guard(new.guard_engaged);
+        }
+        self.update_state_metrics(g, new);
+    }
+
+    /// Health-state gauges for the config file's registries (bounded by the config file).
+    pub(super) fn update_state_metrics(&self, g: &Globals, h: &HealthMasks) {
+        let now = Instant::now();
+        let now_wall = SystemTime::now();
+        let mut states = Vec::new();
+        for (p, prof) in g.profiles.iter().enumerate() {
+            let Some(set) = g.sets.get(prof.set as usize) else {
+                continue;
+            };
+            if set.kind != SetKind::Registry
+                || self.index.members().get(p).copied().unwrap_or(0) == 0
+            {
+                continue;
+            }
+            let mode = self.profile_mode(g, p as u32);
+            for (i, r) in set.replicas.iter().enumerate() {
+                let state = match self
+                    .overrides
+                    .is_disabled(&set.key, &r.key, &r.region, now_wall)
+                {
+                    Some(_) => "disabled",
+                    None => routed_key(&self.book.replica_detail(p as u32, i, now), mode)
+                        .map_or("unknown", |k| k.effective.as_str()),
+                };
+                states.push((set.key.to_string(), r.key.to_string(), state));
+            }
+        }
+        let _ = h;
+        self.metrics
+            .set_health_states(states.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), *c)));
+    }
+
+    //--- events ------------------------------------------------------------------------------
+
+    /// A probe outcome.
+    pub(super) fn outcome(
+        &mut self,
+        snap: &Snapshot,
+        target: TargetId,
+        outcome: &crate::health::outcome::ProbeOutcome,
+        now: Instant,
+    ) -> Option<Snapshot> {
+        let name = self
+            .target_names
+            .get(&target)
+            .map_or("unknown", |(n, _)| n.as_str());
+        let result = match &outcome.result {
+            Ok(_) => "ok",
+            Err(f) => f.label(),
+        };
+        self.metrics.probe(name, result, outcome.latency);
+        self.last_outcome.insert(target, now);
+        let affected = self.book.observe(target, outcome, now);
+        self.forward_book_events();
+        self.changed(snap, &affected)
+    }
+
+    /// The next snapshot after `affected` profiles (or the guard) changed.
+    pub(super) fn changed(&mut self, snap: &Snapshot, affected: &[u32]) -> Option<Snapshot> {
+        if affected.is_empty() && self.book.guard_engaged() == snap.health.guard_engaged {
+            return None;
+        }
+        let health = self.updated(snap, affected);
+        if health == *snap.health {
+            return None;
+        }
+        self.note_health(&snap.globals, &snap.health, &health);
+        Some(Snapshot {
+            health: Arc::new(health),
+            ..snap.clone()
+        })
+    }
+
+    /// Time passes: stale verdicts, guard ageing, override expiry.
+    pub(super) fn tick(&mut self, snap: &Snapshot, now: Instant) -> Option<Snapshot> {
+        for (target, at) in &self.last_outcome {
+            let stale_after = self
+                .target_names
+                .get(target)
+                .map_or(Duration::MAX, |(_, s)| *s);
+            let stale = now.saturating_duration_since(*at) > stale_after;
+            if stale && self.stale.insert(*target) {
+                self.metrics.stale_verdict();
+                let name = self
+                    .target_names
+                    .get(target)
+                    .map_or("unknown", |(n, _)| n.as_str());
+                warn!(target = %name, "no probe outcome for stale_after: the verdict expires to unknown");
+            } else if !stale {
+                self.stale.remove(target);
+            }
+        }
+        let affected = self.book.tick(now);
+        self.forward_book_events();
+        if self.expire_overrides() {
+            return Some(self.rebuild(snap));
+        }
+        self.changed(snap, &affected)
+    }
+
+    pub(super) fn expire_overrides(&mut self) -> bool {
+        let now = SystemTime::now();
+        if self.overrides.next_expiry().is_none_or(|t| t > now) {
+            return false;
+        }
+        match self.overrides.prune(now) {
+            Ok(expired) => {
+                for e in &expired {
+                    self.events.push_audit(e);
+                }
+                self.metrics
+                    .set_overrides(self.overrides.active(now).count());
+                !expired.is_empty()
+            }
+            Err(e) => {
+                error!(error = %e, "cannot write the override state file after an expiry");
+                false
+            }
+        }
+    }
+
+    /// Copy new book history entries (transitions, guard) into the event log and metrics.
+    pub(super) fn forward_book_events(&mut self) {
+        let clock = WallClock::now();
+        let last = self.last_book_event;
+        let fresh: Vec<_> = self
+            .book
+            .history()
+            .filter(|e| last.is_none_or(|l| e.at > l))
+            .cloned()
+            .collect();
+        for e in fresh {
+            self.last_book_event = Some(self.last_book_event.map_or(e.at, |n| n.max(e.at)));
+            let at = clock.wall(e.at);
+            match &e.kind {
+                BookKind::Transition {
+                    check,
+                    transition,
+                    key,
+                } => {
+                    self.metrics.transition(transition.to.as_str());
+                    let deps = match &key.resource {
+                        Resource::Whole => String::new(),
+                        Resource::Deps(d) => format!(" [{}]", d.join(",")),
+                    };
+                    self.events.push(
+                        at,
+                        ViewKind::Transition,
+                        None,
+                        None,
+                        format!(
+                            "{check}{deps}: {} -> {} ({})",
+                            transition.from, transition.to, transition.reason
+                        ),
+                    );
+                }
+                BookKind::GuardEngaged { failing, total } => {
+                    self.metrics.guard(true);
+                    self.events.push(
+                        at,
+                        ViewKind::Guard,
+                        None,
+                        None,
+                        format!("mass-failure guard engaged: {failing} of {total} targets failing; holding state"),
+                    );
+                }
+                BookKind::GuardReleased => {
+                    self.metrics.guard(false);
+                    self.events.push(
+                        at,
+                        ViewKind::Guard,
+                        None,
+                        None,
+                        "mass-failure guard released",
+                    );
+                }
+            }
+        }
+    }
+
+    /// Disable or enable a replica or a region.
+    pub(super) fn set_override(
+        &mut self,
+        snap: &Snapshot,
+        c: OverrideCommand,
+    ) -> Result<(AuditEvent, Snapshot), AdminError> {
+        let g = &snap.globals;
+        match &c.target {
+            Target::Replica { registry, replica } => {
+                let reg = self
+                    .registry(g, registry)
+                    .ok_or_else(|| AdminError::NotFound(format!("no registry {registry}")))?;
+                let (set, _) = g
+                    .parts(&reg)
+                    .ok_or_else(|| AdminError::NotFound(format!("no registry {registry}")))?;
+                if !set.replicas.iter().any(|r| &*r.key == replica) {
+                    return Err(AdminError::NotFound(format!(
+                        "registry {registry} has no replica {replica}"
+                    )));
+                }
+            }
+            Target::Region { region } => {
+                if !snap.config.regions.iter().any(|(n, _)| n == region) {
+                    return Err(AdminError::NotFound(format!("no region {region}")));
+                }
+            }
+        }
+        let now = SystemTime::now();
+        let result = match c.action {
+            OverrideAction::Disable => {
+                let until = c.duration.map(|d| time_plus(now, d));
+                self.overrides
+                    .disable(c.target.clone(), &c.reason, &c.who, until, now)
+            }
+            OverrideAction::Enable => {
+                self.overrides
+                    .enable(c.target.clone(), &c.reason, &c.who, now)
+            }
+        };
+        let event = match result {
+            Ok(event) => event,
+            Err(OverrideError::NotDisabled(t)) => {
+                return Err(AdminError::Conflict(format!("{t} is not disabled")));
+            }
+            Err(e) => return Err(AdminError::Failed(e.to_string())),
+        };
+        self.events.push_audit(&event);
+        self.metrics
+            .set_overrides(self.overrides.active(now).count());
+        let next = match &c.target {
+            // One registry: its exception only.
+            Target::Replica { registry, .. } => {
+                let mut h = (*snap.health).clone();
+                if let Some(reg) = self.registry(g, registry) {
+                    match self.exception(g, &reg, now) {
+                        Some(m) => h.exceptions.insert(reg.id, m),
+                        None => h.exceptions.remove(&reg.id),
+                    };
+                }
+                self.note_health(g, &snap.health, &h);
+                Snapshot {
+                    health: Arc::new(h),
+                    ..snap.clone()
+                }
+            }
+            Target::Region { .. } => self.rebuild(snap),
+        };
+        Ok((event, next))
+    }
+
+    /// Switch the health mode of one registry or of all.
+    pub(super) fn set_mode(
+        &mut self,
+        snap: &Snapshot,
+        c: ModeCommand,
+    ) -> Result<(Ack, Snapshot), AdminError> {
+        let mode = mode_of(c.mode);
+        let g = &snap.globals;
+        let next = match &c.registry {
+            Some(r) => {
+                let reg = self
+                    .registry(g, r)
+                    .ok_or_else(|| AdminError::NotFound(format!("no registry {r}")))?;
+                self.modes.registries.insert(r.clone(), mode);
+                let mut h = (*snap.health).clone();
+                if let Some(m) = self.exception(g, &reg, SystemTime::now()) {
+                    h.exceptions.insert(reg.id, m);
+                }
+                self.note_health(g, &snap.health, &h);
+                Snapshot {
+                    health: Arc::new(h),
+                    ..snap.clone()
+                }
+            }
+            None => {
+                // Server-wide: every registry, replacing per-registry switches.
+                self.modes.server = Some(mode);
+                self.modes.registries.clear();
+                self.rebuild(snap)
+            }
+        };
+        let scope = c.registry.as_deref().unwrap_or("every registry");
+        warn!(mode = %mode, scope, who = %c.who, "health mode switched");
+        self.events.push(
+            SystemTime::now(),
+            ViewKind::Mode,
+            c.registry.as_deref(),
+            None,
+            format!("mode {mode} for {scope} (by {})", c.who),
+        );
+        Ok((
+            Ack {
+                message: format!("mode {mode} for {scope}"),
+                generation: Some(snap.generation + 1),
+            },
+            next,
+        ))
+    }
+
+    /// Add or change one registry of the catalog.
+    pub(super) fn put_registry(
+        &mut self,
+        snap: &Snapshot,
+        key: String,
+        req: RegistryRequest,
+        who: &str,
+    ) -> Result<(Ack, Snapshot), AdminError> {
+        let bad = AdminError::BadRequest;
+        if self.journal.is_none() {
+            return Err(AdminError::Conflict(
+                "no [catalog] is configured: registries of the config file change by reload".into(),
+            ));
+        }
+        let g = &snap.globals;
+        if let Some(r) = self.registry(g, &key)
+            && g.parts(&r)
+                .is_some_and(|(s, _)| s.kind == SetKind::Registry)
+        {
+            return Err(AdminError::Conflict(format!(
+                "registry {key} is defined in the config file; change it there"
+            )));
+        }
+        let line = format!(
+            "key,name,template,depends_on,ttl,answers\n{key},{},{},{},{},{}\n",
+            req.name,
+            req.template,
+            req.depends_on.as_deref().unwrap_or_default().join(";"),
+            req.ttl.as_deref().unwrap_or(""),
+            req.answers.map(|a| a.to_string()).unwrap_or_default(),
+        );
+        let entry = crate::catalog::file::parse_catalog(&line, std::path::Path::new("request"))
+            .map_err(|p| {
+                bad(p
+                    .iter()
+                    .map(|p| p.reason.clone())
+                    .collect::<Vec<_>>()
+                    .join("; "))
+            })?
+            .pop()
+            .ok_or_else(|| bad("empty request".into()))?;
+        let set = g
+            .sets
+            .iter()
+            .position(|s| s.kind == SetKind::Template && *s.key == *entry.template)
+            .ok_or_else(|| AdminError::NotFound(format!("no template {}", entry.template)))?
+            as u32;
+        let mut next = (**g).clone();
+        let put = self
+            .index
+            .put(
+                &mut next,
+                &snap.zones,
+                Entry {
+                    key: entry.key.clone(),
+                    name: entry.name.clone(),
+                    set,
+                    depends_on: entry.depends_on.clone(),
+                    ttl: entry.ttl,
+                    answers: entry.answers,
+                },
+            )
+            .map_err(bad)?;
+        let op = JournalOp::Put {
+            entry: CatalogEntry { line: 0, ..entry },
+            at: format_time(SystemTime::now()),
+            who: who.to_string(),
+        };
+        if let Some(j) = &mut self.journal
+            && let Err(e) = j.append(&op)
+        {
+            // Not on disk: undo, so what is served is what a restart would serve.
+            self.index.delete(&mut next, &key);
+            return Err(AdminError::Failed(format!(
+                "cannot write the catalog journal: {e}"
+            )));
+        }
+        let mut h = (*snap.health).clone();
+        if let Some(p) = put.new_profile {
+            let keys = profile_keys(&next, &next.profiles[p as usize]);
+            self.book.add_profile(&keys);
+            h.profiles
+                .push(self.profile_masks(&next, p, SystemTime::now()));
+        }
+        if let Some(old) = &put.replaced {
+            h.exceptions.remove(&old.id);
+        }
+        if let Some(reg) = self.registry(&next, &key)
+            && let Some(m) = self.exception(&next, &reg, SystemTime::now())
+        {
+            h.exceptions.insert(put.id, m);
+        }
+        info!(registry = %key, who, "registry put");
+        Ok(catalog_changed(
+            snap,
+            next,
+            h,
+            format!("registry {key} put"),
+        ))
+    }
+
+    /// Remove one registry of the catalog.
+    pub(super) fn delete_registry(
+        &mut self,
+        snap: &Snapshot,
+        key: &str,
+        who: &str,
+    ) -> Result<(Ack, Snapshot), AdminError> {
+        let g = &snap.globals;
+        let reg = self
+            .registry(g, key)
+            .ok_or_else(|| AdminError::NotFound(format!("no registry {key}")))?;
+        if g.parts(&reg)
+            .is_some_and(|(s, _)| s.kind == SetKind::Registry)
+            || self.journal.is_none()
+        {
+            return Err(AdminError::Conflict(format!(
+                "registry {key} is defined in the config file; change it there"
+            )));
+        }
+        let op = JournalOp::Delete {
+            key: key.into(),
+            at: format_time(SystemTime::now()),
+            who: who.to_string(),
+        };
+        if let Some(j) = &mut self.journal {
+            j.append(&op).map_err(|e| {
+                AdminError::Failed(format!("cannot write the catalog journal: {e}"))
+            })?;
+        }
+        let mut next = (**g).clone();
+        self.index.delete(&mut next, key);
+        let mut h = (*snap.health).clone();
+        h.exceptions.remove(&reg.id);
+        info!(registry = %key, who, "registry deleted");
+        Ok(catalog_changed(
+            snap,
+            next,
+            h,
+            format!("registry {key} deleted"),
+        ))
+    }
+
+    /// Switch to a freshly loaded snapshot: health of surviving keys kept, masks computed for
+    /// the new registries before anything is published.
+    pub(super) fn reload(
+        &mut self,
+        current: &Snapshot,
+        next: Snapshot,
+        index: CatalogIndex,
+    ) -> std::io::Result<Snapshot> {
+        if next.config.listen != current.config.listen
+            || next.config.admin.listen != current.config.admin.listen
+        {
+            warn!("listen addresses changed in the config; they take effect at the next restart");
+        }
+        self.journal = match &next.config.catalog {
+            Some(c) => Some(Journal::open(&c.journal)?),
+            None => None,
+        };
+        self.index = index;
+        self.replan(&next);
+        self.metrics.install_replica_counters(next.counters.clone());
+        let empty = HealthMasks::default();
+        let health = self.all_masks(&next.globals);
+        self.note_health(&next.globals, &empty, &health);
+        Ok(Snapshot {
+            health: Arc::new(health),
+            ..next
+        })
+    }
+}
+
+/// The reply and the next snapshot after a catalog change: the new name table with the
+/// masks computed for it, published together.
+fn catalog_changed(
+    snap: &Snapshot,
+    g: Globals,
+    h: HealthMasks,
+    message: String,
+) -> (Ack, Snapshot) {
+    (
+        Ack {
+            message,
+            generation: Some(snap.generation + 1),
+        },
+        Snapshot {
+            globals: Arc::new(g),
+            health: Arc::new(h),
+            ..snap.clone()
+        },
+    )
+}
+
+/// A profile's name in logs: its config registry, or its template and `depends_on`.
+pub(super) fn profile_name(g: &Globals, p: u32) -> String {
+    let Some(prof) = g.profiles.get(p as usize) else {
+        return String::new();
+    };
+    let Some(set) = g.sets.get(prof.set as usize) else {
+        return String::new();
+    };
+    match (set.kind, &prof.depends_on) {
+        (SetKind::Registry, _) => set.key.to_string(),
+        (SetKind::Template, Some(d)) => format!("template/{}[{}]", set.key, d.join(",")),
+        (SetKind::Template, None) => format!("template/{}", set.key),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! The apply steps, one event kind at a time, on a real snapshot (the repository's zones)
+    //! without sockets, a prober or a runtime: each step's result is the next snapshot.
+
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::health::outcome::{Failure, Pass, ProbeOutcome};
+    use crate::state::view::StatusQuery;
+
+    const S: Duration = Duration::from_secs(1);
+
+    /// Config registry `cfg` (own URLs), catalog registries `a0..a{n}` on template `fleet`
+    /// judged on `storage` (even) or `cache` (odd).
+    fn world(n: usize) -> (World, Snapshot, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let mut lines = String::from("key,name,template,depends_on,ttl,answers\n");
+        for i in 0..n {
+            let dep = if i % 2 == 0 { "storage" } else { "cache" };
+            lines.push_str(&format!("a{i},a{i}.registry.example.,fleet,{dep},,\n"));
+        }
+        std::fs::write(dir.path().join("registries.csv"), lines).unwrap();
+        let mut text = format!(
+            "version = 1\n[server]\nzones_dir = {:?}\n[admin]\nstate_file = \"state.json\"\n\
+             [regions.westeurope]\n[regions.eastus]\n\
+             [health]\ninterval = \"10s\"\ntimeout = \"1s\"\nfailure_threshold = 2\n\
+             mass_failure_min_targets = 100\n\
+             [catalog]\nfile = \"registries.csv\"\n[templates.fleet]\n",
+            repo.join("zones")
+        );
+        for (i, r) in ["eastus", "westeurope"].iter().enumerate() {
+            text.push_str(&format!(
+                "[templates.fleet.replicas.{r}]\nipv4 = [\"192.0.2.{i}\"]\nhealth.url = \"http://127.0.9.{i}/fleet\"\n\
+                 [registries.cfg.replicas.{r}]\nipv4 = [\"192.0.2.{i}\"]\nhealth.url = \"http://127.0.9.{i}/cfg\"\n"
+            ));
+        }
+        text.push_str("[registries.cfg]\nname = \"cfg.registry.example.\"\n");
+        let path = dir.path().join("steerdns.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = Config::from_toml(&text, &path).unwrap();
+        let (snap, index) = Snapshot::from_config_indexed(config).unwrap();
+        let overrides = Overrides::load(&dir.path().join("state.json"), SystemTime::now()).unwrap();
+        let mut w = World::new(
+            &snap,
+            index,
+            overrides,
+            EventLog::new(64),
+            Arc::new(Metrics::new()),
+        );
+        w.journal = Some(Journal::open(&dir.path().join("registries.csv.journal")).unwrap());
+        let snap = w.rebuild(&snap);
+        (w, snap, dir)
+    }
+
+    fn reg(snap: &Snapshot, key: &str) -> Registry {
+        snap.globals
+            .find_name(
+                &hickory_proto::rr::Name::from_ascii(format!("{key}.registry.example.")).unwrap(),
+            )
+            .unwrap()
+            .clone()
+    }
+
+    fn masks(snap: &Snapshot, key: &str) -> Masks {
+        snap.health.get(&reg(snap, key))
+    }
+
+    /// The deep target of replica `i` of `key`.
+    fn deep(snap: &Snapshot, key: &str, i: usize) -> TargetId {
+        let r = reg(snap, key);
+        snap.globals.parts(&r).unwrap().0.replicas[i].deep.unwrap()
+    }
+
+    fn failing_doc(at: Instant, failing: &str) -> ProbeOutcome {
+        let doc = crate::health::outcome::DeepDoc::parse(&serde_json::json!({
+            "checks": {"storage": if failing == "storage" { "down" } else { "ok" }, "cache": "ok"}
+        }));
+        ProbeOutcome {
+            at,
+            latency: S / 100,
+            result: Err(Failure::Status(503)),
+            document: doc.map(Arc::new),
+        }
+    }
+
+    fn ok(at: Instant) -> ProbeOutcome {
+        ProbeOutcome {
+            at,
+            latency: S / 100,
+            result: Ok(Pass { status: Some(200) }),
+            document: None,
+        }
+    }
+
+    fn disable(target: Target) -> OverrideCommand {
+        OverrideCommand {
+            action: OverrideAction::Disable,
+            target,
+            reason: "test".into(),
+            who: "test".into(),
+            duration: None,
+        }
+    }
+
+    #[test]
+    fn an_outcome_changes_exactly_the_profiles_of_its_flipped_keys() {
+        let (mut w, snap, _dir) = world(6);
+        let now = Instant::now();
+        let t = deep(&snap, "a0", 1); // westeurope's shared document
+        // One failure moves nothing: no snapshot to publish.
+        assert!(
+            w.outcome(&snap, t, &failing_doc(now, "storage"), now)
+                .is_none()
+        );
+        let next = w
+            .outcome(&snap, t, &failing_doc(now + S, "storage"), now + S)
+            .expect("the second failure degrades the storage key");
+        for i in 0..6 {
+            let want = if i % 2 == 0 { 0b01 } else { 0b11 };
+            assert_eq!(masks(&next, &format!("a{i}")).routable, want, "a{i}");
+        }
+        assert_eq!(masks(&next, "cfg").routable, 0b11);
+        // The name table is the same one: only masks changed.
+        assert!(Arc::ptr_eq(&next.globals, &snap.globals));
+        // A passing probe of an unrelated target changes nothing.
+        assert!(
+            w.outcome(&next, deep(&next, "cfg", 0), &ok(now + 2 * S), now + 2 * S)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_tick_expires_stale_verdicts() {
+        let (mut w, snap, _dir) = world(2);
+        let now = Instant::now();
+        let t = deep(&snap, "a0", 1);
+        w.outcome(&snap, t, &failing_doc(now, "storage"), now);
+        let snap = w
+            .outcome(&snap, t, &failing_doc(now + S, "storage"), now + S)
+            .unwrap();
+        assert_eq!(masks(&snap, "a0").routable, 0b01);
+        assert!(
+            w.tick(&snap, now + 20 * S).is_none(),
+            "not stale yet (3 × 10 s)"
+        );
+        let next = w
+            .tick(&snap, now + 32 * S)
+            .expect("stale: unknown, routable");
+        assert_eq!(masks(&next, "a0").routable, 0b11);
+    }
+
+    #[test]
+    fn overrides_touch_one_registry_or_one_region() {
+        let (mut w, snap, _dir) = world(4);
+        let (_, next) = w
+            .set_override(
+                &snap,
+                disable(Target::Replica {
+                    registry: "a0".into(),
+                    replica: "westeurope".into(),
+                }),
+            )
+            .unwrap();
+        assert_eq!(masks(&next, "a0").routable, 0b01);
+        assert_eq!(
+            masks(&next, "a2").routable,
+            0b11,
+            "same profile, no override"
+        );
+        assert_eq!(next.health.exceptions.len(), 1);
+        assert_eq!(next.health.profiles, snap.health.profiles);
+        let (_, next) = w
+            .set_override(
+                &next,
+                disable(Target::Region {
+                    region: "eastus".into(),
+                }),
+            )
+            .unwrap();
+        assert_eq!(masks(&next, "a0").routable, 0, "both disabled: NODATA");
+        for k in ["a1", "a2", "cfg"] {
+            assert_eq!(masks(&next, k).routable, 0b10, "{k}");
+        }
+        let e = w
+            .set_override(
+                &next,
+                disable(Target::Replica {
+                    registry: "a0".into(),
+                    replica: "nowhere".into(),
+                }),
+            )
+            .unwrap_err();
+        assert!(matches!(e, AdminError::NotFound(_)), "{e:?}");
+        let mut enable = disable(Target::Region {
+            region: "westeurope".into(),
+        });
+        enable.action = OverrideAction::Enable;
+        assert!(matches!(
+            w.set_override(&next, enable),
+            Err(AdminError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn modes_switch_one_registry_or_all() {
+        let (mut w, snap, _dir) = world(2);
+        let now = Instant::now();
+        let t = deep(&snap, "a0", 1);
+        w.outcome(&snap, t, &failing_doc(now, "storage"), now);
+        let snap = w
+            .outcome(&snap, t, &failing_doc(now + S, "storage"), now + S)
+            .unwrap();
+        let cmd = |registry: Option<&str>, mode| ModeCommand {
+            mode,
+            registry: registry.map(str::to_owned),
+            who: "test".into(),
+        };
+        let (_, next) = w.set_mode(&snap, cmd(Some("a0"), ModeName::Off)).unwrap();
+        assert_eq!(masks(&next, "a0").routable, 0b11, "off: latency only");
+        assert_eq!(next.health.profiles, snap.health.profiles, "nobody else");
+        let (_, next) = w.set_mode(&next, cmd(None, ModeName::Deep)).unwrap();
+        assert_eq!(
+            masks(&next, "a0").routable,
+            0b01,
+            "server-wide replaces per registry"
+        );
+        assert!(next.health.exceptions.is_empty());
+        assert!(matches!(
+            w.set_mode(&next, cmd(Some("nope"), ModeName::Off)),
+            Err(AdminError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn catalog_puts_and_deletes_touch_one_record_and_are_journaled() {
+        let (mut w, snap, dir) = world(10);
+        let req = |depends_on: &[&str]| RegistryRequest {
+            name: "new.registry.example.".into(),
+            template: "fleet".into(),
+            depends_on: Some(depends_on.iter().map(|d| d.to_string()).collect()),
+            ttl: Some("7s".into()),
+            answers: None,
+        };
+        let (_, next) = w
+            .put_registry(&snap, "new".into(), req(&["storage"]), "test")
+            .unwrap();
+        assert_eq!(next.globals.len(), snap.globals.len() + 1);
+        // An existing profile (fleet, storage), a new TTL: one new answer set, no new mask.
+        assert_eq!(next.health.profiles.len(), snap.health.profiles.len());
+        assert_eq!(
+            next.globals.answer_sets.len(),
+            snap.globals.answer_sets.len() + 1
+        );
+        assert_eq!(reg(&next, "new").profile, reg(&next, "a0").profile);
+        // A new resource set: one new profile, computed before publishing.
+        let (_, next2) = w
+            .put_registry(&next, "new".into(), req(&["cache", "storage"]), "test")
+            .unwrap();
+        assert_eq!(next2.health.profiles.len(), next.health.profiles.len() + 1);
+        assert_eq!(masks(&next2, "new"), Masks::all(2));
+        assert!(matches!(
+            w.put_registry(&next2, "cfg".into(), req(&[]), "test"),
+            Err(AdminError::Conflict(_))
+        ));
+        let (_, next3) = w.delete_registry(&next2, "new", "test").unwrap();
+        assert_eq!(next3.globals.len(), snap.globals.len());
+        assert!(matches!(
+            w.delete_registry(&next3, "new", "test"),
+            Err(AdminError::NotFound(_))
+        ));
+        assert!(matches!(
+            w.delete_registry(&next3, "cfg", "test"),
+            Err(AdminError::Conflict(_))
+        ));
+        let journal = std::fs::read_to_string(dir.path().join("registries.csv.journal")).unwrap();
+        assert_eq!(journal.lines().count(), 3, "{journal}");
+    }
+
+    #[test]
+    fn a_reload_computes_masks_for_the_new_registry_set_before_it_is_published() {
+        let (mut w, snap, dir) = world(4);
+        let (_, snap) = w
+            .set_override(
+                &snap,
+                disable(Target::Replica {
+                    registry: "a3".into(),
+                    replica: "westeurope".into(),
+                }),
+            )
+            .unwrap();
+        // Registries inserted in front of a3 (keys and names that sort first).
+        let mut lines = String::from("key,name,template,depends_on,ttl,answers\n");
+        for k in ["0a", "0b", "a0", "a1", "a2", "a3"] {
+            lines.push_str(&format!("{k},{k}.registry.example.,fleet,cache,,\n"));
+        }
+        std::fs::write(dir.path().join("registries.csv"), lines).unwrap();
+        let (loaded, index) = Snapshot::load_indexed(&dir.path().join("steerdns.toml")).unwrap();
+        let next = w.reload(&snap, loaded, index).unwrap();
+        assert_eq!(next.globals.len(), 7);
+        assert_eq!(masks(&next, "a3").routable, 0b01, "still disabled");
+        assert_eq!(masks(&next, "0a").routable, 0b11);
+    }
+
+    #[test]
+    fn status_pages_are_sorted_and_filtered() {
+        let (mut w, snap, _dir) = world(30);
+        let page = |after: Option<&str>, state: Option<&str>| StatusQuery {
+            after: after.map(str::to_owned),
+            state: state.map(str::to_owned),
+            limit: Some(10),
+            ..Default::default()
+        };
+        let v = w.status(&snap, &page(None, None), true).unwrap();
+        assert_eq!(v.registries.len(), 10);
+        assert_eq!(v.summary.registries, 31);
+        assert_eq!(v.next.as_deref(), Some("a17"), "keys sort as text");
+        let now = Instant::now();
+        let t = deep(&snap, "a0", 1);
+        w.outcome(&snap, t, &failing_doc(now, "storage"), now);
+        let snap = w
+            .outcome(&snap, t, &failing_doc(now + S, "storage"), now + S)
+            .unwrap();
+        let v = w
+            .status(&snap, &page(None, Some("degraded")), true)
+            .unwrap();
+        assert!(v.registries.iter().all(|r| {
+            let i: usize = r.key[1..].parse().unwrap();
+            i.is_multiple_of(2)
+        }));
+        assert_eq!(v.summary.states.get("degraded"), Some(&15));
+        assert_eq!(v.summary.regions["westeurope"]["degraded"], 15);
+    }
+}

@@ -1,0 +1,359 @@
+//! `GET /v1/status`: one page of registries by key, filtered by state, and a summary over all
+//! of them computed from the profiles and their member counts (O(profiles), not registries).
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+
+use crate::global::{Globals, Registry};
+use crate::health::book::{KeyDetail, Resource};
+use crate::health::spec::HealthMode;
+use crate::state::Snapshot;
+use crate::state::command::AdminError;
+use crate::state::view::{
+    DependencyView, OverrideView, ProbeView, RegistryStatus, ReplicaStatus, ResourceStatus,
+    STATUS_PAGE, STATUS_PAGE_MAX, ServerFacts, StatusQuery, StatusSummary, StatusView, WallClock,
+    ZoneFact,
+};
+
+use super::apply::World;
+
+impl World {
+    //--- status ------------------------------------------------------------------------------
+
+    pub(super) fn status(
+        &self,
+        snap: &Snapshot,
+        q: &StatusQuery,
+        ready: bool,
+    ) -> Result<StatusView, AdminError> {
+        let g = &snap.globals;
+        let now = Instant::now();
+        let clock = WallClock::now();
+        let now_wall = SystemTime::now();
+        let mut zones: Vec<ZoneFact> = snap
+            .zones
+            .zones()
+            .map(|z| ZoneFact {
+                origin: z.origin().to_ascii(),
+                serial: z.serial(),
+                file: z.file().display().to_string(),
+            })
+            .collect();
+        zones.sort_by(|a, b| a.origin.cmp(&b.origin));
+        let limit = q.limit.unwrap_or(STATUS_PAGE).clamp(1, STATUS_PAGE_MAX);
+        if let Some(s) = &q.state
+            && !crate::metrics::STATES.contains(&s.as_str())
+        {
+            return Err(AdminError::BadRequest(format!(
+                "state must be one of {}",
+                crate::metrics::STATES.join(", ")
+            )));
+        }
+        // Per profile: each replica's routed state (cheap filter for `?state=`).
+        let profile_states: Vec<Vec<&'static str>> = (0..g.profiles.len() as u32)
+            .map(|p| self.replica_states(g, p, None, now, now_wall))
+            .collect();
+        let mut registries = Vec::new();
+        let mut next = None;
+        let mut candidates: Box<dyn Iterator<Item = (&str, &[u8])>> = match &q.registry {
+            Some(k) => Box::new(self.index.name_of(k).map(|n| (k.as_str(), n)).into_iter()),
+            None => Box::new(self.index.keys_after(q.after.as_deref())),
+        };
+        if q.registry.is_some()
+            && self
+                .index
+                .name_of(q.registry.as_deref().unwrap_or(""))
+                .is_none()
+        {
+            return Err(AdminError::NotFound(format!(
+                "no registry {}",
+                q.registry.as_deref().unwrap_or("")
+            )));
+        }
+        for (key, wire) in candidates.by_ref() {
+            let Some(reg) = g.find(wire) else { continue };
+            let exceptional = snap.health.exceptions.contains_key(&reg.id);
+            if let Some(want) = &q.state {
+                let states = if exceptional {
+                    self.replica_states(g, reg.profile, Some(reg), now, now_wall)
+                } else {
+                    profile_states
+                        .get(reg.profile as usize)
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                if !states.iter().any(|s| s == want) {
+                    continue;
+                }
+            }
+            if registries.len() == limit {
+                next = registries.last().map(|r: &RegistryStatus| r.key.clone());
+                break;
+            }
+            registries.push(self.registry_status(snap, key, reg, now, now_wall, &clock));
+        }
+        Ok(StatusView {
+            server: ServerFacts {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                config_generation: snap.generation,
+                config_path: snap.config.path.display().to_string(),
+                started_at: self.started_at.clone(),
+                ready,
+                zones,
+            },
+            mode: self.modes.server.map_or_else(
+                || {
+                    crate::health::spec::resolve(&[&snap.config.health])
+                        .map(|s| s.mode.to_string())
+                        .unwrap_or_default()
+                },
+                |m| m.to_string(),
+            ),
+            guard_engaged: snap.health.guard_engaged,
+            registries,
+            summary: self.summary(snap, &profile_states, now, now_wall),
+            next,
+        })
+    }
+
+    /// Each replica's state for profile `p` (or registry `reg` with its exception).
+    pub(super) fn replica_states(
+        &self,
+        g: &Globals,
+        p: u32,
+        reg: Option<&Registry>,
+        now: Instant,
+        now_wall: SystemTime,
+    ) -> Vec<&'static str> {
+        let Some(set) = g
+            .profiles
+            .get(p as usize)
+            .and_then(|pr| g.sets.get(pr.set as usize))
+        else {
+            return Vec::new();
+        };
+        let mode = reg
+            .and_then(|r| self.modes.registries.get(r.key()).copied())
+            .unwrap_or_else(|| self.profile_mode(g, p));
+        set.replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let key = reg.map_or("", |r| r.key());
+                let over = self.overrides.is_disabled(key, &r.key, &r.region, now_wall);
+                if over.is_some() {
+                    "disabled"
+                } else {
+                    routed_key(&self.book.replica_detail(p, i, now), mode)
+                        .map_or("unknown", |k| k.effective.as_str())
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn registry_status(
+        &self,
+        snap: &Snapshot,
+        key: &str,
+        reg: &Registry,
+        now: Instant,
+        now_wall: SystemTime,
+        clock: &WallClock,
+    ) -> RegistryStatus {
+        let g = &snap.globals;
+        let masks = snap.health.get(reg);
+        let mode = self
+            .modes
+            .registries
+            .get(key)
+            .copied()
+            .unwrap_or_else(|| self.profile_mode(g, reg.profile));
+        let mut replicas = Vec::new();
+        if let Some((set, _)) = g.parts(reg) {
+            for (i, rep) in set.replicas.iter().enumerate() {
+                let detail = self.book.replica_detail(reg.profile, i, now);
+                let over = self
+                    .overrides
+                    .is_disabled(key, &rep.key, &rep.region, now_wall);
+                let k = routed_key(&detail, mode);
+                let deep = detail.0.as_ref();
+                // Only the dependencies this registry is judged on (all without depends_on).
+                let dependencies = deep
+                    .and_then(|d| {
+                        d.last
+                            .as_ref()
+                            .and_then(|o| o.document.clone())
+                            .map(|doc| (d, doc))
+                    })
+                    .map(|(d, doc)| {
+                        doc.dependencies
+                            .iter()
+                            .filter(|x| match &d.key.resource {
+                                Resource::Whole => true,
+                                Resource::Deps(names) => names.contains(&x.name),
+                            })
+                            .map(|x| DependencyView {
+                                name: x.name.clone(),
+                                status: x.status.clone(),
+                                ok: x.ok,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                replicas.push(ReplicaStatus {
+                    key: rep.key.to_string(),
+                    region: rep.region.to_string(),
+                    state: if over.is_some() {
+                        "disabled".to_string()
+                    } else {
+                        k.map_or("unknown", |k| k.effective.as_str()).to_string()
+                    },
+                    routable: masks.routable >> i & 1 == 1,
+                    since: k.and_then(|k| k.since).map(|t| clock.format(t)),
+                    consecutive_successes: k.map_or(0, |k| k.consecutive_successes),
+                    consecutive_failures: k.map_or(0, |k| k.consecutive_failures),
+                    stale: k.is_some_and(|k| k.stale),
+                    last_probe: k.and_then(|k| k.last.as_ref()).map(|o| ProbeView {
+                        at: clock.format(o.at),
+                        latency_ms: o.latency.as_secs_f64() * 1000.0,
+                        result: match &o.result {
+                            Ok(_) => "ok".to_string(),
+                            Err(f) => f.label().to_string(),
+                        },
+                        reason: match &o.result {
+                            Ok(_) => String::new(),
+                            Err(f) => f.to_string(),
+                        },
+                    }),
+                    dependencies,
+                    override_: over.map(OverrideView::from),
+                });
+            }
+        }
+        RegistryStatus {
+            key: key.to_string(),
+            name: reg.name().to_ascii(),
+            mode: mode.to_string(),
+            fail_open: masks.fail_open,
+            replicas,
+        }
+    }
+
+    /// Counts over every registry, from the profiles and their member counts (exceptions
+    /// counted apart). O(profiles × replicas + exceptions).
+    pub(super) fn summary(
+        &self,
+        snap: &Snapshot,
+        profile_states: &[Vec<&'static str>],
+        now: Instant,
+        now_wall: SystemTime,
+    ) -> StatusSummary {
+        let g = &snap.globals;
+        let mut s = StatusSummary {
+            registries: g.len() as u64,
+            ..Default::default()
+        };
+        let members = self.index.members();
+        let mut counts: Vec<i64> = members.iter().map(|m| i64::from(*m)).collect();
+        let add =
+            |p: u32, states: &[&'static str], n: i64, fail_open: bool, s: &mut StatusSummary| {
+                let Some(set) = g
+                    .profiles
+                    .get(p as usize)
+                    .and_then(|pr| g.sets.get(pr.set as usize))
+                else {
+                    return;
+                };
+                if fail_open {
+                    s.fail_open = (s.fail_open as i64 + n) as u64;
+                }
+                for (r, st) in set.replicas.iter().zip(states) {
+                    let c = s.states.entry((*st).to_string()).or_default();
+                    *c = (*c as i64 + n) as u64;
+                    let c = s
+                        .regions
+                        .entry(r.region.to_string())
+                        .or_default()
+                        .entry((*st).to_string())
+                        .or_default();
+                    *c = (*c as i64 + n) as u64;
+                }
+            };
+        for (id, m) in &snap.health.exceptions {
+            let _ = m;
+            if let Some(reg) = self
+                .exception_keys(now_wall)
+                .iter()
+                .filter_map(|k| self.registry(g, k))
+                .find(|r| r.id == *id)
+            {
+                if let Some(c) = counts.get_mut(reg.profile as usize) {
+                    *c -= 1;
+                }
+                let states = self.replica_states(g, reg.profile, Some(&reg), now, now_wall);
+                add(
+                    reg.profile,
+                    &states,
+                    1,
+                    snap.health.get(&reg).fail_open,
+                    &mut s,
+                );
+            }
+        }
+        for (p, states) in profile_states.iter().enumerate() {
+            let n = counts.get(p).copied().unwrap_or(0);
+            if n > 0 {
+                let fail_open = snap.health.profiles.get(p).is_some_and(|m| m.fail_open);
+                add(p as u32, states, n, fail_open, &mut s);
+            }
+        }
+        // Resources: each deep key read by at least one registry.
+        let mut resources: BTreeMap<(String, Vec<String>), (String, u64)> = BTreeMap::new();
+        for (p, prof) in g.profiles.iter().enumerate() {
+            let n = members.get(p).copied().unwrap_or(0);
+            let Some(set) = g.sets.get(prof.set as usize) else {
+                continue;
+            };
+            if n == 0 {
+                continue;
+            }
+            for i in 0..set.replicas.len() {
+                if let (Some(d), _) = self.book.replica_detail(p as u32, i, now) {
+                    let deps = match &d.key.resource {
+                        Resource::Whole => Vec::new(),
+                        Resource::Deps(x) => x.to_vec(),
+                    };
+                    let e = resources
+                        .entry((d.check.to_string(), deps))
+                        .or_insert((d.effective.as_str().to_string(), 0));
+                    e.1 += u64::from(n);
+                }
+            }
+        }
+        s.resources = resources
+            .into_iter()
+            .map(
+                |((check, depends_on), (state, registries))| ResourceStatus {
+                    check,
+                    depends_on,
+                    state,
+                    registries,
+                },
+            )
+            .collect();
+        s
+    }
+}
+
+/// The key routing reads in `mode`: shallow in shallow and shadow modes, else deep.
+pub(super) fn routed_key(
+    d: &(Option<KeyDetail>, Option<KeyDetail>),
+    mode: HealthMode,
+) -> Option<&KeyDetail> {
+    match mode {
+        HealthMode::Shallow | HealthMode::Shadow => d.1.as_ref().or(d.0.as_ref()),
+        _ => d.0.as_ref().or(d.1.as_ref()),
+    }
+}
