@@ -134,7 +134,7 @@ fn explain(shared: &Shared, q: &ExplainQuery) -> Result<serde_json::Value, Admin
     name.set_fqdn(true);
     let subnet = q.ecs.map(ClientSubnet::from_net);
     let x = snap
-        .explain(&name, crate::global::qtype::A, q.client, subnet.as_ref())
+        .explain(&name, q.qtype, q.client, subnet.as_ref())
         .ok_or_else(|| AdminError::NotFound(format!("{name} is not a global name")))?;
     serde_json::to_value(x).map_err(|e| AdminError::Failed(e.to_string()))
 }

@@ -211,11 +211,6 @@ impl DemoReplica {
         self.shared.recover(dep, registry);
     }
 
-    /// Delays every `/health` answer by `d` (zero = off).
-    pub fn set_slow(&self, d: Duration) {
-        self.shared.sim.lock().slow = d;
-    }
-
     /// Makes `/health` hang (accept, never answer) or stop hanging.
     pub fn set_hang(&self, on: bool) {
         self.shared.sim.lock().hang = on;

@@ -318,6 +318,9 @@ pub struct ReplicaCounters {
     labels: ClientLabels,
     /// `labels.len()` rows × `replica_keys.len()` columns.
     by_client: Box<[AtomicU64]>,
+    /// Registry id → its group in `offsets`, for the registries that get series of their own
+    /// (the allow-list); empty for everybody else, so the answer path skips the lookup.
+    own: HashMap<u32, u32>,
 }
 
 impl ReplicaCounters {
@@ -352,6 +355,51 @@ impl ReplicaCounters {
             replica_keys: replica_keys.into(),
             labels,
             by_client,
+            own: HashMap::new(),
+        }
+    }
+
+    /// Lay out `groups` (replica sets) and, after them, one group for each registry of
+    /// `own` (registry id, keys): registries that get their own series (the allow-list).
+    pub fn with_registries(
+        groups: &[RegistryKeys],
+        own: &[(u32, RegistryKeys)],
+        labels: ClientLabels,
+    ) -> Self {
+        let all: Vec<RegistryKeys> = groups
+            .iter()
+            .cloned()
+            .chain(own.iter().map(|(_, k)| k.clone()))
+            .collect();
+        let mut c = Self::new(&all, labels);
+        c.own = own
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, (groups.len() + i) as u32))
+            .collect();
+        c
+    }
+
+    /// Count an answer of an allow-listed registry in its own series (not in the per-client
+    /// cells: [`answer`](Self::answer) counted those). Costs nothing without an allow-list.
+    #[inline]
+    pub fn answer_registry(&self, id: u32, replica: usize) {
+        if self.own.is_empty() {
+            return;
+        }
+        let Some(&group) = self.own.get(&id) else {
+            return;
+        };
+        let Some(&off) = self.offsets.get(group as usize) else {
+            return;
+        };
+        let slot = off as usize + replica;
+        let end = self
+            .offsets
+            .get(group as usize + 1)
+            .map_or(self.by_replica.len(), |&e| e as usize);
+        if slot < end {
+            self.by_replica[slot].fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -66,20 +66,6 @@ impl Sockets {
         self.admin = Some(bind_tcp(addr)?);
         Ok(self)
     }
-
-    /// The addresses actually bound (UDP first, then TCP).
-    pub fn local_addrs(&self) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
-        (
-            self.udp
-                .iter()
-                .filter_map(|s| s.local_addr().ok())
-                .collect(),
-            self.tcp
-                .iter()
-                .filter_map(|s| s.local_addr().ok())
-                .collect(),
-        )
-    }
 }
 
 fn socket_for(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
@@ -124,8 +110,6 @@ pub struct TransportStats {
     pub metrics: Arc<Metrics>,
     /// TCP connections refused because the cap was reached.
     pub tcp_refused: AtomicU64,
-    /// TCP connections accepted.
-    pub tcp_accepted: AtomicU64,
 }
 
 impl TransportStats {
@@ -134,7 +118,6 @@ impl TransportStats {
         Self {
             metrics,
             tcp_refused: AtomicU64::new(0),
-            tcp_accepted: AtomicU64::new(0),
         }
     }
 }
@@ -321,7 +304,6 @@ async fn serve_tcp(
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 cap_logged = false;
-                stats.tcp_accepted.fetch_add(1, Ordering::Relaxed);
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 let stats = stats.clone();

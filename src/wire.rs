@@ -536,11 +536,6 @@ pub fn set_counts(out: &mut [u8], counts: [u16; 4]) {
     }
 }
 
-/// Set the TC bit of a header already in `out`.
-pub fn set_truncated(out: &mut [u8]) {
-    out[2] |= 0x02;
-}
-
 /// Append our OPT record: payload 1232, version 0, the given extended rcode bits and DO bit,
 /// and the Client Subnet option echoed with `scope` when given (RFC 7871 §7.2.1: "the FAMILY,
 /// SOURCE PREFIX-LENGTH, and ADDRESS fields MUST be copied from the query").

@@ -88,11 +88,6 @@ impl Zone {
         self.record_count
     }
 
-    /// Whether a node of this exact name exists (with data or as an empty non-terminal).
-    pub fn has_name(&self, name: &Name) -> bool {
-        self.nodes.contains_key(name)
-    }
-
     /// Whether a name owns records (an empty non-terminal does not).
     pub fn has_data(&self, name: &Name) -> bool {
         self.nodes.get(name).is_some_and(|n| !n.rrsets.is_empty())

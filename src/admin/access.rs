@@ -68,11 +68,6 @@ impl Access {
         })
     }
 
-    /// Whether tokens are configured.
-    pub fn has_tokens(&self) -> bool {
-        self.tokens.is_some()
-    }
-
     /// May `peer` read (status, metrics, events, explain, the page)?
     pub fn may_read(&self, peer: IpAddr) -> Result<(), Refusal> {
         let peer = peer.to_canonical();

@@ -273,6 +273,8 @@ struct ExplainParams {
     name: Option<String>,
     client: Option<String>,
     ecs: Option<String>,
+    #[serde(rename = "type")]
+    qtype: Option<String>,
 }
 
 async fn explain(
@@ -309,7 +311,21 @@ fn parse_explain(p: ExplainParams) -> Result<ExplainQuery, AdminError> {
                 .map_err(|_| bad(format!("ecs {e:?} is not a subnet such as 203.0.113.0/24")))?,
         ),
     };
-    Ok(ExplainQuery { name, client, ecs })
+    let qtype = match p.qtype.filter(|t| !t.is_empty()) {
+        None => 1,
+        Some(t) => {
+            use std::str::FromStr;
+            let rt = hickory_proto::rr::RecordType::from_str(&t.to_ascii_uppercase())
+                .map_err(|_| bad(format!("type {t:?} is not a record type")))?;
+            u16::from(rt)
+        }
+    };
+    Ok(ExplainQuery {
+        name,
+        client,
+        ecs,
+        qtype,
+    })
 }
 
 async fn reload(State(admin): State<Admin>, caller: Option<axum::Extension<Caller>>) -> Response {
@@ -510,6 +526,7 @@ mod tests {
             name: name.map(Into::into),
             client: client.map(Into::into),
             ecs: ecs.map(Into::into),
+            qtype: None,
         };
         let q =
             parse_explain(p(Some("a."), Some("192.0.2.1"), Some("203.0.113.0/24"))).expect("ok");
@@ -520,5 +537,12 @@ mod tests {
         assert!(parse_explain(p(Some("a."), Some("nope"), None)).is_err());
         assert!(parse_explain(p(Some("a."), None, None)).is_err());
         assert!(parse_explain(p(Some("a."), Some("::1"), Some("x/99"))).is_err());
+        assert_eq!(q.qtype, 1, "A by default");
+        let mut t = p(Some("a."), Some("::1"), None);
+        t.qtype = Some("aaaa".into());
+        assert_eq!(parse_explain(t).expect("ok").qtype, 28);
+        let mut t = p(Some("a."), Some("::1"), None);
+        t.qtype = Some("BOGUS".into());
+        assert!(parse_explain(t).is_err());
     }
 }

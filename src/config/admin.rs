@@ -41,6 +41,11 @@ pub struct AdminSpec {
     pub state_file: Option<String>,
     /// How many events `/v1/events` keeps. Default 256.
     pub event_history: Option<usize>,
+    /// Registries (keys) whose answers get series of their own in `/metrics`
+    /// (`steerdns_answers{registry=KEY,replica}`); the others count in their replica set's
+    /// series only, so a scrape stays small at a million registries. Default: none.
+    #[serde(default)]
+    pub metrics_registries: Vec<String>,
 }
 
 /// The validated `[admin]` settings.
@@ -56,6 +61,8 @@ pub struct AdminConfig {
     pub state_file: PathBuf,
     /// Event history length.
     pub event_history: usize,
+    /// Registries with series of their own.
+    pub metrics_registries: Vec<String>,
 }
 
 impl AdminSpec {
@@ -75,6 +82,7 @@ impl AdminSpec {
             allow_read_from: self.allow_read_from.iter().map(IpNet::trunc).collect(),
             state_file: config_dir.join(self.state_file.as_deref().unwrap_or(DEFAULT_STATE_FILE)),
             event_history,
+            metrics_registries: self.metrics_registries.clone(),
         })
     }
 }

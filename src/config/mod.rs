@@ -20,7 +20,7 @@ use crate::problem::{Problem, Problems};
 /// Longest TTL accepted for a registry's answers.
 pub const MAX_REGISTRY_TTL: Duration = Duration::from_secs(3600);
 /// Most replicas per registry (routing keeps them in a 64-bit mask).
-pub const MAX_REPLICAS: usize = 64;
+pub use crate::routing::MAX_REPLICAS;
 /// Most answers per query for one registry.
 pub const MAX_ANSWERS: u8 = 8;
 

@@ -254,6 +254,7 @@ fn global_answer(
     for p in &decision.picks[..decision.count] {
         snap.counters
             .answer(answers.set as usize, usize::from(*p), label);
+        snap.counters.answer_registry(reg.id, usize::from(*p));
     }
     let negative_soa = snap.globals.negative_soas.get(usize::from(reg.zone));
     let rcode = Rcode::NoError;

@@ -60,8 +60,7 @@ use super::spec::{
 };
 use super::state::{HealthState, Status, Transition};
 
-/// Most replicas one registry may have (the routable mask is a `u64`).
-pub const MAX_REPLICAS: usize = 64;
+use crate::routing::MAX_REPLICAS;
 /// How many events the history keeps.
 pub const HISTORY_LEN: usize = 256;
 

@@ -215,7 +215,19 @@ impl Snapshot {
         if !problems.is_empty() {
             return Err(Problems(problems));
         }
-        let counters = replica_counters(&globals, &locator);
+        for k in &config.admin.metrics_registries {
+            if index.name_of(k).is_none() {
+                problems.push(Problem::at(
+                    &config.path,
+                    crate::config::line_in_file(&config.path, "admin", Some("metrics_registries")),
+                    format!("admin.metrics_registries names {k:?}, which is not a registry"),
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        let counters = replica_counters(&globals, &locator, &config, &index);
         Ok((
             Self {
                 targets: Arc::new(targets),
@@ -515,18 +527,39 @@ impl Shared {
     }
 }
 
-/// Answer counters for every replica set and replica, with the client labels the latency
-/// table and the mmdb (two-letter country and continent codes) can produce.
-fn replica_counters(globals: &Globals, locator: &Locator) -> ReplicaCounters {
+/// Answer counters for every replica set and replica (and for each allow-listed registry,
+/// `[admin] metrics_registries`), with the client labels the latency table and the mmdb
+/// (two-letter country and continent codes) can produce.
+fn replica_counters(
+    globals: &Globals,
+    locator: &Locator,
+    config: &Config,
+    index: &CatalogIndex,
+) -> ReplicaCounters {
+    let set_keys = |key: String, s: &ReplicaSet| RegistryKeys {
+        key,
+        replicas: s.replicas.iter().map(|p| p.key.to_string()).collect(),
+    };
     let keys: Vec<RegistryKeys> = globals
         .sets
         .iter()
-        .map(|s| RegistryKeys {
-            key: match s.kind {
+        .map(|s| {
+            let key = match s.kind {
                 SetKind::Registry => s.key.to_string(),
                 SetKind::Template => format!("template/{}", s.key),
-            },
-            replicas: s.replicas.iter().map(|p| p.key.to_string()).collect(),
+            };
+            set_keys(key, s)
+        })
+        .collect();
+    let own: Vec<(u32, RegistryKeys)> = config
+        .admin
+        .metrics_registries
+        .iter()
+        .filter_map(|k| {
+            let reg = globals.find(index.name_of(k)?)?;
+            let (set, _) = globals.parts(reg)?;
+            // A config-file registry is its own set: it has its series already.
+            (set.kind == SetKind::Template).then(|| (reg.id, set_keys(k.clone(), set)))
         })
         .collect();
     let mut labels: Vec<String> = locator
@@ -539,8 +572,9 @@ fn replica_counters(globals: &Globals, locator: &Locator) -> ReplicaCounters {
         .unwrap_or_default();
     labels.sort();
     labels.dedup();
-    ReplicaCounters::new(
+    ReplicaCounters::with_registries(
         &keys,
+        &own,
         ClientLabels::new(
             labels
                 .into_iter()

@@ -304,6 +304,8 @@ pub struct ExplainQuery {
     pub client: IpAddr,
     /// The ECS subnet, if the query carried one.
     pub ecs: Option<IpNet>,
+    /// The query type (`type=AAAA`; default A).
+    pub qtype: u16,
 }
 
 /// Body of `PUT /v1/overrides` (disable) and `DELETE /v1/overrides` (enable): either

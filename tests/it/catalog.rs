@@ -154,7 +154,7 @@ async fn first_round(s: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_registries_answer_change_at_runtime_and_survive_a_restart() {
     let reps = replicas(0).await;
-    let cfg = config(&reps, "");
+    let cfg = config(&reps, "[admin]\nmetrics_registries = [\"alpha\"]\n");
     let files = [(
         "registries.csv",
         catalog(&[
@@ -168,6 +168,24 @@ async fn catalog_registries_answer_change_at_runtime_and_survive_a_restart() {
     // TTL: the template's, or the registry's own.
     assert_eq!(answer(&s, "alpha").await, Ok((WEU.into(), 3)));
     assert_eq!(answer(&s, "beta").await, Ok((WEU.into(), 7)));
+    // Series: one per template replica, plus one per replica of an allow-listed registry.
+    let text = s.handles.stats.metrics.render();
+    let count = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        count("steerdns_answers_total{registry=\"template/fleet\",replica=\"westeurope\"}"),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        count("steerdns_answers_total{registry=\"alpha\",replica=\"westeurope\"}"),
+        1,
+        "{text}"
+    );
+    assert!(!text.contains("registry=\"beta\""), "{text}");
 
     put(&s, "gamma", &["storage"]).await.expect("put gamma");
     assert_eq!(answer(&s, "gamma").await, Ok((WEU.into(), 3)));
