@@ -25,8 +25,8 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 use hickory_proto::ProtoError;
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, rdata};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use hickory_proto::rr::{Name, RData, Record, RecordType, rdata};
+use hickory_proto::serialize::binary::{BinEncoder, NameEncoding};
 use rustc_hash::FxBuildHasher;
 
 use crate::config::Replica;
@@ -35,8 +35,8 @@ use crate::health::spec::HealthMode;
 use crate::routing::{
     self, Candidate, Candidates, Client, Location, Locator, RegionOrder, Regions,
 };
-use crate::wire::{ClientSubnet, HEADER_LEN, MAX_NAME_LEN};
-use crate::zone::{Answer, ZoneSet};
+use crate::wire::{ClientSubnet, MAX_NAME_LEN};
+use crate::zone::{Answer, Owner, ZoneSet, emit_record};
 
 /// How many shards the name table has.
 pub const SHARDS: usize = 1024;
@@ -292,18 +292,12 @@ pub fn encode_rr(out: &mut Encoded, rec: &Record, owner_is_query: bool) -> Resul
     {
         let mut enc = BinEncoder::new(&mut buf);
         enc.set_name_encoding(NameEncoding::Uncompressed);
-        if owner_is_query {
-            enc.emit_u16(0xc000 | HEADER_LEN as u16)?;
+        let owner = if owner_is_query {
+            Owner::Query
         } else {
-            rec.name.emit(&mut enc)?;
-        }
-        enc.emit_u16(rec.record_type().into())?;
-        enc.emit_u16(DNSClass::IN.into())?;
-        enc.emit_u32(rec.ttl)?;
-        let place = enc.place::<u16>()?;
-        rec.data.emit(&mut enc)?;
-        let len = enc.len_since_place(&place);
-        place.replace(&mut enc, len as u16)?;
+            Owner::Own
+        };
+        emit_record(&mut enc, rec, owner)?;
     }
     out.bytes.extend_from_slice(&buf);
     out.count += 1;

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hickory_proto::ProtoError;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, RrKey};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::serialize::txt::Parser;
 
 use crate::problem::Problem;
@@ -299,6 +301,28 @@ pub enum Owner<'z> {
     Synthesised(&'z Name),
     /// The query name, exactly as the client sent it.
     Query,
+}
+
+/// Emit one record. The owner is written as a pointer to the question when it is the query
+/// name, so the answer repeats the client's letter case and costs two octets.
+pub fn emit_record(
+    enc: &mut BinEncoder<'_>,
+    rec: &Record,
+    owner: Owner<'_>,
+) -> Result<(), ProtoError> {
+    match owner {
+        Owner::Query => enc.emit_u16(0xc000 | crate::wire::HEADER_LEN as u16)?,
+        Owner::Own => rec.name.emit(enc)?,
+        Owner::Synthesised(name) => name.emit(enc)?,
+    }
+    enc.emit_u16(rec.record_type().into())?;
+    enc.emit_u16(rec.dns_class.into())?;
+    enc.emit_u32(rec.ttl)?;
+    let place = enc.place::<u16>()?;
+    rec.data.emit(enc)?;
+    let len = enc.len_since_place(&place);
+    place.replace(enc, len as u16)?;
+    Ok(())
 }
 
 /// Every zone served, keyed by origin.

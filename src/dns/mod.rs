@@ -12,16 +12,15 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::ProtoError;
 use hickory_proto::rr::{Name, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 
 use crate::global::{self, Registry};
 use crate::metrics::{DecisionBasis, DnsCounters};
 use crate::routing::Basis;
 use crate::state::Snapshot;
 use crate::wire::{self, ClientSubnet, HEADER_LEN, Query, Rcode, Reject};
-use crate::zone::{Answer, Owner};
+use crate::zone::{Answer, Owner, emit_record};
 
 /// How the query arrived; decides the size limit of the answer.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -436,20 +435,221 @@ fn emit_sections(enc: &mut BinEncoder<'_>, r: &Response<'_, '_>, counts: &mut [u
     true
 }
 
-/// Emit one record. The owner is written as a pointer to the question when it is the query
-/// name, so the answer repeats the client's letter case and costs two octets.
-fn emit_record(enc: &mut BinEncoder<'_>, rec: &Record, owner: Owner<'_>) -> Result<(), ProtoError> {
-    match owner {
-        Owner::Query => enc.emit_u16(0xc000 | HEADER_LEN as u16)?,
-        Owner::Own => rec.name.emit(enc)?,
-        Owner::Synthesised(name) => name.emit(enc)?,
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! `handle` on bytes, without sockets, for each RFC behaviour the socket tests in
+    //! `tests/it/dns.rs` and `tests/it/routing.rs` also check over UDP and TCP: the repository's
+    //! demo config and zone, every replica routable.
+
+    use std::net::IpAddr;
+    use std::str::FromStr;
+
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+    use hickory_proto::rr::{Name, RData, RecordType};
+
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        Snapshot::load(&repo.join("steerdns.toml")).unwrap()
     }
-    enc.emit_u16(rec.record_type().into())?;
-    enc.emit_u16(rec.dns_class.into())?;
-    enc.emit_u32(rec.ttl)?;
-    let place = enc.place::<u16>()?;
-    rec.data.emit(enc)?;
-    let len = enc.len_since_place(&place);
-    place.replace(enc, len as u16)?;
-    Ok(())
+
+    fn query(name: &str, rtype: RecordType, edns: Option<Edns>) -> Vec<u8> {
+        let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_str(name).unwrap(), rtype));
+        m.edns = edns;
+        m.to_vec().unwrap()
+    }
+
+    fn edns(subnet: Option<&str>) -> Edns {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        if let Some(s) = subnet {
+            e.options_mut()
+                .insert(EdnsOption::Subnet(s.parse::<ClientSubnet>().unwrap()));
+        }
+        e
+    }
+
+    /// Answer `packet` from `source` over `transport`; the parsed reply and the raw bytes.
+    fn ask(
+        snap: &Snapshot,
+        packet: &[u8],
+        source: &str,
+        transport: Transport,
+    ) -> Option<(Message, Vec<u8>)> {
+        let mut out = Vec::new();
+        let counters = DnsCounters::default();
+        handle(
+            snap,
+            packet,
+            source.parse::<IpAddr>().unwrap(),
+            transport,
+            &mut out,
+            &counters,
+        )?;
+        Some((Message::from_vec(&out).unwrap(), out))
+    }
+
+    fn udp(snap: &Snapshot, packet: &[u8]) -> Message {
+        ask(snap, packet, "127.0.0.1", Transport::Udp).unwrap().0
+    }
+
+    fn a_records(m: &Message) -> Vec<String> {
+        m.answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn static_answers_are_authoritative_and_echo_the_case() {
+        let snap = snapshot();
+        let packet = query("WwW.ReGiStRy.ExAmPlE.", RecordType::A, None);
+        let (m, raw) = ask(&snap, &packet, "127.0.0.1", Transport::Udp).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.metadata.authoritative && !m.metadata.recursion_available);
+        assert_eq!(m.metadata.id, 0x4242);
+        assert_eq!(a_records(&m), ["192.0.2.80"]);
+        // RFC 1035 §7.3 / 0x20: the question comes back byte for byte.
+        assert_eq!(raw[12..12 + packet.len() - 12], packet[12..]);
+    }
+
+    #[test]
+    fn negative_answers_carry_the_negative_soa() {
+        let snap = snapshot();
+        // RFC 2308 §3: NXDOMAIN and NODATA with the SOA, TTL = min(SOA TTL, MINIMUM).
+        for (name, rtype, rcode) in [
+            (
+                "nope.registry.example.",
+                RecordType::A,
+                ResponseCode::NXDomain,
+            ),
+            (
+                "www.registry.example.",
+                RecordType::MX,
+                ResponseCode::NoError,
+            ),
+            (
+                "contoso.registry.example.",
+                RecordType::MX,
+                ResponseCode::NoError,
+            ),
+        ] {
+            let m = udp(&snap, &query(name, rtype, None));
+            assert_eq!(m.metadata.response_code, rcode, "{name}");
+            assert!(m.answers.is_empty(), "{name}");
+            assert_eq!(m.authorities.len(), 1, "{name}");
+            assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+            assert_eq!(m.authorities[0].ttl, 60, "{name}");
+        }
+    }
+
+    #[test]
+    fn refused_referral_and_rejects() {
+        let snap = snapshot();
+        // Not our zone: REFUSED, no recursion.
+        let m = udp(&snap, &query("www.example.", RecordType::A, None));
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+        // RFC 1034 §4.3.2: a referral is not authoritative, with NS and glue.
+        let m = udp(
+            &snap,
+            &query("host.child.registry.example.", RecordType::A, None),
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(!m.metadata.authoritative);
+        assert!(
+            m.authorities
+                .iter()
+                .all(|r| r.record_type() == RecordType::NS)
+        );
+        assert!(!m.additionals.is_empty());
+        // Zone transfers are not offered.
+        let m = udp(&snap, &query("registry.example.", RecordType::AXFR, None));
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+        // Shorter than a header: nothing to answer.
+        assert!(ask(&snap, &[0x42, 0x42, 0, 0], "127.0.0.1", Transport::Udp).is_none());
+        // A header promising a question that is not there: FORMERR.
+        let mut bad = query("www.registry.example.", RecordType::A, None);
+        bad.truncate(15);
+        let m = udp(&snap, &bad);
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+        // An unknown opcode: NOTIMP (RFC 1035 §4.1.1).
+        let mut op = query("www.registry.example.", RecordType::A, None);
+        op[2] = (op[2] & 0x87) | (5 << 3);
+        let (m, _) = ask(&snap, &op, "127.0.0.1", Transport::Udp).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NotImp);
+        // RFC 6891 §6.1.3: EDNS version 1 gets BADVERS.
+        let mut e = edns(None);
+        e.set_version(1);
+        let m = udp(
+            &snap,
+            &query("www.registry.example.", RecordType::A, Some(e)),
+        );
+        // (hickory names 16 BADSIG: the same code point, RFC 6891 §9 calls it BADVERS.)
+        assert_eq!(u16::from(m.metadata.response_code), 16);
+    }
+
+    #[test]
+    fn udp_truncates_what_tcp_answers_in_full() {
+        let snap = snapshot();
+        let packet = query("big.registry.example.", RecordType::TXT, None);
+        let m = udp(&snap, &packet);
+        assert!(m.metadata.truncation);
+        let (m, raw) = ask(&snap, &packet, "127.0.0.1", Transport::Tcp).unwrap();
+        assert!(!m.metadata.truncation);
+        assert_eq!(m.answers.len(), 24);
+        assert!(raw.len() > 512);
+    }
+
+    #[test]
+    fn global_names_route_by_source_and_by_ecs_with_the_scope() {
+        let snap = snapshot();
+        // The latency table puts 127.0.1.x nearest westeurope, 127.0.2.x nearest eastus.
+        let packet = query("contoso.registry.example.", RecordType::A, None);
+        let (m, _) = ask(&snap, &packet, "127.0.1.1", Transport::Udp).unwrap();
+        assert_eq!(a_records(&m), ["192.0.2.10"]);
+        assert!(m.metadata.authoritative);
+        assert_eq!(m.answers[0].ttl, 5);
+        let (m, _) = ask(&snap, &packet, "127.0.2.1", Transport::Udp).unwrap();
+        assert_eq!(a_records(&m), ["198.51.100.10"]);
+        // RFC 7871: the client subnet decides, and the scope says for which prefix.
+        let packet = query(
+            "contoso.registry.example.",
+            RecordType::A,
+            Some(edns(Some("198.51.100.0/24"))),
+        );
+        let m = udp(&snap, &packet);
+        assert_eq!(a_records(&m), ["198.51.100.10"]);
+        let scope = m.edns.as_ref().and_then(|e| {
+            e.options().as_ref().iter().find_map(|(_, o)| match o {
+                EdnsOption::Subnet(cs) => Some(cs.scope_prefix()),
+                _ => None,
+            })
+        });
+        assert_eq!(scope, Some(24));
+        // A source prefix of /0: answer for the resolver, scope 0 (RFC 7871 §7.1.2).
+        let packet = query(
+            "contoso.registry.example.",
+            RecordType::A,
+            Some(edns(Some("0.0.0.0/0"))),
+        );
+        let (m, _) = ask(&snap, &packet, "127.0.2.1", Transport::Udp).unwrap();
+        assert_eq!(a_records(&m), ["198.51.100.10"]);
+        // AAAA from the same replica; the other names' data is their own.
+        let (m, _) = ask(
+            &snap,
+            &query("contoso.registry.example.", RecordType::AAAA, None),
+            "127.0.2.1",
+            Transport::Udp,
+        )
+        .unwrap();
+        assert!(matches!(&m.answers[0].data, RData::AAAA(a) if a.to_string() == "2001:db8:1::10"));
+    }
 }
