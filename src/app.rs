@@ -37,8 +37,20 @@ pub struct Handles {
 /// everything has stopped. Fails when the override state file or the admin token file cannot
 /// be read.
 pub fn spawn(
+    snapshot: Snapshot,
+    sockets: Sockets,
+    shutdown: CancellationToken,
+) -> std::io::Result<(Handles, tokio::task::JoinHandle<()>)> {
+    let checker = crate::health::check::Checker::new().map_err(std::io::Error::other)?;
+    spawn_probing(snapshot, sockets, checker, shutdown)
+}
+
+/// [`spawn`] with another prober: scripted outcomes, for tests that must count probes and
+/// run on paused time.
+pub fn spawn_probing<P: crate::health::prober::Probe>(
     mut snapshot: Snapshot,
     sockets: Sockets,
+    probe: P,
     shutdown: CancellationToken,
 ) -> std::io::Result<(Handles, tokio::task::JoinHandle<()>)> {
     let limits = TcpLimits {
@@ -70,6 +82,7 @@ pub fn spawn(
         index,
         metrics.clone(),
         (latch, liveness.register("state")),
+        probe,
         shutdown.clone(),
     )?;
     let handles = Handles {

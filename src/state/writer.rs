@@ -36,8 +36,7 @@ use tracing::{error, info};
 
 use super::apply::World;
 use crate::catalog::file::Journal;
-use crate::health::check::Checker;
-use crate::health::prober::{ProbeEvent, ProberStats, spawn_prober};
+use crate::health::prober::{Probe, ProbeEvent, ProberStats, spawn_prober};
 use crate::metrics::Metrics;
 use crate::overrides::Overrides;
 use crate::state::catalog::CatalogIndex;
@@ -75,12 +74,14 @@ pub struct ControlHandles {
 /// Start the prober and the writer task on the current runtime, after publishing the first
 /// complete snapshot (overrides and modes applied). Fails when the override state file or
 /// the catalog journal cannot be opened (starting without the operator's overrides would
-/// silently undo them).
-pub fn spawn(
+/// silently undo them). `probe` probes the targets (the HTTP/TCP `Checker` in service;
+/// scripted outcomes in tests).
+pub fn spawn<P: Probe>(
     shared: Shared,
     index: CatalogIndex,
     metrics: Arc<Metrics>,
     (ready, alive): (Latch, Alive),
+    probe: P,
     shutdown: CancellationToken,
 ) -> std::io::Result<(ControlHandles, JoinHandle<()>)> {
     let snap = shared.load();
@@ -94,8 +95,7 @@ pub fn spawn(
     let (targets_tx, targets_rx) = watch::channel(probe_targets.clone());
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-    let checker = Checker::new().map_err(std::io::Error::other)?;
-    let prober = spawn_prober(checker, targets_rx, events_tx, shutdown.clone());
+    let prober = spawn_prober(probe, targets_rx, events_tx, shutdown.clone());
     let (first_tx, first_rx) = watch::channel(probe_targets.is_empty());
     let event_log = EventLog::new(snap.config.admin.event_history);
     let mut world = World::new(&snap, index, overrides, event_log.clone(), metrics);

@@ -24,6 +24,9 @@ mod failover;
 /// Registries as data: the catalog, runtime changes, consistency during changes, status pages.
 mod catalog;
 
+/// Failover on scripted probe outcomes and paused time: exact probe counts.
+mod scripted;
+
 /// Operating the running binary: admin API, CLI, overrides, reload, status page.
 mod admin_e2e;
 
