@@ -45,19 +45,17 @@
 //! failing targets are kept in a deadline queue, so each outcome costs O(log targets). One
 //! error line when the guard engages and one when it releases.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use super::outcome::ProbeOutcome;
-use super::spec::{
-    CheckSpec, GuardSettings, HealthMode, HealthSpec, SpecError, SpecLevel, Thresholds, Timing,
-    resolve,
-};
+use super::plan::TargetPlan;
+pub use super::plan::{ReplicaChecks, TargetTable};
+use super::spec::{CheckSpec, GuardSettings, HealthMode, Timing};
 use super::state::{HealthState, Status, Transition};
 
 use crate::routing::MAX_REPLICAS;
@@ -142,140 +140,6 @@ pub struct ProbeTarget {
     pub check: Arc<CheckSpec>,
     /// Interval, timeout, jitter (and stale_after, used by the book).
     pub timing: Timing,
-}
-
-#[derive(Clone, Debug)]
-struct TargetPlan {
-    target: ProbeTarget,
-    thresholds: Thresholds,
-}
-
-/// A replica's resolved health: its two checks' targets and its `depends_on`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReplicaChecks {
-    /// Deep check target (None: no URL, stays unknown).
-    pub deep: Option<TargetId>,
-    /// Shallow check target.
-    pub shallow: Option<TargetId>,
-    /// `depends_on` of the resolved settings.
-    pub depends_on: Option<Vec<String>>,
-}
-
-/// The deduplicated probe targets of a configuration, and the guard settings.
-#[derive(Clone, Debug)]
-pub struct TargetTable {
-    server: HealthSpec,
-    guard: GuardSettings,
-    targets: HashMap<TargetId, TargetPlan>,
-}
-
-impl TargetTable {
-    /// Starts from the server-level `[health]` table.
-    pub fn new(server: &HealthSpec) -> Result<Self, SpecError> {
-        server.check_level(SpecLevel::Server)?;
-        let guard = server.guard()?;
-        resolve(&[server])?;
-        Ok(Self {
-            server: server.clone(),
-            guard,
-            targets: HashMap::new(),
-        })
-    }
-
-    /// The mode of a registry or template whose health table is `spec`.
-    pub fn mode(&self, spec: &HealthSpec) -> Result<HealthMode, SpecError> {
-        spec.check_level(SpecLevel::Registry)?;
-        Ok(resolve(&[&self.server, spec])?.mode)
-    }
-
-    /// Resolve one replica (`set` is its registry's or template's health table) and register
-    /// its checks.
-    pub fn replica(
-        &mut self,
-        set: &HealthSpec,
-        replica: &HealthSpec,
-    ) -> Result<ReplicaChecks, SpecError> {
-        replica.check_level(SpecLevel::Replica)?;
-        let s = resolve(&[&self.server, set, replica])?;
-        let deep = s
-            .deep
-            .map(|c| self.target(c, s.timing, s.thresholds))
-            .transpose()?;
-        let shallow = s
-            .shallow
-            .map(|c| self.target(c, s.timing, s.thresholds))
-            .transpose()?;
-        Ok(ReplicaChecks {
-            deep,
-            shallow,
-            depends_on: s.depends_on,
-        })
-    }
-
-    fn target(
-        &mut self,
-        check: CheckSpec,
-        timing: Timing,
-        thresholds: Thresholds,
-    ) -> Result<TargetId, SpecError> {
-        let mut h = DefaultHasher::new();
-        (&check, &timing, &thresholds).hash(&mut h);
-        let id = TargetId(h.finish());
-        match self.targets.get(&id) {
-            Some(t)
-                if *t.target.check != check
-                    || t.target.timing != timing
-                    || t.thresholds != thresholds =>
-            {
-                Err(SpecError {
-                    key: "url",
-                    reason: format!("internal: probe target id collision for {check}"),
-                })
-            }
-            Some(_) => Ok(id),
-            None => {
-                self.targets.insert(
-                    id,
-                    TargetPlan {
-                        target: ProbeTarget {
-                            id,
-                            check: Arc::new(check),
-                            timing,
-                        },
-                        thresholds,
-                    },
-                );
-                Ok(id)
-            }
-        }
-    }
-
-    /// The probe targets, sorted by id, for the prober's watch channel.
-    pub fn probe_targets(&self) -> Arc<[ProbeTarget]> {
-        let mut v: Vec<ProbeTarget> = self.targets.values().map(|t| t.target.clone()).collect();
-        v.sort_by_key(|t| t.id);
-        v.into()
-    }
-
-    /// How many targets.
-    pub fn len(&self) -> usize {
-        self.targets.len()
-    }
-
-    /// No targets.
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
-    }
-
-    /// A target's check and timing.
-    pub fn get(&self, id: TargetId) -> Option<&ProbeTarget> {
-        self.targets.get(&id).map(|t| &t.target)
-    }
-
-    /// The mass-failure guard settings.
-    pub fn guard(&self) -> GuardSettings {
-        self.guard
-    }
 }
 
 /// The keys a profile is judged on, per replica (index = replica index).
@@ -830,6 +694,7 @@ mod tests {
 
     use super::super::outcome::{DeepDoc, Failure, Pass};
     use super::*;
+    use crate::health::spec::HealthSpec;
 
     const S: Duration = Duration::from_secs(1);
 

@@ -11,21 +11,19 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
-use crate::catalog::file::{CatalogEntry, Journal, JournalOp};
-use crate::global::{Globals, Registry, SetKind};
-use crate::health::book::{EventKind as BookKind, HealthBook, Masks, Resource, TargetId};
+use crate::catalog::file::Journal;
+use crate::global::{Globals, Registry};
+use crate::health::book::{HealthBook, Masks, TargetId};
 use crate::health::spec::HealthMode;
 use crate::metrics::Metrics;
 use crate::overrides::{AuditEvent, OverrideError, Overrides, Target, format_time, time_plus};
-use crate::state::catalog::{CatalogIndex, Entry, profile_keys};
+use crate::state::catalog::{CatalogIndex, profile_keys};
 use crate::state::command::{AdminError, ModeCommand, OverrideAction, OverrideCommand};
 use crate::state::events::EventLog;
-use crate::state::view::{Ack, EventKind as ViewKind, ModeName, RegistryRequest, WallClock};
+use crate::state::view::{Ack, EventKind as ViewKind, ModeName};
 use crate::state::{HealthMasks, Snapshot};
-
-use super::status::routed_key;
 
 /// Runtime health modes set through the admin API (the kill switch). They survive reloads;
 /// a restart goes back to the configured modes.
@@ -248,95 +246,6 @@ impl World {
         h
     }
 
-    /// Log and record what changed between two mask sets: fail-open and shadow divergence,
-    /// once per profile (naming the registry when the profile has one).
-    pub(super) fn note_health(&self, g: &Globals, old: &HealthMasks, new: &HealthMasks) {
-        let members = self.index.members();
-        for (p, m) in new.profiles.iter().enumerate() {
-            let was = old.profiles.get(p);
-            let n = members.get(p).copied().unwrap_or(0);
-            if n == 0 {
-                continue;
-            }
-            let name = profile_name(g, p as u32);
-            let was_open = was.is_some_and(|w| w.fail_open);
-            if was_open != m.fail_open {
-                if m.fail_open {
-                    self.metrics.fail_open_started(&name);
-                    error!(registries = n, profile = %name, "every enabled replica is degraded: failing open, answering all of them");
-                } else {
-                    info!(registries = n, profile = %name, "no longer failing open");
-                }
-                let msg = if m.fail_open {
-                    "every enabled replica degraded: failing open"
-                } else {
-                    "no longer failing open"
-                };
-                self.events.push(
-                    SystemTime::now(),
-                    ViewKind::FailOpen,
-                    Some(&name),
-                    None,
-                    msg,
-                );
-            }
-            let diverged = |x: &Masks| x.shadow_deep.is_some_and(|d| d != x.routable);
-            if was.is_some_and(diverged) != diverged(m) {
-                let msg = if diverged(m) {
-                    let deep = m.shadow_deep.unwrap_or(m.routable);
-                    warn!(profile = %name, routed = m.routable, deep, "shadow mode: deep checks would change routing");
-                    format!(
-                        "shadow: deep health would change routing (routed mask {:#b}, deep {deep:#b})",
-                        m.routable
-                    )
-                } else {
-                    info!(profile = %name, "shadow mode: deep checks agree with routing again");
-                    "shadow: deep health agrees with routing again".to_string()
-                };
-                self.events
-                    .push(SystemTime::now(), ViewKind::Shadow, Some(&name), None, msg);
-            }
-        }
-        if old.guard_engaged != new.guard_engaged {
-            self.metrics.guard(new.guard_engaged);
-        }
-        self.update_state_metrics(g, new);
-    }
-
-    /// Health-state gauges for the config file's registries (bounded by the config file).
-    pub(super) fn update_state_metrics(&self, g: &Globals, h: &HealthMasks) {
-        let now = Instant::now();
-        let now_wall = SystemTime::now();
-        let mut states = Vec::new();
-        for (p, prof) in g.profiles.iter().enumerate() {
-            let Some(set) = g.sets.get(prof.set as usize) else {
-                continue;
-            };
-            if set.kind != SetKind::Registry
-                || self.index.members().get(p).copied().unwrap_or(0) == 0
-            {
-                continue;
-            }
-            let mode = self.profile_mode(g, p as u32);
-            for (i, r) in set.replicas.iter().enumerate() {
-                let state = match self
-                    .overrides
-                    .is_disabled(&set.key, &r.key, &r.region, now_wall)
-                {
-                    Some(_) => "disabled",
-                    None => routed_key(&self.book.replica_detail(p as u32, i, now), mode)
-                        .map_or("unknown", |k| k.effective.as_str()),
-                };
-                states.push((set.key.to_string(), r.key.to_string(), state));
-            }
-        }
-        let _ = h;
-        self.metrics
-            .set_health_states(states.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), *c)));
-    }
-
-    //--- events ------------------------------------------------------------------------------
-
     /// A probe outcome.
     pub(super) fn outcome(
         &mut self,
@@ -420,65 +329,6 @@ impl World {
             Err(e) => {
                 error!(error = %e, "cannot write the override state file after an expiry");
                 false
-            }
-        }
-    }
-
-    /// Copy new book history entries (transitions, guard) into the event log and metrics.
-    pub(super) fn forward_book_events(&mut self) {
-        let clock = WallClock::now();
-        let last = self.last_book_event;
-        let fresh: Vec<_> = self
-            .book
-            .history()
-            .filter(|e| last.is_none_or(|l| e.at > l))
-            .cloned()
-            .collect();
-        for e in fresh {
-            self.last_book_event = Some(self.last_book_event.map_or(e.at, |n| n.max(e.at)));
-            let at = clock.wall(e.at);
-            match &e.kind {
-                BookKind::Transition {
-                    check,
-                    transition,
-                    key,
-                } => {
-                    self.metrics.transition(transition.to.as_str());
-                    let deps = match &key.resource {
-                        Resource::Whole => String::new(),
-                        Resource::Deps(d) => format!(" [{}]", d.join(",")),
-                    };
-                    self.events.push(
-                        at,
-                        ViewKind::Transition,
-                        None,
-                        None,
-                        format!(
-                            "{check}{deps}: {} -> {} ({})",
-                            transition.from, transition.to, transition.reason
-                        ),
-                    );
-                }
-                BookKind::GuardEngaged { failing, total } => {
-                    self.metrics.guard(true);
-                    self.events.push(
-                        at,
-                        ViewKind::Guard,
-                        None,
-                        None,
-                        format!("mass-failure guard engaged: {failing} of {total} targets failing; holding state"),
-                    );
-                }
-                BookKind::GuardReleased => {
-                    self.metrics.guard(false);
-                    self.events.push(
-                        at,
-                        ViewKind::Guard,
-                        None,
-                        None,
-                        "mass-failure guard released",
-                    );
-                }
             }
         }
     }
@@ -602,149 +452,6 @@ impl World {
         ))
     }
 
-    /// Add or change one registry of the catalog.
-    pub(super) fn put_registry(
-        &mut self,
-        snap: &Snapshot,
-        key: String,
-        req: RegistryRequest,
-        who: &str,
-    ) -> Result<(Ack, Snapshot), AdminError> {
-        let bad = AdminError::BadRequest;
-        if self.journal.is_none() {
-            return Err(AdminError::Conflict(
-                "no [catalog] is configured: registries of the config file change by reload".into(),
-            ));
-        }
-        let g = &snap.globals;
-        if let Some(r) = self.registry(g, &key)
-            && g.parts(&r)
-                .is_some_and(|(s, _)| s.kind == SetKind::Registry)
-        {
-            return Err(AdminError::Conflict(format!(
-                "registry {key} is defined in the config file; change it there"
-            )));
-        }
-        let line = format!(
-            "key,name,template,depends_on,ttl,answers\n{key},{},{},{},{},{}\n",
-            req.name,
-            req.template,
-            req.depends_on.as_deref().unwrap_or_default().join(";"),
-            req.ttl.as_deref().unwrap_or(""),
-            req.answers.map(|a| a.to_string()).unwrap_or_default(),
-        );
-        let entry = crate::catalog::file::parse_catalog(&line, std::path::Path::new("request"))
-            .map_err(|p| {
-                bad(p
-                    .iter()
-                    .map(|p| p.reason.clone())
-                    .collect::<Vec<_>>()
-                    .join("; "))
-            })?
-            .pop()
-            .ok_or_else(|| bad("empty request".into()))?;
-        let set = g
-            .sets
-            .iter()
-            .position(|s| s.kind == SetKind::Template && *s.key == *entry.template)
-            .ok_or_else(|| AdminError::NotFound(format!("no template {}", entry.template)))?
-            as u32;
-        let mut next = (**g).clone();
-        let put = self
-            .index
-            .put(
-                &mut next,
-                &snap.zones,
-                Entry {
-                    key: entry.key.clone(),
-                    name: entry.name.clone(),
-                    set,
-                    depends_on: entry.depends_on.clone(),
-                    ttl: entry.ttl,
-                    answers: entry.answers,
-                },
-            )
-            .map_err(bad)?;
-        let op = JournalOp::Put {
-            entry: CatalogEntry { line: 0, ..entry },
-            at: format_time(SystemTime::now()),
-            who: who.to_string(),
-        };
-        if let Some(j) = &mut self.journal
-            && let Err(e) = j.append(&op)
-        {
-            // Not on disk: undo, so what is served is what a restart would serve.
-            self.index.delete(&mut next, &key);
-            return Err(AdminError::Failed(format!(
-                "cannot write the catalog journal: {e}"
-            )));
-        }
-        let mut h = (*snap.health).clone();
-        if let Some(p) = put.new_profile {
-            let keys = profile_keys(&next, &next.profiles[p as usize]);
-            self.book.add_profile(&keys);
-            h.profiles
-                .push(self.profile_masks(&next, p, SystemTime::now()));
-        }
-        if let Some(old) = &put.replaced {
-            h.exceptions.remove(&old.id);
-        }
-        if let Some(reg) = self.registry(&next, &key)
-            && let Some(m) = self.exception(&next, &reg, SystemTime::now())
-        {
-            h.exceptions.insert(put.id, m);
-        }
-        info!(registry = %key, who, "registry put");
-        Ok(catalog_changed(
-            snap,
-            next,
-            h,
-            format!("registry {key} put"),
-        ))
-    }
-
-    /// Remove one registry of the catalog.
-    pub(super) fn delete_registry(
-        &mut self,
-        snap: &Snapshot,
-        key: &str,
-        who: &str,
-    ) -> Result<(Ack, Snapshot), AdminError> {
-        let g = &snap.globals;
-        let reg = self
-            .registry(g, key)
-            .ok_or_else(|| AdminError::NotFound(format!("no registry {key}")))?;
-        if g.parts(&reg)
-            .is_some_and(|(s, _)| s.kind == SetKind::Registry)
-            || self.journal.is_none()
-        {
-            return Err(AdminError::Conflict(format!(
-                "registry {key} is defined in the config file; change it there"
-            )));
-        }
-        let op = JournalOp::Delete {
-            key: key.into(),
-            at: format_time(SystemTime::now()),
-            who: who.to_string(),
-        };
-        if let Some(j) = &mut self.journal {
-            j.append(&op).map_err(|e| {
-                AdminError::Failed(format!("cannot write the catalog journal: {e}"))
-            })?;
-        }
-        let mut next = (**g).clone();
-        self.index.delete(&mut next, key);
-        let mut h = (*snap.health).clone();
-        h.exceptions.remove(&reg.id);
-        info!(registry = %key, who, "registry deleted");
-        Ok(catalog_changed(
-            snap,
-            next,
-            h,
-            format!("registry {key} deleted"),
-        ))
-    }
-
     /// Switch to a freshly loaded snapshot: health of surviving keys kept, masks computed for
     /// the new registries before anything is published.
     pub(super) fn reload(
@@ -775,42 +482,6 @@ impl World {
     }
 }
 
-/// The reply and the next snapshot after a catalog change: the new name table with the
-/// masks computed for it, published together.
-fn catalog_changed(
-    snap: &Snapshot,
-    g: Globals,
-    h: HealthMasks,
-    message: String,
-) -> (Ack, Snapshot) {
-    (
-        Ack {
-            message,
-            generation: Some(snap.generation + 1),
-        },
-        Snapshot {
-            globals: Arc::new(g),
-            health: Arc::new(h),
-            ..snap.clone()
-        },
-    )
-}
-
-/// A profile's name in logs: its config registry, or its template and `depends_on`.
-pub(super) fn profile_name(g: &Globals, p: u32) -> String {
-    let Some(prof) = g.profiles.get(p as usize) else {
-        return String::new();
-    };
-    let Some(set) = g.sets.get(prof.set as usize) else {
-        return String::new();
-    };
-    match (set.kind, &prof.depends_on) {
-        (SetKind::Registry, _) => set.key.to_string(),
-        (SetKind::Template, Some(d)) => format!("template/{}[{}]", set.key, d.join(",")),
-        (SetKind::Template, None) => format!("template/{}", set.key),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -822,7 +493,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::health::outcome::{Failure, Pass, ProbeOutcome};
-    use crate::state::view::StatusQuery;
+    use crate::state::view::{RegistryRequest, StatusQuery};
 
     const S: Duration = Duration::from_secs(1);
 

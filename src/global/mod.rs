@@ -20,7 +20,6 @@
 //!   shard (about 1/1024 of the table), never the whole table.
 
 use std::hash::BuildHasher;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
@@ -32,11 +31,15 @@ use rustc_hash::FxBuildHasher;
 use crate::config::Replica;
 use crate::health::book::TargetId;
 use crate::health::spec::HealthMode;
-use crate::routing::{
-    self, Candidate, Candidates, Client, Location, Locator, RegionOrder, Regions,
-};
-use crate::wire::{ClientSubnet, MAX_NAME_LEN};
+use crate::routing::{Candidate, Candidates, RegionOrder, Regions};
+use crate::wire::MAX_NAME_LEN;
 use crate::zone::{Answer, Owner, ZoneSet, emit_record};
+
+mod decide;
+
+pub use decide::{
+    Decision, Explained, ExplainedReplica, Target, decide, decide_with_health, explain,
+};
 
 /// How many shards the name table has.
 pub const SHARDS: usize = 1024;
@@ -505,210 +508,6 @@ pub fn wire_lower(name: &Name) -> Vec<u8> {
     }
     v.push(0);
     v
-}
-
-//------------ Decisions -----------------------------------------------------------------------
-
-/// A registry resolved to everything a decision needs.
-#[derive(Clone, Copy, Debug)]
-pub struct Target<'a> {
-    /// The record.
-    pub registry: &'a Registry,
-    /// Its replica set.
-    pub set: &'a ReplicaSet,
-    /// Its prepared answers.
-    pub answers: &'a AnswerSet,
-}
-
-/// The replicas a query gets, and why. The DNS path and `steerdns explain` both come here.
-#[derive(Debug)]
-pub struct Decision<'a> {
-    /// Where the client is.
-    pub location: Location<'a>,
-    /// The client the decision was made for.
-    pub client: Client,
-    /// Chosen replica indices, best first (`count` of them).
-    pub picks: [routing::ReplicaIndex; routing::MAX_REPLICAS],
-    /// How many picks.
-    pub count: usize,
-    /// The ECS scope prefix to answer with.
-    pub scope: u8,
-    /// The mask of replicas that were eligible (routable and with data for the type).
-    pub eligible: u64,
-}
-
-/// Decide with the health masks of the registry, failing open when every replica that could
-/// answer this type is degraded: then the enabled ones are ranked as if all were healthy
-/// (DESIGN: "all replicas degraded"). Returns the decision and whether it failed open. The DNS
-/// path and explain both call this.
-pub fn decide_with_health<'a>(
-    locator: &'a Locator,
-    t: Target<'_>,
-    (routable, enabled): (u64, u64),
-    qtype: u16,
-    source: IpAddr,
-    ecs: Option<&ClientSubnet>,
-) -> (Decision<'a>, bool) {
-    let decision = decide(locator, t, routable, qtype, source, ecs);
-    if decision.count == 0 {
-        let fallback = enabled & t.set.mask_for(qtype);
-        if fallback != 0 && fallback != decision.eligible {
-            return (decide(locator, t, fallback, qtype, source, ecs), true);
-        }
-    }
-    (decision, false)
-}
-
-/// Decide which replicas answer a query. `routable` is the health view's mask for the
-/// registry (fail-open already applied). `source` is the packet source; `ecs` the validated
-/// Client Subnet option, if any.
-pub fn decide<'a>(
-    locator: &'a Locator,
-    t: Target<'_>,
-    routable: u64,
-    qtype: u16,
-    source: IpAddr,
-    ecs: Option<&ClientSubnet>,
-) -> Decision<'a> {
-    // RFC 7871 §7.1.2: a SOURCE PREFIX-LENGTH of 0 means the client does not want its
-    // address used; answer for the resolver, scope 0.
-    let (client, opted_out) = match ecs {
-        Some(cs) if cs.source_prefix > 0 => (Client::from_subnet(cs.addr, cs.source_prefix), false),
-        Some(_) => (Client::from_source(source), true),
-        None => (Client::from_source(source), false),
-    };
-    let location = locator.locate(client);
-    let eligible = routable & t.set.mask_for(qtype);
-    let mut picks = [0; routing::MAX_REPLICAS];
-    let mut count = routing::rank(
-        &location,
-        &t.set.candidates,
-        eligible,
-        usize::from(t.registry.answers),
-        &mut picks,
-    );
-    // A name owns one CNAME at most: a CNAME replica answers alone.
-    if count > 1
-        && let Some(pos) = picks[..count].iter().position(|p| {
-            t.set
-                .replicas
-                .get(usize::from(*p))
-                .is_some_and(|r| r.spec.cname.is_some())
-        })
-    {
-        count = if pos == 0 { 1 } else { pos };
-    }
-    // An answer that is the same for everybody (nothing eligible: NODATA) is not tailored.
-    let scope = if opted_out || count == 0 {
-        0
-    } else {
-        location.scope_prefix
-    };
-    Decision {
-        location,
-        client,
-        picks,
-        count,
-        scope,
-        eligible,
-    }
-}
-
-//------------ Explain ------------------------------------------------------------------------
-
-/// Why a query for a global name gets its answer: the self-hosted "test DNS answer".
-#[derive(Debug, serde::Serialize)]
-pub struct Explained {
-    /// The registry (config key).
-    pub registry: String,
-    /// The global name.
-    pub name: String,
-    /// The query type.
-    pub qtype: String,
-    /// The client the decision was made for (ECS subnet or source), as `addr/prefix`.
-    pub client: String,
-    /// Which layer decided, the matched network, the label.
-    pub basis: routing::Basis,
-    /// The latency-table prefix or mmdb network that decided.
-    pub network: Option<String>,
-    /// The metrics label.
-    pub label: Option<String>,
-    /// The ECS scope the answer carries (when the query has ECS).
-    pub scope_prefix: u8,
-    /// The answer failed open (every replica able to answer was degraded).
-    pub fail_open: bool,
-    /// Every replica in rank order.
-    pub ranking: Vec<ExplainedReplica>,
-    /// The answer records, as text.
-    pub answer: Vec<String>,
-}
-
-/// One replica in an explanation.
-#[derive(Debug, serde::Serialize)]
-pub struct ExplainedReplica {
-    /// Config key.
-    pub replica: String,
-    /// Region name.
-    pub region: String,
-    /// RTT for this client (measured or estimated), if known.
-    pub rtt_ms: Option<u32>,
-    /// Healthy (or failed open) and with records of this type.
-    pub eligible: bool,
-    /// In the answer.
-    pub chosen: bool,
-}
-
-/// Explain the answer to `qtype` for a registry, from the same decision code the DNS path
-/// runs. The one explain behind the CLI and the admin API.
-pub fn explain(
-    locator: &Locator,
-    zones: &ZoneSet,
-    t: Target<'_>,
-    masks: (u64, u64),
-    qtype: u16,
-    source: IpAddr,
-    ecs: Option<&ClientSubnet>,
-) -> Explained {
-    let (d, fail_open) = decide_with_health(locator, t, masks, qtype, source, ecs);
-    let x = routing::explain(&d.location, &t.set.candidates, d.eligible);
-    let chosen = &d.picks[..d.count];
-    let name = t.registry.name();
-    let mut answer = Vec::new();
-    for p in chosen {
-        answer.extend(
-            t.set
-                .describe(usize::from(*p), &name, t.answers.ttl, qtype, zones),
-        );
-    }
-    let replica_key = |i: routing::ReplicaIndex| {
-        t.set
-            .replicas
-            .get(usize::from(i))
-            .map_or_else(String::new, |r| r.key.to_string())
-    };
-    Explained {
-        registry: t.registry.key().to_string(),
-        name: name.to_ascii(),
-        qtype: RecordType::from(qtype).to_string(),
-        client: format!("{}/{}", d.client.addr, d.client.source_prefix),
-        basis: x.basis,
-        network: x.network.map(|n| n.to_string()),
-        label: x.label,
-        scope_prefix: d.scope,
-        fail_open,
-        ranking: x
-            .replicas
-            .iter()
-            .map(|r| ExplainedReplica {
-                replica: replica_key(r.replica),
-                region: r.region_name.clone(),
-                rtt_ms: r.rtt_ms,
-                eligible: r.routable,
-                chosen: chosen.contains(&r.replica),
-            })
-            .collect(),
-        answer,
-    }
 }
 
 #[cfg(test)]
