@@ -2,3 +2,4 @@
 //! journal of the changes made to it at runtime ([`file`]).
 
 pub mod file;
+mod journal;
