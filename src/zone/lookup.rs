@@ -1,0 +1,259 @@
+//! The lookup an authoritative server performs (RFC 1034 §4.3.2 steps 2–6, without
+//! recursion): delegations, CNAME chains, wildcards, empty non-terminals, NXDOMAIN versus
+//! NODATA, and the additional section.
+
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use super::{Answer, MAX_CNAME_CHAIN, Node, Owner, Zone, ZoneSet};
+
+impl ZoneSet {
+    /// Resolve `qname`/`qtype` in our zones (RFC 1034 §4.3.2 steps 2–6, without recursion).
+    /// `None` when no zone encloses the name (the caller answers REFUSED).
+    pub fn lookup<'z>(
+        &'z self,
+        qname: &'z Name,
+        qtype: RecordType,
+    ) -> Option<(&'z Zone, Answer<'z>)> {
+        let first_zone = self.find(qname)?;
+        let mut answers: Vec<(&'z Record, Owner<'z>)> = Vec::new();
+        let mut additionals: Vec<&'z Record> = Vec::new();
+        let mut name: &'z Name = qname;
+        let mut zone = first_zone;
+        let mut owner_is_query = true;
+
+        for _ in 0..=MAX_CNAME_CHAIN {
+            let step = zone.step(name, qtype);
+            match step {
+                Step::Referral { ns, glue } => {
+                    if answers.is_empty() {
+                        return Some((first_zone, Answer::Referral { ns, glue }));
+                    }
+                    // A CNAME chain that leads into a delegation: what we have is the answer.
+                    break;
+                }
+                Step::Data { records, owner } => {
+                    let owner = if owner_is_query {
+                        owner.or_query()
+                    } else {
+                        owner
+                    };
+                    answers.extend(records.iter().map(|r| (r, owner)));
+                    zone.additional_for(records, self, &mut additionals);
+                    break;
+                }
+                Step::Cname { record, owner } => {
+                    let owner = if owner_is_query {
+                        owner.or_query()
+                    } else {
+                        owner
+                    };
+                    answers.push((record, owner));
+                    if qtype == RecordType::CNAME {
+                        break;
+                    }
+                    let RData::CNAME(target) = &record.data else {
+                        break;
+                    };
+                    // Loop protection: stop if the target was already answered.
+                    if answers.iter().any(|(r, _)| r.name == target.0) {
+                        break;
+                    }
+                    match self.find(&target.0) {
+                        Some(next) => {
+                            zone = next;
+                            name = &target.0;
+                            owner_is_query = false;
+                        }
+                        // Target outside our zones: the resolver continues from here.
+                        None => break,
+                    }
+                }
+                Step::NoData => {
+                    return Some((
+                        first_zone,
+                        Answer::Authoritative {
+                            answers,
+                            soa: Some(zone.negative_soa()),
+                            nxdomain: false,
+                            additionals,
+                        },
+                    ));
+                }
+                Step::NxDomain => {
+                    return Some((
+                        first_zone,
+                        Answer::Authoritative {
+                            answers,
+                            soa: Some(zone.negative_soa()),
+                            nxdomain: true,
+                            additionals,
+                        },
+                    ));
+                }
+            }
+        }
+        Some((
+            first_zone,
+            Answer::Authoritative {
+                answers,
+                soa: None,
+                nxdomain: false,
+                additionals,
+            },
+        ))
+    }
+}
+
+impl Owner<'_> {
+    fn or_query(self) -> Self {
+        match self {
+            // In the first step the owner is the query name, synthesised or not.
+            Owner::Own | Owner::Synthesised(_) => Owner::Query,
+            Owner::Query => Owner::Query,
+        }
+    }
+}
+
+enum Step<'z> {
+    Referral {
+        ns: &'z [Record],
+        glue: Vec<&'z Record>,
+    },
+    Data {
+        records: &'z [Record],
+        owner: Owner<'z>,
+    },
+    Cname {
+        record: &'z Record,
+        owner: Owner<'z>,
+    },
+    NoData,
+    NxDomain,
+}
+
+impl Zone {
+    /// One lookup step for a name inside this zone.
+    fn step<'z>(&'z self, name: &'z Name, qtype: RecordType) -> Step<'z> {
+        let origin_labels = usize::from(self.origin.num_labels());
+        let labels = usize::from(name.num_labels());
+
+        // Walk down from the apex looking for a zone cut (RFC 1034 §4.3.2 step 3b), and find
+        // the closest encloser on the way.
+        let mut closest = origin_labels;
+        for n in origin_labels + 1..=labels {
+            let ancestor = name.trim_to(n);
+            let Some(node) = self.nodes.get(&ancestor) else {
+                break;
+            };
+            closest = n;
+            // DS lives in the parent zone (RFC 4035 §3.1.4.1): a DS query at the cut is
+            // answered here, from the parent side.
+            if node.cut && !(n == labels && qtype == RecordType::DS) {
+                // Borrow the NS RRset from self.nodes (the key must outlive the function).
+                if let Some((_, node)) = self.nodes.get_key_value(&ancestor)
+                    && let Some(ns) = node.rrset(RecordType::NS)
+                {
+                    let mut glue = Vec::new();
+                    self.glue_for(&ns.records, &mut glue);
+                    return Step::Referral {
+                        ns: &ns.records,
+                        glue,
+                    };
+                }
+            }
+        }
+
+        if closest == labels {
+            let Some(node) = self.nodes.get(name) else {
+                return Step::NxDomain;
+            };
+            return Self::from_node(node, qtype, Owner::Own);
+        }
+
+        // The name does not exist. RFC 4592: a wildcard child of the closest encloser
+        // synthesises the answer, unless the name is below an existing name in between
+        // (closest encloser rule: only the immediate `*` under the closest encloser counts).
+        let encloser = name.trim_to(closest);
+        if let Ok(wildcard) = encloser.prepend_label("*")
+            && let Some((_, node)) = self.nodes.get_key_value(&wildcard)
+        {
+            return Self::from_node(node, qtype, Owner::Synthesised(name));
+        }
+        Step::NxDomain
+    }
+
+    fn from_node<'z>(node: &'z Node, qtype: RecordType, owner: Owner<'z>) -> Step<'z> {
+        if qtype == RecordType::ANY {
+            // RFC 8482 §4.1: answer ANY with one RRset (the CNAME if there is one, else the
+            // first address, else whatever comes first), not the whole node.
+            let pick = [RecordType::CNAME, RecordType::A, RecordType::AAAA]
+                .iter()
+                .find_map(|t| node.rrset(*t))
+                .or_else(|| node.rrsets.first());
+            return match pick {
+                Some(r) => Step::Data {
+                    records: &r.records,
+                    owner,
+                },
+                None => Step::NoData,
+            };
+        }
+        if let Some(r) = node.rrset(qtype) {
+            return Step::Data {
+                records: &r.records,
+                owner,
+            };
+        }
+        if let Some(c) = node.rrset(RecordType::CNAME)
+            && let Some(record) = c.records.first()
+        {
+            return Step::Cname { record, owner };
+        }
+        Step::NoData
+    }
+
+    /// Glue for a referral: A/AAAA of NS targets that lie inside this zone (at or below the
+    /// cut, or elsewhere in the zone).
+    fn glue_for<'z>(&'z self, ns: &'z [Record], out: &mut Vec<&'z Record>) {
+        for r in ns {
+            if let RData::NS(target) = &r.data {
+                self.addresses_of(&target.0, out);
+            }
+        }
+    }
+
+    fn addresses_of<'z>(&'z self, target: &Name, out: &mut Vec<&'z Record>) {
+        if let Some(node) = self.nodes.get(target) {
+            for t in [RecordType::A, RecordType::AAAA] {
+                if let Some(r) = node.rrset(t) {
+                    out.extend(r.records.iter());
+                }
+            }
+        }
+    }
+
+    /// Additional-section processing (RFC 1035 §3.3.9, §3.3.11; RFC 2782): addresses of NS,
+    /// MX and SRV targets that are in our zones and not delegated away.
+    fn additional_for<'z>(
+        &'z self,
+        records: &'z [Record],
+        set: &'z ZoneSet,
+        out: &mut Vec<&'z Record>,
+    ) {
+        for r in records {
+            let target = match &r.data {
+                RData::NS(ns) => &ns.0,
+                RData::MX(mx) => &mx.exchange,
+                RData::SRV(srv) => &srv.target,
+                _ => continue,
+            };
+            if let Some(zone) = set.find(target) {
+                // NS targets below a cut are glue and still useful; MX/SRV targets below a cut
+                // are not ours to answer.
+                if matches!(&r.data, RData::NS(_)) || !zone.is_below_cut(target) {
+                    zone.addresses_of(target, out);
+                }
+            }
+        }
+    }
+}

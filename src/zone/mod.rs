@@ -1,0 +1,385 @@
+//! Static zones: RFC 1035 master files loaded into an in-memory tree, and the RFC 1034 §4.3.2
+//! lookup an authoritative server performs on it (delegations, CNAME, wildcards, empty
+//! non-terminals, NXDOMAIN versus NODATA).
+//!
+//! Zone files are parsed with hickory-proto's text parser; everything after that — the tree,
+//! the lookup and the checks a zone must pass before it is served — is ours, because the
+//! hickory `Catalog` answers delegations with AA set and no glue, uses the SOA TTL instead of
+//! min(TTL, MINIMUM) for negative answers (RFC 2308 §3) and scans the whole zone for each
+//! negative answer.
+//!
+//! Here: the model (zone, node, RRset, the set of zones) and the one resource-record emitter;
+//! `load` (parsing, the checks, error lines) and `lookup` (RFC 1034 §4.3.2) beside it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hickory_proto::ProtoError;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+
+mod load;
+mod lookup;
+
+/// Longest CNAME chain followed inside our zones.
+const MAX_CNAME_CHAIN: usize = 8;
+
+//------------ Zone ----------------------------------------------------------------------------
+
+/// One RRset of a node.
+#[derive(Debug)]
+pub struct Rrset {
+    /// The type.
+    pub rtype: RecordType,
+    /// The records, in file order.
+    pub records: Vec<Record>,
+}
+
+/// A name in the zone: its RRsets (none for an empty non-terminal).
+#[derive(Debug, Default)]
+struct Node {
+    rrsets: Vec<Rrset>,
+    /// Has NS and is not the apex: a zone cut (RFC 1034 §4.2.1).
+    cut: bool,
+}
+
+impl Node {
+    fn rrset(&self, rtype: RecordType) -> Option<&Rrset> {
+        self.rrsets.iter().find(|r| r.rtype == rtype)
+    }
+}
+
+/// A loaded, checked zone.
+#[derive(Debug)]
+pub struct Zone {
+    origin: Name,
+    file: PathBuf,
+    nodes: HashMap<Name, Node>,
+    /// The SOA record as it is answered for SOA queries.
+    soa: Record,
+    /// The SOA with TTL = min(SOA TTL, MINIMUM) for the authority section of negative
+    /// answers (RFC 2308 §3).
+    negative_soa: Record,
+    record_count: usize,
+}
+
+impl Zone {
+    /// The zone's origin (apex).
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+
+    /// The file the zone was loaded from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The SOA for negative answers (TTL already min(TTL, MINIMUM)).
+    pub fn negative_soa(&self) -> &Record {
+        &self.negative_soa
+    }
+
+    /// SOA serial.
+    pub fn serial(&self) -> u32 {
+        match &self.soa.data {
+            RData::SOA(soa) => soa.serial,
+            _ => 0,
+        }
+    }
+
+    /// Number of records in the zone.
+    pub fn record_count(&self) -> usize {
+        self.record_count
+    }
+
+    /// Whether a name owns records (an empty non-terminal does not).
+    pub fn has_data(&self, name: &Name) -> bool {
+        self.nodes.get(name).is_some_and(|n| !n.rrsets.is_empty())
+    }
+
+    /// The RRset of the given type at a name, if any.
+    pub fn rrset(&self, name: &Name, rtype: RecordType) -> Option<&Rrset> {
+        self.nodes.get(name).and_then(|n| n.rrset(rtype))
+    }
+
+    /// Whether `name` lies at or below a zone cut of this zone (so the zone is not
+    /// authoritative for it).
+    pub fn is_below_cut(&self, name: &Name) -> bool {
+        let origin_labels = self.origin.num_labels();
+        let labels = name.num_labels();
+        (origin_labels + 1..=labels).any(|n| {
+            self.nodes
+                .get(&name.trim_to(n.into()))
+                .is_some_and(|x| x.cut)
+        })
+    }
+}
+
+//------------ ZoneSet -------------------------------------------------------------------------
+
+/// The outcome of a lookup, borrowing records from the zones.
+#[derive(Debug)]
+pub enum Answer<'z> {
+    /// Authoritative data (possibly through a CNAME chain). `rcode_nx` is set when the chain
+    /// ends in a name that does not exist (RFC 6604), `nodata` when it ends in a name without
+    /// the type; `soa` is then the negative SOA of the zone where the chain ended.
+    Authoritative {
+        /// Answer records, each with the owner to write (None = the record's own owner;
+        /// Some(()) = the query name, for wildcard-synthesised records).
+        answers: Vec<(&'z Record, Owner<'z>)>,
+        /// Negative SOA for the authority section, when the final name had no data.
+        soa: Option<&'z Record>,
+        /// The final name does not exist.
+        nxdomain: bool,
+        /// Additional-section records (A/AAAA for NS, MX and SRV targets in our zones).
+        additionals: Vec<&'z Record>,
+    },
+    /// A referral to a delegated child zone: NS in authority, glue in additional, AA unset.
+    Referral {
+        /// The NS RRset at the cut.
+        ns: &'z [Record],
+        /// Glue addresses for the NS targets.
+        glue: Vec<&'z Record>,
+    },
+}
+
+/// Which owner name to write for an answer record.
+#[derive(Clone, Copy, Debug)]
+pub enum Owner<'z> {
+    /// The record's own owner name.
+    Own,
+    /// A wildcard-synthesised record: written with this owner (RFC 4592 §3.4.2).
+    Synthesised(&'z Name),
+    /// The query name, exactly as the client sent it.
+    Query,
+}
+
+/// Emit one record. The owner is written as a pointer to the question when it is the query
+/// name, so the answer repeats the client's letter case and costs two octets.
+pub fn emit_record(
+    enc: &mut BinEncoder<'_>,
+    rec: &Record,
+    owner: Owner<'_>,
+) -> Result<(), ProtoError> {
+    match owner {
+        Owner::Query => enc.emit_u16(0xc000 | crate::wire::HEADER_LEN as u16)?,
+        Owner::Own => rec.name.emit(enc)?,
+        Owner::Synthesised(name) => name.emit(enc)?,
+    }
+    enc.emit_u16(rec.record_type().into())?;
+    enc.emit_u16(rec.dns_class.into())?;
+    enc.emit_u32(rec.ttl)?;
+    let place = enc.place::<u16>()?;
+    rec.data.emit(enc)?;
+    let len = enc.len_since_place(&place);
+    place.replace(enc, len as u16)?;
+    Ok(())
+}
+
+/// Every zone served, keyed by origin.
+#[derive(Debug, Default)]
+pub struct ZoneSet {
+    zones: HashMap<Name, Arc<Zone>>,
+}
+
+impl ZoneSet {
+    /// Build a set from zones already loaded (tests, reload).
+    pub fn from_zones(zones: impl IntoIterator<Item = Zone>) -> Self {
+        Self {
+            zones: zones
+                .into_iter()
+                .map(|z| (z.origin().clone(), Arc::new(z)))
+                .collect(),
+        }
+    }
+
+    /// The zones, in no particular order.
+    pub fn zones(&self) -> impl Iterator<Item = &Arc<Zone>> {
+        self.zones.values()
+    }
+
+    /// Number of zones.
+    pub fn len(&self) -> usize {
+        self.zones.len()
+    }
+
+    /// No zones at all.
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty()
+    }
+
+    /// The closest enclosing zone of `name` (the most labels in common).
+    pub fn find(&self, name: &Name) -> Option<&Zone> {
+        let labels = name.num_labels();
+        (0..=labels)
+            .rev()
+            .find_map(|n| self.zones.get(&name.trim_to(n.into())).map(|z| &**z))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::Problem;
+
+    fn zone(text: &str) -> Result<Zone, Vec<Problem>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("example.zone");
+        std::fs::write(&path, text).expect("write");
+        Zone::load(&path, &Name::from_ascii("example.").expect("name"))
+    }
+
+    const BASE: &str = "$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ NS ns1\n@ NS ns2\nns1 A 192.0.2.1\nns2 A 192.0.2.2\n";
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).expect("name")
+    }
+
+    #[test]
+    fn parse_error_has_line() {
+        let errs = zone(&format!(
+            "{BASE}www A 192.0.2.10\nbad A not-an-address\nok A 192.0.2.11\n"
+        ))
+        .expect_err("must fail");
+        assert_eq!(errs[0].line, Some(8), "{errs:?}");
+    }
+
+    #[test]
+    fn parse_error_in_multiline_record() {
+        let text = "$TTL 300\n@ IN SOA ns1 hostmaster (\n 1 3600 600\n 86400 60 )\n@ NS ns1\nns1 A 192.0.2.1\nx MX ten mail\n";
+        let errs = zone(text).expect_err("must fail");
+        assert_eq!(errs[0].line, Some(7), "{errs:?}");
+    }
+
+    #[test]
+    fn semantic_errors() {
+        let errs = zone("$TTL 300\n@ NS ns1\nns1 A 192.0.2.1\n").expect_err("no soa");
+        assert!(errs.iter().any(|e| e.reason.contains("no SOA")), "{errs:?}");
+        let errs = zone(&format!("{BASE}www CNAME x\nwww A 192.0.2.3\n")).expect_err("cname+a");
+        assert!(
+            errs.iter()
+                .any(|e| e.reason.contains("CNAME and other data") && e.line == Some(7)),
+            "{errs:?}"
+        );
+        let errs = zone(&format!("{BASE}other.test. A 192.0.2.3\n")).expect_err("out of zone");
+        assert!(
+            errs.iter().any(|e| e.reason.contains("outside the zone")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn lookups() {
+        let z = zone(&format!(
+            "{BASE}www A 192.0.2.10\nalias CNAME www\nloop1 CNAME loop2\nloop2 CNAME loop1\n*.wild A 192.0.2.20\nz.wild A 192.0.2.21\na.b.c A 192.0.2.30\nsub NS ns.sub\nns.sub A 192.0.2.40\nout CNAME www.elsewhere.test.\n"
+        ))
+        .expect("zone");
+        let set = ZoneSet::from_zones([z]);
+
+        let q = n("www.example.");
+        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        assert!(
+            matches!(a, Answer::Authoritative { ref answers, nxdomain: false, soa: None, .. } if answers.len() == 1)
+        );
+
+        let q = n("alias.example.");
+        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let Answer::Authoritative { answers, .. } = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(answers.len(), 2);
+
+        let q = n("loop1.example.");
+        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let Answer::Authoritative { answers, .. } = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(answers.len(), 2, "loop stops");
+
+        let q = n("out.example.");
+        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let Answer::Authoritative { answers, soa, .. } = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!((answers.len(), soa.is_none()), (1, true));
+
+        // RFC 4592 §2.2: the wildcard under the closest encloser covers several labels...
+        let q = n("x.y.wild.example.");
+        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        assert!(
+            matches!(a, Answer::Authoritative { nxdomain: false, ref answers, .. } if answers.len() == 1),
+            "{a:?}"
+        );
+        // ...but not below an existing name (z.wild), whose closest encloser has no wildcard.
+        let q = n("x.z.wild.example.");
+        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        assert!(
+            matches!(a, Answer::Authoritative { nxdomain: true, .. }),
+            "{a:?}"
+        );
+        let q = n("x.wild.example.");
+        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let Answer::Authoritative { answers, .. } = a else {
+            panic!("{a:?}")
+        };
+        assert!(matches!(answers[0].1, Owner::Query));
+
+        // Empty non-terminal: NODATA, not NXDOMAIN.
+        let q = n("b.c.example.");
+        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        assert!(matches!(
+            a,
+            Answer::Authoritative {
+                nxdomain: false,
+                soa: Some(_),
+                ..
+            }
+        ));
+        let q = n("nope.example.");
+        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let Answer::Authoritative {
+            nxdomain: true,
+            soa: Some(soa),
+            ..
+        } = a
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!(soa.ttl, 60, "min(300, MINIMUM 60)");
+
+        for name in ["sub.example.", "host.sub.example.", "ns.sub.example."] {
+            let q = n(name);
+            let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+            let Answer::Referral { ns, glue } = a else {
+                panic!("{name}: {a:?}")
+            };
+            assert_eq!((ns.len(), glue.len()), (1, 1), "{name}");
+        }
+        let q = n("sub.example.");
+        let (_, a) = set.lookup(&q, RecordType::DS).expect("in zone");
+        assert!(
+            matches!(a, Answer::Authoritative { soa: Some(_), .. }),
+            "DS at the cut is the parent's"
+        );
+
+        let q = n("example.");
+        let (_, a) = set.lookup(&q, RecordType::NS).expect("apex");
+        let Answer::Authoritative {
+            answers,
+            additionals,
+            ..
+        } = a
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            (answers.len(), additionals.len()),
+            (2, 2),
+            "glue for both NS"
+        );
+
+        assert!(set.lookup(&n("xexample."), RecordType::A).is_none());
+        assert!(set.lookup(&n("example.com."), RecordType::A).is_none());
+    }
+}
