@@ -1,0 +1,402 @@
+//! The counters the DNS answer path bumps: fixed arrays of relaxed atomics laid out at load
+//! time (see the module doc of `metrics` for the rule), and the hub that keeps their totals
+//! across reloads. Nothing here knows about prometheus-client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::*;
+
+//------------ DnsCounters ------------------------------------------------------------------
+
+/// Response codes counted, in index order; anything else counts as `other`.
+pub const RCODES: [&str; 8] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
+];
+/// Query type buckets, in index order.
+pub const QTYPES: [&str; 10] = [
+    "A", "AAAA", "CNAME", "SOA", "NS", "MX", "TXT", "SRV", "ANY", "other",
+];
+/// Decision basis label values, in [`DecisionBasis`] order.
+pub const BASES: [&str; 3] = ["latency_table", "geo", "default_order"];
+
+/// Which routing layer decided (mirrors `routing::Basis`; `dns` maps one onto the other).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum DecisionBasis {
+    /// A latency-table entry matched.
+    LatencyTable = 0,
+    /// The mmdb gave coordinates.
+    Geo = 1,
+    /// The configured default order.
+    DefaultOrder = 2,
+}
+
+/// Counters the DNS answer path bumps: plain atomics, `Relaxed`, no locks, no allocation.
+#[derive(Debug, Default)]
+pub struct DnsCounters {
+    pub(super) queries: [[AtomicU64; QTYPES.len()]; RCODES.len()],
+    pub(super) ecs: [AtomicU64; 2],
+    pub(super) basis: [AtomicU64; BASES.len()],
+    pub(super) fail_open: AtomicU64,
+}
+
+impl DnsCounters {
+    /// Count one response with `rcode` (the full 12-bit extended code, BADVERS = 16) to a
+    /// query of type `qtype`.
+    #[inline]
+    pub fn response(&self, rcode: u16, qtype: u16) {
+        let r = rcode_index(rcode);
+        let q = qtype_index(qtype);
+        // Both indices come from total functions whose ranges are the array lengths.
+        if let Some(c) = self.queries.get(r).and_then(|row| row.get(q)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Count a query for a global name with (`true`) or without an ECS option.
+    #[inline]
+    pub fn ecs(&self, present: bool) {
+        self.ecs[usize::from(present)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a routing decision.
+    #[inline]
+    pub fn decision(&self, basis: DecisionBasis) {
+        self.basis[basis as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count an answer given while failing open.
+    #[inline]
+    pub fn fail_open(&self) {
+        self.fail_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Responses so far with `rcode` × `qtype` (label values from [`RCODES`] / [`QTYPES`]).
+    pub fn responses(&self, rcode: &str, qtype: &str) -> u64 {
+        let r = RCODES.iter().position(|x| *x == rcode);
+        let q = QTYPES.iter().position(|x| *x == qtype);
+        match (r, q) {
+            (Some(r), Some(q)) => self.queries[r][q].load(Ordering::Relaxed),
+            _ => 0,
+        }
+    }
+}
+
+fn rcode_index(rcode: u16) -> usize {
+    match rcode {
+        0..=5 => usize::from(rcode),
+        16 => 6,
+        _ => 7,
+    }
+}
+
+fn qtype_index(qtype: u16) -> usize {
+    match qtype {
+        1 => 0,
+        28 => 1,
+        5 => 2,
+        6 => 3,
+        2 => 4,
+        15 => 5,
+        16 => 6,
+        33 => 7,
+        255 => 8,
+        _ => 9,
+    }
+}
+
+//------------ ClientLabels ----------------------------------------------------------------
+
+/// Index of a client label inside a [`ClientLabels`] set; 0 is `unknown`.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct LabelIndex(pub(super) u16);
+
+/// The bounded set of client labels known at load time: latency-table labels, ISO country
+/// and continent codes, plus `unknown` (index 0).
+#[derive(Debug)]
+pub struct ClientLabels {
+    /// Names by index; `names[0]` is `unknown`.
+    names: Box<[Box<str>]>,
+    /// Two-letter upper-case codes `XY` at `(X-'A')*26 + (Y-'A')`; 0 when not in the set.
+    two_letter: Box<[u16; 676]>,
+    /// Every other label, sorted, with its index.
+    others: Box<[(Box<str>, u16)]>,
+}
+
+impl ClientLabels {
+    /// A set of the given labels (duplicates and `unknown` are ignored).
+    pub fn new<S: AsRef<str>>(labels: impl IntoIterator<Item = S>) -> Self {
+        let mut names: Vec<Box<str>> = vec![UNKNOWN_LABEL.into()];
+        let mut two_letter = Box::new([0u16; 676]);
+        let mut others: Vec<(Box<str>, u16)> = Vec::new();
+        for l in labels {
+            let l = l.as_ref();
+            if l == UNKNOWN_LABEL || names.len() >= usize::from(u16::MAX) {
+                continue;
+            }
+            let idx = names.len() as u16;
+            if let Some(slot) = two_letter_slot(l) {
+                if two_letter[slot] == 0 {
+                    two_letter[slot] = idx;
+                    names.push(l.into());
+                }
+            } else if !others.iter().any(|(o, _)| &**o == l) {
+                others.push((l.into(), idx));
+                names.push(l.into());
+            }
+        }
+        others.sort_by(|a, b| a.0.cmp(&b.0));
+        Self {
+            names: names.into(),
+            two_letter,
+            others: others.into(),
+        }
+    }
+
+    /// Every two-letter code `AA` .. `ZZ`: a superset of ISO 3166-1 alpha-2 and continent
+    /// codes, for when the mmdb's codes are not enumerated at load time.
+    pub fn all_two_letter_codes() -> impl Iterator<Item = String> {
+        (b'A'..=b'Z')
+            .flat_map(|a| (b'A'..=b'Z').map(move |b| String::from_utf8_lossy(&[a, b]).into()))
+    }
+
+    /// The index of `label` (`routing::Location::label`); `unknown` for None or a label not in
+    /// the set. No allocation, no hashing.
+    #[inline]
+    pub fn index(&self, label: Option<&str>) -> LabelIndex {
+        let Some(l) = label else {
+            return LabelIndex(0);
+        };
+        if let Some(slot) = two_letter_slot(l) {
+            return LabelIndex(self.two_letter[slot]);
+        }
+        match self.others.binary_search_by(|(o, _)| (**o).cmp(l)) {
+            Ok(i) => LabelIndex(self.others[i].1),
+            Err(_) => LabelIndex(0),
+        }
+    }
+
+    /// Number of labels, `unknown` included.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Never true (`unknown` is always there); for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The label's name.
+    pub fn name(&self, i: LabelIndex) -> &str {
+        self.names
+            .get(usize::from(i.0))
+            .map_or(UNKNOWN_LABEL, |n| n)
+    }
+}
+
+fn two_letter_slot(l: &str) -> Option<usize> {
+    match l.as_bytes() {
+        [a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => {
+            Some(usize::from(a - b'A') * 26 + usize::from(b - b'A'))
+        }
+        _ => None,
+    }
+}
+
+//------------ ReplicaCounters -------------------------------------------------------------
+
+/// One registry's keys, for laying out [`ReplicaCounters`].
+#[derive(Clone, Debug)]
+pub struct RegistryKeys {
+    /// `[registries.KEY]`.
+    pub key: String,
+    /// Replica keys in replica-index order.
+    pub replicas: Vec<String>,
+}
+
+/// Answer counters by (registry, replica) and by (client label × replica key), preallocated
+/// for one config generation. Put an `Arc` of it in the snapshot; the answer path calls
+/// [`ReplicaCounters::answer`].
+#[derive(Debug)]
+pub struct ReplicaCounters {
+    /// Per registry index: its first slot in `by_replica`.
+    offsets: Box<[u32]>,
+    /// Per slot: (registry key, replica key).
+    pub(super) slot_keys: Box<[(Arc<str>, Arc<str>)]>,
+    /// Per slot: index of its replica key in `replica_keys`.
+    slot_column: Box<[u32]>,
+    by_replica: Box<[AtomicU64]>,
+    /// Distinct replica keys: the columns of `by_client`.
+    replica_keys: Box<[Arc<str>]>,
+    labels: ClientLabels,
+    /// `labels.len()` rows × `replica_keys.len()` columns.
+    by_client: Box<[AtomicU64]>,
+    /// Registry id → its group in `offsets`, for the registries that get series of their own
+    /// (the allow-list); empty for everybody else, so the answer path skips the lookup.
+    own: HashMap<u32, u32>,
+}
+
+impl ReplicaCounters {
+    /// Lay out counters for `registries` (in registry-index order) and `labels`.
+    pub fn new(registries: &[RegistryKeys], labels: ClientLabels) -> Self {
+        let mut offsets = Vec::with_capacity(registries.len());
+        let mut slot_keys = Vec::new();
+        let mut slot_column = Vec::new();
+        let mut replica_keys: Vec<Arc<str>> = Vec::new();
+        let mut column_of: HashMap<&str, u32> = HashMap::new();
+        for reg in registries {
+            offsets.push(slot_keys.len() as u32);
+            let rk: Arc<str> = reg.key.as_str().into();
+            for rep in &reg.replicas {
+                let col = *column_of.entry(rep.as_str()).or_insert_with(|| {
+                    replica_keys.push(rep.as_str().into());
+                    (replica_keys.len() - 1) as u32
+                });
+                slot_keys.push((rk.clone(), replica_keys[col as usize].clone()));
+                slot_column.push(col);
+            }
+        }
+        let by_replica = (0..slot_keys.len()).map(|_| AtomicU64::new(0)).collect();
+        let by_client = (0..labels.len() * replica_keys.len())
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        Self {
+            offsets: offsets.into(),
+            slot_keys: slot_keys.into(),
+            slot_column: slot_column.into(),
+            by_replica,
+            replica_keys: replica_keys.into(),
+            labels,
+            by_client,
+            own: HashMap::new(),
+        }
+    }
+
+    /// Lay out `groups` (replica sets) and, after them, one group for each registry of
+    /// `own` (registry id, keys): registries that get their own series (the allow-list).
+    pub fn with_registries(
+        groups: &[RegistryKeys],
+        own: &[(u32, RegistryKeys)],
+        labels: ClientLabels,
+    ) -> Self {
+        let all: Vec<RegistryKeys> = groups
+            .iter()
+            .cloned()
+            .chain(own.iter().map(|(_, k)| k.clone()))
+            .collect();
+        let mut c = Self::new(&all, labels);
+        c.own = own
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, (groups.len() + i) as u32))
+            .collect();
+        c
+    }
+
+    /// Count an answer of an allow-listed registry in its own series (not in the per-client
+    /// cells: [`answer`](Self::answer) counted those). Costs nothing without an allow-list.
+    #[inline]
+    pub fn answer_registry(&self, id: u32, replica: usize) {
+        if self.own.is_empty() {
+            return;
+        }
+        let Some(&group) = self.own.get(&id) else {
+            return;
+        };
+        let Some(&off) = self.offsets.get(group as usize) else {
+            return;
+        };
+        let slot = off as usize + replica;
+        let end = self
+            .offsets
+            .get(group as usize + 1)
+            .map_or(self.by_replica.len(), |&e| e as usize);
+        if slot < end {
+            self.by_replica[slot].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The label set, to turn `routing::Location::label` into a [`LabelIndex`].
+    pub fn labels(&self) -> &ClientLabels {
+        &self.labels
+    }
+
+    /// Count one answer with replica `replica` of registry `registry` (config indices) for a
+    /// client labelled `label`. Out-of-range indices are ignored (never panics).
+    #[inline]
+    pub fn answer(&self, registry: usize, replica: usize, label: LabelIndex) {
+        let Some(&off) = self.offsets.get(registry) else {
+            return;
+        };
+        let slot = off as usize + replica;
+        let end = self
+            .offsets
+            .get(registry + 1)
+            .map_or(self.by_replica.len(), |&e| e as usize);
+        if slot >= end {
+            return;
+        }
+        self.by_replica[slot].fetch_add(1, Ordering::Relaxed);
+        let col = self.slot_column[slot] as usize;
+        let cell = usize::from(label.0) * self.replica_keys.len() + col;
+        if let Some(c) = self.by_client.get(cell) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn add_into(&self, replica: &mut KeyTotals, client: &mut ClientTotals) {
+        for (k, v) in self.slot_keys.iter().zip(self.by_replica.iter()) {
+            *replica.entry(k.clone()).or_default() += v.load(Ordering::Relaxed);
+        }
+        let cols = self.replica_keys.len();
+        if cols == 0 {
+            return;
+        }
+        for (i, v) in self.by_client.iter().enumerate() {
+            let v = v.load(Ordering::Relaxed);
+            if v > 0 {
+                let label = self.labels.name(LabelIndex((i / cols) as u16));
+                let key = (Arc::<str>::from(label), self.replica_keys[i % cols].clone());
+                *client.entry(key).or_default() += v;
+            }
+        }
+    }
+}
+
+/// Totals by (registry key, replica key) or (client label, replica key).
+type KeyTotals = HashMap<(Arc<str>, Arc<str>), u64>;
+type ClientTotals = KeyTotals;
+
+/// The current and retired replica counters plus the folded baseline.
+#[derive(Debug, Default)]
+pub(super) struct ReplicaHub {
+    pub(super) current: Option<Arc<ReplicaCounters>>,
+    pub(super) retired: Vec<Arc<ReplicaCounters>>,
+    baseline_replica: KeyTotals,
+    baseline_client: ClientTotals,
+}
+
+impl ReplicaHub {
+    /// Totals by key: baseline + retired + current. Folds retired counters nobody else holds.
+    pub(super) fn totals(&mut self) -> (KeyTotals, ClientTotals) {
+        let mut i = 0;
+        while i < self.retired.len() {
+            if Arc::strong_count(&self.retired[i]) == 1 {
+                let old = self.retired.swap_remove(i);
+                old.add_into(&mut self.baseline_replica, &mut self.baseline_client);
+            } else {
+                i += 1;
+            }
+        }
+        let mut replica = self.baseline_replica.clone();
+        let mut client = self.baseline_client.clone();
+        for r in &self.retired {
+            r.add_into(&mut replica, &mut client);
+        }
+        if let Some(c) = &self.current {
+            c.add_into(&mut replica, &mut client);
+        }
+        (replica, client)
+    }
+}
