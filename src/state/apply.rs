@@ -580,6 +580,18 @@ mod tests {
         }
     }
 
+    /// Westeurope's document reports `storage` failing twice (the threshold): the snapshot
+    /// after the second outcome.
+    fn storage_fails(w: &mut World, snap: &Snapshot, now: Instant) -> Snapshot {
+        let t = deep(snap, "a0", 1);
+        assert!(
+            w.outcome(snap, t, &failing_doc(now, "storage"), now)
+                .is_none()
+        );
+        w.outcome(snap, t, &failing_doc(now + S, "storage"), now + S)
+            .unwrap()
+    }
+
     fn disable(target: Target) -> OverrideCommand {
         OverrideCommand {
             action: OverrideAction::Disable,
@@ -621,11 +633,7 @@ mod tests {
     fn a_tick_expires_stale_verdicts() {
         let (mut w, snap, _dir) = world(2);
         let now = Instant::now();
-        let t = deep(&snap, "a0", 1);
-        w.outcome(&snap, t, &failing_doc(now, "storage"), now);
-        let snap = w
-            .outcome(&snap, t, &failing_doc(now + S, "storage"), now + S)
-            .unwrap();
+        let snap = storage_fails(&mut w, &snap, now);
         assert_eq!(masks(&snap, "a0").routable, 0b01);
         assert!(
             w.tick(&snap, now + 20 * S).is_none(),
@@ -693,11 +701,7 @@ mod tests {
     fn modes_switch_one_registry_or_all() {
         let (mut w, snap, _dir) = world(2);
         let now = Instant::now();
-        let t = deep(&snap, "a0", 1);
-        w.outcome(&snap, t, &failing_doc(now, "storage"), now);
-        let snap = w
-            .outcome(&snap, t, &failing_doc(now + S, "storage"), now + S)
-            .unwrap();
+        let snap = storage_fails(&mut w, &snap, now);
         let cmd = |registry: Option<&str>, mode| ModeCommand {
             mode,
             registry: registry.map(str::to_owned),
@@ -803,11 +807,7 @@ mod tests {
         assert_eq!(v.summary.registries, 31);
         assert_eq!(v.next.as_deref(), Some("a17"), "keys sort as text");
         let now = Instant::now();
-        let t = deep(&snap, "a0", 1);
-        w.outcome(&snap, t, &failing_doc(now, "storage"), now);
-        let snap = w
-            .outcome(&snap, t, &failing_doc(now + S, "storage"), now + S)
-            .unwrap();
+        let snap = storage_fails(&mut w, &snap, now);
         let v = w
             .status(&snap, &page(None, Some("degraded")), true)
             .unwrap();

@@ -143,6 +143,26 @@ async fn wait_answer(s: &TestServer, key: &str, want: &str) {
     }
 }
 
+/// Stop the server, then the replicas.
+async fn teardown(s: TestServer, reps: Vec<DemoReplica>) {
+    s.stop().await;
+    for r in reps {
+        r.shutdown().await;
+    }
+}
+
+/// A server on `reps` with the catalog `lines`.
+async fn start(reps: &[DemoReplica], lines: &[String]) -> TestServer {
+    let cfg = config(reps, "");
+    let text = catalog(lines);
+    TestServer::start_with(
+        &cfg,
+        &[("registries.csv", &text)],
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+}
+
 async fn first_round(s: &TestServer) {
     let mut rx = s.handles.control.first_round.clone();
     tokio::time::timeout(LIMIT, rx.wait_for(|done| *done))
@@ -234,16 +254,12 @@ async fn catalog_registries_answer_change_at_runtime_and_survive_a_restart() {
     assert_eq!(answer(&s, "gamma").await, Ok((WEU.into(), 3)));
     assert_eq!(answer(&s, "beta").await, Err(ResponseCode::NXDomain));
     assert_eq!(answer(&s, "alpha").await, Ok((WEU.into(), 3)));
-    s.stop().await;
-    for r in reps {
-        r.shutdown().await;
-    }
+    teardown(s, reps).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_fault_moves_exactly_its_registries_and_catalog_changes_keep_health() {
     let reps = replicas(10).await;
-    let cfg = config(&reps, "");
     // Even registries on storage, odd ones on cache; all on auth.
     let lines: Vec<String> = (0..20)
         .map(|i| {
@@ -251,13 +267,7 @@ async fn a_storage_fault_moves_exactly_its_registries_and_catalog_changes_keep_h
             format!("r{i},r{i}.registry.example.,fleet,{dep};auth,,")
         })
         .collect();
-    let text = catalog(&lines);
-    let s = TestServer::start_with(
-        &cfg,
-        &[("registries.csv", &text)],
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await;
+    let s = start(&reps, &lines).await;
     first_round(&s).await;
     reps[0].fail("storage", Some("fleet"));
     wait_answer(&s, "r0", EUS).await;
@@ -329,10 +339,7 @@ async fn a_storage_fault_moves_exactly_its_registries_and_catalog_changes_keep_h
     reps[0].recover(None, None);
     wait_answer(&s, "r0", WEU).await;
     wait_answer(&s, "late", WEU).await;
-    s.stop().await;
-    for r in reps {
-        r.shutdown().await;
-    }
+    teardown(s, reps).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,26 +441,16 @@ async fn no_query_sees_a_disabled_replica_while_registries_are_added_in_front() 
     assert!(asked > 50, "only {asked} answers");
     assert_eq!((wrong, other), (0, 0), "of {asked} answers");
     assert_eq!(answer(&s, "aaam").await.map(|a| a.0), Ok(WEU.into()));
-    s.stop().await;
-    for r in reps {
-        r.shutdown().await;
-    }
+    teardown(s, reps).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_pages_filter_and_summarise() {
     let reps = replicas(30).await;
-    let cfg = config(&reps, "");
     let lines: Vec<String> = (0..250)
         .map(|i| format!("k{i:03},k{i:03}.registry.example.,fleet,storage,,"))
         .collect();
-    let text = catalog(&lines);
-    let s = TestServer::start_with(
-        &cfg,
-        &[("registries.csv", &text)],
-        "127.0.0.1:0".parse().expect("addr"),
-    )
-    .await;
+    let s = start(&reps, &lines).await;
     let mut seen = Vec::new();
     let mut after = None;
     let mut pages = 0;
@@ -527,10 +524,7 @@ async fn status_pages_filter_and_summarise() {
     .expect("big");
     assert_eq!(big.registries.len(), 250);
     assert_eq!(big.summary.regions.len(), 3);
-    s.stop().await;
-    for r in reps {
-        r.shutdown().await;
-    }
+    teardown(s, reps).await;
 }
 
 #[test]
