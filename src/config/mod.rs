@@ -228,9 +228,33 @@ impl Config {
             }
         }
 
+        // Registries and templates share their body: one validation makes a `Template`.
+        let mut body = |table: &str, key: String, t: file::TemplateSpec| {
+            let file::TemplateSpec {
+                ttl,
+                answers,
+                default_order,
+                health,
+                replicas,
+            } = t;
+            let b = Body {
+                ttl,
+                answers,
+                default_order: &default_order,
+                replicas,
+            };
+            let (ttl, replicas) = b.validate(table, &key, &known_region, &at, &mut problems);
+            Template {
+                key,
+                ttl,
+                answers,
+                default_order,
+                health,
+                replicas,
+            }
+        };
         let mut regs = Vec::new();
-        let mut seen_names: std::collections::HashMap<Name, String> =
-            std::collections::HashMap::new();
+        let mut bad_names = Vec::new();
         for (key, r) in registries {
             let table = format!("registries.{key}");
             let file::RegistrySpec {
@@ -241,74 +265,45 @@ impl Config {
                 health,
                 replicas,
             } = r;
-            let name = match Name::from_ascii(&name) {
+            let set = body(
+                &table,
+                key,
+                file::TemplateSpec {
+                    ttl,
+                    answers,
+                    default_order,
+                    health,
+                    replicas,
+                },
+            );
+            match Name::from_ascii(&name) {
                 Ok(mut n) => {
                     n.set_fqdn(true);
-                    Some(n)
+                    regs.push(Registry { name: n, set });
                 }
-                Err(e) => {
-                    problems.push(at(
-                        &table,
-                        Some("name"),
-                        format!("name {name:?} is not a domain name: {e}"),
-                    ));
-                    None
-                }
-            };
-            let body = Body {
-                ttl,
-                answers,
-                default_order: &default_order,
-                replicas,
-            };
-            let (ttl, reps) = body.validate(&table, &key, &known_region, &at, &mut problems);
-            if let Some(name) = name {
-                // A map, not a scan: configs with 100 000 registries load in linear time.
-                if let Some(other) = seen_names.insert(name.clone(), key.clone()) {
-                    problems.push(at(
-                        &table,
-                        Some("name"),
-                        format!("global name {name} is also used by registry {other}"),
-                    ));
-                }
-                regs.push(Registry {
-                    name,
-                    set: Template {
-                        key,
-                        ttl,
-                        answers,
-                        default_order,
-                        health,
-                        replicas: reps,
-                    },
-                });
+                Err(e) => bad_names.push(at(
+                    &table,
+                    Some("name"),
+                    format!("name {name:?} is not a domain name: {e}"),
+                )),
             }
         }
-        let mut temps = Vec::new();
-        for (key, t) in templates {
-            let table = format!("templates.{key}");
-            let file::TemplateSpec {
-                ttl,
-                answers,
-                default_order,
-                health,
-                replicas,
-            } = t;
-            let body = Body {
-                ttl,
-                answers,
-                default_order: &default_order,
-                replicas,
-            };
-            let (ttl, reps) = body.validate(&table, &key, &known_region, &at, &mut problems);
-            temps.push(Template {
-                key,
-                ttl,
-                answers,
-                default_order,
-                health,
-                replicas: reps,
-            });
+        let temps: Vec<Template> = templates
+            .into_iter()
+            .map(|(key, t)| body(&format!("templates.{key}"), key, t))
+            .collect();
+        problems.extend(bad_names);
+        // A map, not a scan: configs with 100 000 registries load in linear time.
+        let mut seen_names: std::collections::HashMap<&Name, &str> =
+            std::collections::HashMap::new();
+        for r in &regs {
+            if let Some(other) = seen_names.insert(&r.name, &r.set.key) {
+                problems.push(at(
+                    &format!("registries.{}", r.set.key),
+                    Some("name"),
+                    format!("global name {} is also used by registry {other}", r.name),
+                ));
+            }
         }
         let catalog = catalog.map(|c| {
             let file = base.join(&c.file);
