@@ -16,8 +16,7 @@ use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 
 use crate::global::{self, Registry};
-use crate::metrics::{DecisionBasis, DnsCounters};
-use crate::routing::Basis;
+use crate::metrics::DnsCounters;
 use crate::state::Snapshot;
 use crate::wire::{self, ClientSubnet, HEADER_LEN, Query, Rcode, Reject};
 use crate::zone::{Answer, Owner, emit_record};
@@ -241,11 +240,7 @@ fn global_answer(
         ecs.as_ref(),
     );
     // Count what was decided and for whom (atomics only: no lock, no allocation).
-    counters.decision(match decision.location.basis {
-        Basis::LatencyTable => DecisionBasis::LatencyTable,
-        Basis::Geo => DecisionBasis::Geo,
-        Basis::DefaultOrder => DecisionBasis::DefaultOrder,
-    });
+    counters.decision(decision.location.basis);
     if fail_open || masks.fail_open {
         counters.fail_open();
     }

@@ -83,7 +83,7 @@ pub struct HealthSpec {
 }
 
 /// Which check drives routing for a registry.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthMode {
     /// Route on the deep check (default).
@@ -97,14 +97,36 @@ pub enum HealthMode {
     Off,
 }
 
-impl fmt::Display for HealthMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl HealthMode {
+    /// The lower-case name, as in the config file and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
             HealthMode::Deep => "deep",
             HealthMode::Shallow => "shallow",
             HealthMode::Shadow => "shadow",
             HealthMode::Off => "off",
-        })
+        }
+    }
+}
+
+impl std::str::FromStr for HealthMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "deep" => Ok(HealthMode::Deep),
+            "shallow" => Ok(HealthMode::Shallow),
+            "shadow" => Ok(HealthMode::Shadow),
+            "off" => Ok(HealthMode::Off),
+            _ => Err(format!(
+                "unknown mode {s:?}; expected deep, shallow, shadow or off"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for HealthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

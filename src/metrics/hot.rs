@@ -18,18 +18,19 @@ pub const RCODES: [&str; 8] = [
 pub const QTYPES: [&str; 10] = [
     "A", "AAAA", "CNAME", "SOA", "NS", "MX", "TXT", "SRV", "ANY", "other",
 ];
-/// Decision basis label values, in [`DecisionBasis`] order.
+/// Decision basis label values, in [`basis_index`] order.
 pub const BASES: [&str; 3] = ["latency_table", "geo", "default_order"];
 
-/// Which routing layer decided (mirrors `routing::Basis`; `dns` maps one onto the other).
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub enum DecisionBasis {
-    /// A latency-table entry matched.
-    LatencyTable = 0,
-    /// The mmdb gave coordinates.
-    Geo = 1,
-    /// The configured default order.
-    DefaultOrder = 2,
+/// The routing layer that decided, as counted: the one `routing::Basis`.
+pub use crate::routing::Basis as DecisionBasis;
+
+/// The counter cell of a basis (its position in [`BASES`]).
+fn basis_index(b: DecisionBasis) -> usize {
+    match b {
+        DecisionBasis::LatencyTable => 0,
+        DecisionBasis::Geo => 1,
+        DecisionBasis::DefaultOrder => 2,
+    }
 }
 
 /// Counters the DNS answer path bumps: plain atomics, `Relaxed`, no locks, no allocation.
@@ -63,7 +64,7 @@ impl DnsCounters {
     /// Count a routing decision.
     #[inline]
     pub fn decision(&self, basis: DecisionBasis) {
-        self.basis[basis as usize].fetch_add(1, Ordering::Relaxed);
+        self.basis[basis_index(basis)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Count an answer given while failing open.

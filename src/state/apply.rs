@@ -22,7 +22,7 @@ use crate::overrides::{AuditEvent, OverrideError, Overrides, Target, format_time
 use crate::state::catalog::{CatalogIndex, profile_keys};
 use crate::state::command::{AdminError, ModeCommand, OverrideAction, OverrideCommand};
 use crate::state::events::EventLog;
-use crate::state::view::{Ack, EventKind as ViewKind, ModeName};
+use crate::state::view::{Ack, EventKind as ViewKind};
 use crate::state::{HealthMasks, Snapshot};
 
 /// Runtime health modes set through the admin API (the kill switch). They survive reloads;
@@ -31,15 +31,6 @@ use crate::state::{HealthMasks, Snapshot};
 pub(super) struct Modes {
     pub(super) server: Option<HealthMode>,
     pub(super) registries: HashMap<String, HealthMode>,
-}
-
-pub(super) fn mode_of(m: ModeName) -> HealthMode {
-    match m {
-        ModeName::Deep => HealthMode::Deep,
-        ModeName::Shallow => HealthMode::Shallow,
-        ModeName::Shadow => HealthMode::Shadow,
-        ModeName::Off => HealthMode::Off,
-    }
 }
 
 /// The writer's state and its apply steps: each takes the snapshot in service and one event
@@ -409,7 +400,7 @@ impl World {
         snap: &Snapshot,
         c: ModeCommand,
     ) -> Result<(Ack, Snapshot), AdminError> {
-        let mode = mode_of(c.mode);
+        let mode = c.mode;
         let g = &snap.globals;
         let next = match &c.registry {
             Some(r) => {
@@ -707,10 +698,10 @@ mod tests {
             registry: registry.map(str::to_owned),
             who: "test".into(),
         };
-        let (_, next) = w.set_mode(&snap, cmd(Some("a0"), ModeName::Off)).unwrap();
+        let (_, next) = w.set_mode(&snap, cmd(Some("a0"), HealthMode::Off)).unwrap();
         assert_eq!(masks(&next, "a0").routable, 0b11, "off: latency only");
         assert_eq!(next.health.profiles, snap.health.profiles, "nobody else");
-        let (_, next) = w.set_mode(&next, cmd(None, ModeName::Deep)).unwrap();
+        let (_, next) = w.set_mode(&next, cmd(None, HealthMode::Deep)).unwrap();
         assert_eq!(
             masks(&next, "a0").routable,
             0b01,
@@ -718,7 +709,7 @@ mod tests {
         );
         assert!(next.health.exceptions.is_empty());
         assert!(matches!(
-            w.set_mode(&next, cmd(Some("nope"), ModeName::Off)),
+            w.set_mode(&next, cmd(Some("nope"), HealthMode::Off)),
             Err(AdminError::NotFound(_))
         ));
     }

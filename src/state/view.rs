@@ -341,46 +341,8 @@ pub struct ModeRequest {
     pub registry: Option<String>,
 }
 
-/// A health mode (mirrors `health::spec::HealthMode`).
-#[derive(Clone, Copy, Debug, Deserialize, Eq, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModeName {
-    /// Route on the deep check.
-    Deep,
-    /// Route on the front-door check.
-    Shallow,
-    /// Route on shallow, evaluate deep and report.
-    Shadow,
-    /// Latency only.
-    Off,
-}
-
-impl ModeName {
-    /// The lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModeName::Deep => "deep",
-            ModeName::Shallow => "shallow",
-            ModeName::Shadow => "shadow",
-            ModeName::Off => "off",
-        }
-    }
-}
-
-impl std::str::FromStr for ModeName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "deep" => Ok(ModeName::Deep),
-            "shallow" => Ok(ModeName::Shallow),
-            "shadow" => Ok(ModeName::Shadow),
-            "off" => Ok(ModeName::Off),
-            _ => Err(format!(
-                "unknown mode {s:?}; expected deep, shallow, shadow or off"
-            )),
-        }
-    }
-}
+/// A health mode, as the admin API and CLI name it: the one `health::spec::HealthMode`.
+pub use crate::health::spec::HealthMode as ModeName;
 
 /// Reply to `POST /v1/reload` and `PUT /v1/mode`.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
