@@ -265,6 +265,10 @@ struct TargetEntry {
     /// When its last prober-side failure stops counting for the guard.
     failing_until: Option<Instant>,
     probed: bool,
+    /// Its last `failure + success` threshold outcomes, and whether the guard held for each:
+    /// a `Deps` key created later (a registry with a new `depends_on`) is judged on them, as
+    /// if it had been there, instead of starting `unknown`.
+    recent: VecDeque<(ProbeOutcome, bool)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -349,6 +353,7 @@ impl HealthBook {
                 keys: Vec::new(),
                 failing_until: prev.and_then(|p| p.failing_until),
                 probed: prev.is_some_and(|p| p.probed),
+                recent: prev.map(|p| p.recent.clone()).unwrap_or_default(),
             };
             if let Some(t) = entry.failing_until {
                 self.failing.insert((t, *id));
@@ -379,12 +384,26 @@ impl HealthBook {
             return KeyId::MAX;
         };
         let id = self.keys.len() as KeyId;
-        let mut slot = prev.unwrap_or_else(|| KeySlot {
-            key: key.clone(),
-            state: HealthState::new(),
-            effective: Status::Unknown,
-            stale_after: t.plan.target.timing.stale_after,
-            profiles: Vec::new(),
+        let mut slot = prev.unwrap_or_else(|| {
+            let mut state = HealthState::new();
+            let mut effective = Status::Unknown;
+            if let Resource::Deps(deps) = &key.resource {
+                // Judged on the target's recent outcomes (no transition logged: nothing
+                // changed that anybody routed on).
+                for (o, hold) in &t.recent {
+                    let _ = state.observe_with(&judge_deps(o, deps), t.plan.thresholds, *hold);
+                }
+                if let Some((last, _)) = t.recent.back() {
+                    effective = state.effective(last.at, t.plan.target.timing.stale_after);
+                }
+            }
+            KeySlot {
+                key: key.clone(),
+                state,
+                effective,
+                stale_after: t.plan.target.timing.stale_after,
+                profiles: Vec::new(),
+            }
         });
         slot.profiles.clear();
         slot.stale_after = t.plan.target.timing.stale_after;
@@ -454,6 +473,13 @@ impl HealthBook {
         let keys = e.keys.clone();
         self.update_guard(now);
         let hold = self.guard_engaged;
+        if let Some(e) = self.targets.get_mut(&target) {
+            let keep = (th.failure + th.success) as usize;
+            if e.recent.len() >= keep {
+                e.recent.pop_front();
+            }
+            e.recent.push_back((outcome.clone(), hold));
+        }
         let mut affected = Vec::new();
         for id in keys {
             let slot = &mut self.keys[id as usize];
@@ -997,6 +1023,49 @@ mod tests {
         // A missing dependency counts as failing.
         let o = judge_deps(&deps_fail(now, &[]), &["cache".into()]);
         assert_eq!(o.result, Err(Failure::Dependencies(vec!["cache".into()])));
+    }
+
+    #[test]
+    fn a_new_resource_set_is_judged_on_the_targets_recent_outcomes() {
+        let mut t = TargetTable::new(&server("mass_failure_min_targets = 100")).unwrap();
+        let a = t
+            .replica(&HealthSpec::default(), &url("127.0.4.1", "health"))
+            .unwrap()
+            .deep
+            .unwrap();
+        let b = t
+            .replica(&HealthSpec::default(), &url("127.0.4.2", "health"))
+            .unwrap()
+            .deep
+            .unwrap();
+        let key = |target, deps: &[&str]| {
+            Some(HealthKey {
+                target,
+                resource: Resource::Deps(deps.iter().map(|d| d.to_string()).collect()),
+            })
+        };
+        let mut book = book(&t, &[]);
+        let mut now = Instant::now();
+        for _ in 0..2 {
+            now += S;
+            book.observe(a, &deps_fail(now, &["storage-1"]), now);
+            book.observe(b, &deps_fail(now, &[]), now);
+        }
+        // A registry added now on storage-1 alone (a resource set nobody used before) is
+        // degraded on replica a at once: two failures, the threshold, were already seen.
+        let p = book.add_profile(&ProfileKeys {
+            deep: vec![key(a, &["storage-1"]), key(b, &["storage-1"])],
+            shallow: vec![None, None],
+        });
+        assert_eq!(book.masks(p, HealthMode::Deep, 0).routable, 0b10);
+        // On storage-2 it is healthy on both.
+        let q = book.add_profile(&ProfileKeys {
+            deep: vec![key(a, &["storage-2"]), key(b, &["storage-2"])],
+            shallow: vec![None, None],
+        });
+        assert_eq!(book.masks(q, HealthMode::Deep, 0).routable, 0b11);
+        let (d, _) = book.replica_detail(q, 0, now);
+        assert_eq!(d.unwrap().status, Status::Healthy);
     }
 
     #[test]

@@ -286,7 +286,9 @@ async fn a_storage_fault_moves_exactly_its_registries_and_catalog_changes_keep_h
     put(&s, "late2", &["cache"]).await.expect("put");
     assert_eq!(answer(&s, "late2").await.map(|a| a.0), Ok(WEU.into()));
     delete(&s, "r1").await.expect("delete");
-    put(&s, "r1", &["storage", "auth"])
+    // On storage alone: a resource set nobody used before, judged at once on the recent
+    // outcomes of the target (not `unknown` until three more probes).
+    put(&s, "r1", &["storage"])
         .await
         .expect("put again, on storage now");
     assert_eq!(answer(&s, "r1").await.map(|a| a.0), Ok(EUS.into()));
@@ -312,12 +314,12 @@ async fn a_storage_fault_moves_exactly_its_registries_and_catalog_changes_keep_h
     assert_eq!(keys, want.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(v.summary.registries, 22);
     assert_eq!(v.summary.states.get("degraded"), Some(&12));
-    // (late2's resource set is new: unknown until its next probe, then healthy.)
-    let others: u64 = ["healthy", "unknown"]
-        .iter()
-        .filter_map(|k| v.summary.states.get(*k))
-        .sum();
-    assert_eq!(others, 22 * 3 - 12, "{:?}", v.summary.states);
+    assert_eq!(v.summary.states.get("healthy"), Some(&(22 * 3 - 12)));
+    assert_eq!(
+        v.summary.states.get("unknown"),
+        None,
+        "new resource sets are judged at once"
+    );
     // Each registry shows the dependencies it is judged on, not the whole document.
     let r0 = v.registries.iter().find(|r| r.key == "r0").expect("r0");
     let weu = r0
@@ -334,7 +336,14 @@ async fn a_storage_fault_moves_exactly_its_registries_and_catalog_changes_keep_h
         .iter()
         .find(|r| r.depends_on == ["auth", "storage"] && r.state == "degraded")
         .expect("the failing account's key");
-    assert_eq!(storage.registries, 12);
+    assert_eq!(storage.registries, 11, "the ten even ones and late");
+    let alone = v
+        .summary
+        .resources
+        .iter()
+        .find(|r| r.depends_on == ["storage"] && r.check.contains(&reps[0].health_url("fleet")))
+        .expect("r1's key");
+    assert_eq!((alone.state.as_str(), alone.registries), ("degraded", 1));
 
     reps[0].recover(None, None);
     wait_answer(&s, "r0", WEU).await;
