@@ -420,10 +420,11 @@ fn hash(name_wire: &[u8]) -> u64 {
     FxBuildHasher.hash_one(name_wire)
 }
 
-/// The shard of a hash: bits 32..42, which the shard's own table uses for neither the
-/// bucket (low bits) nor the control byte (top 7 bits), so entries of one shard still spread.
+/// The shard of a hash: the top bits of the hash mixed once more (Fibonacci hashing), so
+/// that the entries of one shard do not share the bits the shard's own table reads for its
+/// buckets (low bits) and control bytes (top 7 bits).
 fn shard_of(h: u64) -> usize {
-    (h >> 32) as usize % SHARDS
+    (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize % SHARDS
 }
 
 impl Globals {
