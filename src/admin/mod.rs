@@ -29,8 +29,9 @@
 //! # Seams ([`context`])
 //!
 //! The router takes an `Arc<dyn AdminContext>`. [`context::ChannelContext`] wires it to the
-//! state task: reads call closures over the current snapshot and status view; changes go to
-//! the single writer as [`context::Command`]s with a oneshot reply.
+//! writer: explain reads the current snapshot; status pages and every change go to the single
+//! writer as `state::command::Command`s with a oneshot reply, and its `AdminError`s map to
+//! HTTP statuses here.
 //!
 //! # Wiring (who owns what)
 //!
@@ -39,9 +40,10 @@
 //!              ├─ Readiness::new() -> (readiness, latch): the zones are loaded before start;
 //!              │     the writer drops the latch when HealthBook::first_round_done()
 //!              ├─ Liveness::register("dns" | "state")  guard held by each task
-//!              ├─ control::spawn: the writer task (owns Overrides, HealthBook, modes,
-//!              │     EventLog pushes, Shared::publish; answers each Command's oneshot)
-//!              └─ ChannelContext::new(commands, status_fn, explain_fn, metrics, events)
+//!              ├─ state::writer::spawn: the writer task (owns Overrides, HealthBook, the
+//!              │     catalog index, modes; EventLog pushes, Shared::publish; answers each
+//!              │     Command's oneshot, status pages included)
+//!              └─ ChannelContext::new(commands, explain_fn, metrics, events)
 //!                    └─ router(Admin { .. }) ──► serve(listener, router, shutdown)
 //! ```
 
