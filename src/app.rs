@@ -31,6 +31,8 @@ pub struct Handles {
     pub control: ControlHandles,
     /// The admin API's address, when one was bound.
     pub admin: Option<std::net::SocketAddr>,
+    /// The background tasks `/live` reports on (the writer, each UDP thread and TCP listener).
+    pub liveness: Liveness,
 }
 
 /// Start serving in the background; returns the handles at once and the task that ends when
@@ -90,6 +92,7 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
         stats: Arc::new(TransportStats::new(metrics.clone())),
         admin: sockets.admin.as_ref().and_then(|l| l.local_addr().ok()),
         control: control.clone(),
+        liveness: liveness.clone(),
     };
 
     let admin_task = sockets.admin.map(|listener| {
@@ -123,6 +126,7 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
             h.shared,
             limits,
             h.stats,
+            &liveness,
             shutdown,
         )
         .await;

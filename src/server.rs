@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::dns::{self, Transport};
 use crate::metrics::Metrics;
 use crate::state::Shared;
+use crate::state::readiness::Liveness;
 
 /// Receive buffer asked for UDP sockets: room for bursts from a busy resolver.
 const UDP_RECV_BUFFER: usize = 4 << 20;
@@ -123,13 +124,15 @@ impl TransportStats {
 }
 
 /// Serve every socket until `shutdown` is cancelled; returns when all listeners and
-/// connections have finished.
+/// connections have finished. Each UDP thread and TCP listener registers with `liveness`
+/// (`udp ADDR`, `tcp ADDR`), so `/live` names one that died.
 pub async fn serve(
     udp: Vec<UdpSocket>,
     tcp: Vec<TcpListener>,
     shared: Shared,
     limits: TcpLimits,
     stats: Arc<TransportStats>,
+    liveness: &Liveness,
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
@@ -141,7 +144,15 @@ pub async fn serve(
         match socket.into_std() {
             Ok(socket) => {
                 let (shared, shutdown, stats) = (shared.clone(), shutdown.clone(), stats.clone());
-                tracker.spawn_blocking(move || serve_udp(socket, shared, stats, shutdown));
+                let name = socket
+                    .local_addr()
+                    .map_or_else(|_| "udp".to_string(), |a| format!("udp {a}"));
+                let alive = liveness.register(&name);
+                tracker.spawn_blocking(move || {
+                    // Dropped when the thread ends, by return or by panic.
+                    let _alive = alive;
+                    serve_udp(socket, shared, stats, shutdown)
+                });
             }
             Err(e) => warn!(error = %e, "cannot serve a UDP socket"),
         }
@@ -150,7 +161,11 @@ pub async fn serve(
         if let Ok(addr) = listener.local_addr() {
             info!(tcp = %addr, "listening");
         }
-        tracker.spawn(serve_tcp(
+        let name = listener
+            .local_addr()
+            .map_or_else(|_| "tcp".to_string(), |a| format!("tcp {a}"));
+        let alive = liveness.register(&name);
+        let accept = serve_tcp(
             listener,
             shared.clone(),
             limits,
@@ -158,7 +173,11 @@ pub async fn serve(
             stats.clone(),
             tracker.clone(),
             shutdown.clone(),
-        ));
+        );
+        tracker.spawn(async move {
+            let _alive = alive;
+            accept.await
+        });
     }
     tracker.close();
     tracker.wait().await;

@@ -119,3 +119,18 @@ async fn shutdown_stops_listeners_and_connections() {
         .is_none()
     );
 }
+
+#[tokio::test]
+async fn live_names_each_transport_and_the_writer_until_they_end() {
+    let s = TestServer::start(&demo_config("")).await;
+    let liveness = s.handles.liveness.clone();
+    assert!(liveness.dead().is_empty(), "{:?}", liveness.dead());
+    let udp = format!("udp {}", s.addr);
+    let tcp = format!("tcp {}", s.addr);
+    s.stop().await;
+    // Every task that ended is named: the UDP thread, the TCP listener, the writer.
+    let dead = liveness.dead();
+    for name in [udp.as_str(), tcp.as_str(), "state"] {
+        assert!(dead.iter().any(|d| d == name), "{name} not in {dead:?}");
+    }
+}
