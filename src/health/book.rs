@@ -652,6 +652,36 @@ impl HealthBook {
         }
     }
 
+    /// The status routing reads for replica `i` of profile `p` in `mode` (shallow in shallow
+    /// and shadow modes, else deep; the other check when that one is missing), without
+    /// copying any detail: for counts and filters over many profiles.
+    pub fn routed_status(&self, p: u32, i: usize, mode: HealthMode) -> Status {
+        let Some(prof) = self.profiles.get(p as usize) else {
+            return Status::Unknown;
+        };
+        let deep = prof.deep.get(i).copied().flatten();
+        let shallow = prof.shallow.get(i).copied().flatten();
+        let key = match mode {
+            HealthMode::Shallow | HealthMode::Shadow => shallow.or(deep),
+            _ => deep.or(shallow),
+        };
+        self.status_of(key)
+    }
+
+    /// The deep key of replica `i` of profile `p`: the key, its check and its routed status.
+    pub fn deep_key(&self, p: u32, i: usize) -> Option<(&HealthKey, &Arc<CheckSpec>, Status)> {
+        let k = self
+            .profiles
+            .get(p as usize)?
+            .deep
+            .get(i)
+            .copied()
+            .flatten()?;
+        let slot = &self.keys[k as usize];
+        let check = &self.targets.get(&slot.key.target)?.plan.target.check;
+        Some((&slot.key, check, slot.effective))
+    }
+
     /// The detail of replica `i` of profile `p`: (deep, shallow).
     pub fn replica_detail(
         &self,

@@ -314,15 +314,20 @@ impl Metrics {
     ) {
         self.health_state.clear();
         for (registry, replica, state) in states {
-            for s in STATES {
-                self.health_state
-                    .get_or_create(&StateLabels {
-                        registry: registry.to_owned(),
-                        replica: replica.to_owned(),
-                        state: s.to_owned(),
-                    })
-                    .set(i64::from(s == state));
-            }
+            self.set_health_state(registry, replica, state);
+        }
+    }
+
+    /// Set one replica's health-state gauges (`state` one of [`STATES`]), the others kept.
+    pub fn set_health_state(&self, registry: &str, replica: &str, state: &str) {
+        for s in STATES {
+            self.health_state
+                .get_or_create(&StateLabels {
+                    registry: registry.to_owned(),
+                    replica: replica.to_owned(),
+                    state: s.to_owned(),
+                })
+                .set(i64::from(s == state));
         }
     }
 

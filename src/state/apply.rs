@@ -205,7 +205,7 @@ impl World {
     /// The whole snapshot `snap` with masks computed for its registries.
     pub(super) fn rebuild(&mut self, snap: &Snapshot) -> Snapshot {
         let health = self.all_masks(&snap.globals);
-        self.note_health(&snap.globals, &snap.health, &health);
+        self.note_health(&snap.globals, &snap.health, &health, None);
         Snapshot {
             health: Arc::new(health),
             ..snap.clone()
@@ -266,10 +266,16 @@ impl World {
             return None;
         }
         let health = self.updated(snap, affected);
-        if health == *snap.health {
+        // Only the affected profiles (and the exceptions on them, and the guard) can differ.
+        let same = health.guard_engaged == snap.health.guard_engaged
+            && health.exceptions == snap.health.exceptions
+            && affected
+                .iter()
+                .all(|&p| health.profiles.get(p as usize) == snap.health.profiles.get(p as usize));
+        if same {
             return None;
         }
-        self.note_health(&snap.globals, &snap.health, &health);
+        self.note_health(&snap.globals, &snap.health, &health, Some(affected));
         Some(Snapshot {
             health: Arc::new(health),
             ..snap.clone()
@@ -377,13 +383,15 @@ impl World {
             // One registry: its exception only.
             Target::Replica { registry, .. } => {
                 let mut h = (*snap.health).clone();
+                let mut profile = Vec::new();
                 if let Some(reg) = self.registry(g, registry) {
                     match self.exception(g, &reg, now) {
                         Some(m) => h.exceptions.insert(reg.id, m),
                         None => h.exceptions.remove(&reg.id),
                     };
+                    profile.push(reg.profile);
                 }
-                self.note_health(g, &snap.health, &h);
+                self.note_health(g, &snap.health, &h, Some(&profile));
                 Snapshot {
                     health: Arc::new(h),
                     ..snap.clone()
@@ -412,7 +420,7 @@ impl World {
                 if let Some(m) = self.exception(g, &reg, SystemTime::now()) {
                     h.exceptions.insert(reg.id, m);
                 }
-                self.note_health(g, &snap.health, &h);
+                self.note_health(g, &snap.health, &h, Some(&[reg.profile]));
                 Snapshot {
                     health: Arc::new(h),
                     ..snap.clone()
@@ -465,7 +473,7 @@ impl World {
         self.metrics.install_replica_counters(next.counters.clone());
         let empty = HealthMasks::default();
         let health = self.all_masks(&next.globals);
-        self.note_health(&next.globals, &empty, &health);
+        self.note_health(&next.globals, &empty, &health, None);
         Ok(Snapshot {
             health: Arc::new(health),
             ..next

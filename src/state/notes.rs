@@ -4,7 +4,6 @@
 
 use std::time::SystemTime;
 
-use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::global::{Globals, SetKind};
@@ -13,14 +12,35 @@ use crate::state::HealthMasks;
 use crate::state::view::{EventKind as ViewKind, WallClock};
 
 use super::apply::World;
-use super::status::routed_key;
 
 impl World {
     /// Log and record what changed between two mask sets: fail-open and shadow divergence,
-    /// once per profile (naming the registry when the profile has one).
-    pub(super) fn note_health(&self, g: &Globals, old: &HealthMasks, new: &HealthMasks) {
+    /// once per profile (naming the registry when the profile has one). `changed` names the
+    /// profiles that may differ (None: all of them, after a rebuild): an event costs what it
+    /// changed, not the number of profiles.
+    pub(super) fn note_health(
+        &self,
+        g: &Globals,
+        old: &HealthMasks,
+        new: &HealthMasks,
+        changed: Option<&[u32]>,
+    ) {
         let members = self.index.members();
-        for (p, m) in new.profiles.iter().enumerate() {
+        let all: Vec<u32>;
+        let changed = match changed {
+            Some(c) => c,
+            None => {
+                // Everything anew: gauges of registries that are gone go too.
+                self.metrics.set_health_states(std::iter::empty());
+                all = (0..new.profiles.len() as u32).collect();
+                &all
+            }
+        };
+        for &p in changed {
+            let p = p as usize;
+            let Some(m) = new.profiles.get(p) else {
+                continue;
+            };
             let was = old.profiles.get(p);
             let n = members.get(p).copied().unwrap_or(0);
             if n == 0 {
@@ -68,16 +88,20 @@ impl World {
         if old.guard_engaged != new.guard_engaged {
             self.metrics.guard(new.guard_engaged);
         }
-        self.update_state_metrics(g, new);
+        self.update_state_metrics(g, changed);
     }
 
-    /// Health-state gauges for the config file's registries (bounded by the config file).
-    pub(super) fn update_state_metrics(&self, g: &Globals, h: &HealthMasks) {
-        let now = Instant::now();
+    /// Health-state gauges of the config file's registries (bounded by the config file), for
+    /// the profiles in `changed`; the other gauges keep their values.
+    pub(super) fn update_state_metrics(&self, g: &Globals, changed: &[u32]) {
         let now_wall = SystemTime::now();
-        let mut states = Vec::new();
-        for (p, prof) in g.profiles.iter().enumerate() {
-            let Some(set) = g.sets.get(prof.set as usize) else {
+        for &p in changed {
+            let p = p as usize;
+            let Some(set) = g
+                .profiles
+                .get(p)
+                .and_then(|prof| g.sets.get(prof.set as usize))
+            else {
                 continue;
             };
             if set.kind != SetKind::Registry
@@ -92,15 +116,11 @@ impl World {
                     .is_disabled(&set.key, &r.key, &r.region, now_wall)
                 {
                     Some(_) => "disabled",
-                    None => routed_key(&self.book.replica_detail(p as u32, i, now), mode)
-                        .map_or("unknown", |k| k.effective.as_str()),
+                    None => self.book.routed_status(p as u32, i, mode).as_str(),
                 };
-                states.push((set.key.to_string(), r.key.to_string(), state));
+                self.metrics.set_health_state(&set.key, &r.key, state);
             }
         }
-        let _ = h;
-        self.metrics
-            .set_health_states(states.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), *c)));
     }
 
     //--- events ------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ impl World {
         }
         // Per profile: each replica's routed state (cheap filter for `?state=`).
         let profile_states: Vec<Vec<&'static str>> = (0..g.profiles.len() as u32)
-            .map(|p| self.replica_states(g, p, None, now, now_wall))
+            .map(|p| self.replica_states(g, p, None, now_wall))
             .collect();
         let mut registries = Vec::new();
         let mut next = None;
@@ -77,7 +77,7 @@ impl World {
             let exceptional = snap.health.exceptions.contains_key(&reg.id);
             if let Some(want) = &q.state {
                 let states = if exceptional {
-                    self.replica_states(g, reg.profile, Some(reg), now, now_wall)
+                    self.replica_states(g, reg.profile, Some(reg), now_wall)
                 } else {
                     profile_states
                         .get(reg.profile as usize)
@@ -113,7 +113,7 @@ impl World {
             ),
             guard_engaged: snap.health.guard_engaged,
             registries,
-            summary: self.summary(snap, &profile_states, now, now_wall),
+            summary: self.summary(snap, &profile_states, now_wall),
             next,
         })
     }
@@ -124,7 +124,6 @@ impl World {
         g: &Globals,
         p: u32,
         reg: Option<&Registry>,
-        now: Instant,
         now_wall: SystemTime,
     ) -> Vec<&'static str> {
         let Some(set) = g
@@ -146,8 +145,7 @@ impl World {
                 if over.is_some() {
                     "disabled"
                 } else {
-                    routed_key(&self.book.replica_detail(p, i, now), mode)
-                        .map_or("unknown", |k| k.effective.as_str())
+                    self.book.routed_status(p, i, mode).as_str()
                 }
             })
             .collect()
@@ -247,7 +245,6 @@ impl World {
         &self,
         snap: &Snapshot,
         profile_states: &[Vec<&'static str>],
-        now: Instant,
         now_wall: SystemTime,
     ) -> StatusSummary {
         let g = &snap.globals;
@@ -256,57 +253,46 @@ impl World {
             ..Default::default()
         };
         let members = self.index.members();
-        let mut counts: Vec<i64> = members.iter().map(|m| i64::from(*m)).collect();
-        let add =
-            |p: u32, states: &[&'static str], n: i64, fail_open: bool, s: &mut StatusSummary| {
-                let Some(set) = g
-                    .profiles
-                    .get(p as usize)
-                    .and_then(|pr| g.sets.get(pr.set as usize))
-                else {
-                    return;
-                };
-                if fail_open {
-                    s.fail_open = (s.fail_open as i64 + n) as u64;
-                }
-                for (r, st) in set.replicas.iter().zip(states) {
-                    let c = s.states.entry((*st).to_string()).or_default();
-                    *c = (*c as i64 + n) as u64;
-                    let c = s
-                        .regions
-                        .entry(r.region.to_string())
-                        .or_default()
-                        .entry((*st).to_string())
-                        .or_default();
-                    *c = (*c as i64 + n) as u64;
-                }
+        let mut counts: Vec<u64> = members.iter().map(|m| u64::from(*m)).collect();
+        // `n` registries of profile `p` with these replica states.
+        let mut add = |p: u32, states: &[&'static str], n: u64, fail_open: bool| {
+            let Some(set) = g
+                .profiles
+                .get(p as usize)
+                .and_then(|pr| g.sets.get(pr.set as usize))
+            else {
+                return;
             };
-        for (id, m) in &snap.health.exceptions {
-            let _ = m;
-            if let Some(reg) = self
-                .exception_keys(now_wall)
-                .iter()
-                .filter_map(|k| self.registry(g, k))
-                .find(|r| r.id == *id)
-            {
-                if let Some(c) = counts.get_mut(reg.profile as usize) {
-                    *c -= 1;
-                }
-                let states = self.replica_states(g, reg.profile, Some(&reg), now, now_wall);
-                add(
-                    reg.profile,
-                    &states,
-                    1,
-                    snap.health.get(&reg).fail_open,
-                    &mut s,
-                );
+            if fail_open {
+                s.fail_open += n;
             }
+            for (r, st) in set.replicas.iter().zip(states) {
+                *s.states.entry((*st).to_string()).or_default() += n;
+                *s.regions
+                    .entry(r.region.to_string())
+                    .or_default()
+                    .entry((*st).to_string())
+                    .or_default() += n;
+            }
+        };
+        // Registries with an exception count on their own, not in their profile's number.
+        for reg in self
+            .exception_keys(now_wall)
+            .iter()
+            .filter_map(|k| self.registry(g, k))
+            .filter(|r| snap.health.exceptions.contains_key(&r.id))
+        {
+            if let Some(c) = counts.get_mut(reg.profile as usize) {
+                *c = c.saturating_sub(1);
+            }
+            let states = self.replica_states(g, reg.profile, Some(&reg), now_wall);
+            add(reg.profile, &states, 1, snap.health.get(&reg).fail_open);
         }
         for (p, states) in profile_states.iter().enumerate() {
             let n = counts.get(p).copied().unwrap_or(0);
             if n > 0 {
                 let fail_open = snap.health.profiles.get(p).is_some_and(|m| m.fail_open);
-                add(p as u32, states, n, fail_open, &mut s);
+                add(p as u32, states, n, fail_open);
             }
         }
         // Resources: each deep key read by at least one registry.
@@ -320,14 +306,14 @@ impl World {
                 continue;
             }
             for i in 0..set.replicas.len() {
-                if let (Some(d), _) = self.book.replica_detail(p as u32, i, now) {
-                    let deps = match &d.key.resource {
+                if let Some((key, check, status)) = self.book.deep_key(p as u32, i) {
+                    let deps = match &key.resource {
                         Resource::Whole => Vec::new(),
                         Resource::Deps(x) => x.to_vec(),
                     };
                     let e = resources
-                        .entry((d.check.to_string(), deps))
-                        .or_insert((d.effective.as_str().to_string(), 0));
+                        .entry((check.to_string(), deps))
+                        .or_insert((status.as_str().to_string(), 0));
                     e.1 += u64::from(n);
                 }
             }
