@@ -165,7 +165,8 @@ pub async fn run(args: &AdminArgs, command: &AdminCommand) -> Result<String, Cli
             after,
             limit,
         } => {
-            let mut q = Vec::new();
+            let mut url = reqwest::Url::parse("http://steerdns/v1/status")
+                .map_err(|e| ClientError::Reply(e.to_string()))?;
             for (k, v) in [
                 ("registry", registry.clone()),
                 ("state", state.clone()),
@@ -173,13 +174,12 @@ pub async fn run(args: &AdminArgs, command: &AdminCommand) -> Result<String, Cli
                 ("limit", limit.map(|l| l.to_string())),
             ] {
                 if let Some(v) = v {
-                    q.push(format!("{k}={}", encode_query(&v)));
+                    url.query_pairs_mut().append_pair(k, &v);
                 }
             }
-            let path = if q.is_empty() {
-                "/v1/status".to_string()
-            } else {
-                format!("/v1/status?{}", q.join("&"))
+            let path = match url.query() {
+                Some(q) => format!("/v1/status?{q}"),
+                None => "/v1/status".to_string(),
             };
             Ok(render_status(&client.get::<StatusView>(&path).await?))
         }
@@ -362,20 +362,6 @@ fn read_token(path: &Path) -> Result<String, ClientError> {
 //------------ rendering ---------------------------------------------------------------------
 
 /// The status as a readable table.
-/// Percent-encode a query value (keys and states are plain, but say so explicitly).
-fn encode_query(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 pub fn render_status(st: &StatusView) -> String {
     let mut out = String::new();
     let _ = writeln!(

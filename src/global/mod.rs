@@ -366,15 +366,8 @@ impl Registry {
 
     /// The global name.
     pub fn name(&self) -> Name {
-        let mut labels = Vec::new();
-        let w = self.name_wire();
-        let mut i = 0;
-        while i < w.len() && w[i] != 0 {
-            let n = usize::from(w[i]);
-            labels.push(&w[i + 1..(i + 1 + n).min(w.len())]);
-            i += 1 + n;
-        }
-        Name::from_labels(labels).unwrap_or_else(|_| Name::root())
+        use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+        Name::read(&mut BinDecoder::new(self.name_wire())).unwrap_or_else(|_| Name::root())
     }
 }
 
