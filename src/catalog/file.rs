@@ -206,6 +206,30 @@ fn catalog_line(text: &str, line: usize) -> Result<CatalogEntry, Vec<String>> {
     .into_entry(line)
 }
 
+/// One registry from its fields under the catalog's rules (what the admin API's
+/// `PUT /v1/registries/KEY` gives): every field that breaks one, with the reason.
+pub fn entry(
+    key: &str,
+    name: &str,
+    template: &str,
+    depends_on: Option<&[String]>,
+    ttl: Option<&str>,
+    answers: Option<u8>,
+) -> Result<CatalogEntry, Vec<String>> {
+    Checked {
+        key: identifier("key", key, Some(MAX_KEY_LEN)),
+        name: domain_name(name),
+        template: identifier("template", template, None),
+        depends_on: match depends_on {
+            None => Ok(None),
+            Some(d) => dependencies(d.iter().map(String::as_str)),
+        },
+        ttl: ttl.map_or(Ok(None), ttl_text),
+        answers: answers.map_or(Ok(None), |a| answers_number(u64::from(a)).map(Some)),
+    }
+    .into_entry(0)
+}
+
 /// Duplicate keys and names.
 ///
 /// Sorting (hash, index) pairs puts equal fields next to each other, the first line first, and

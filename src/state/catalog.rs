@@ -59,24 +59,39 @@ pub struct CatalogIndex {
     /// Registries per profile.
     members: Vec<u32>,
     next_id: u32,
+    /// Template name → its set (index in `Globals::sets`).
+    templates: HashMap<Box<str>, u32>,
 }
 
 impl CatalogIndex {
-    /// An empty index for a zone set (zone index = position in `zones.zones()`).
-    pub fn new(zones: &ZoneSet) -> Self {
+    /// An empty index for a zone set (zone index = position in `zones.zones()`) and the
+    /// replica sets of `g`.
+    pub fn new(zones: &ZoneSet, g: &Globals) -> Self {
         Self {
             zones: zones
                 .zones()
                 .enumerate()
                 .map(|(i, z)| (z.origin().clone(), i as u16))
                 .collect(),
+            templates: g
+                .sets
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.kind == crate::global::SetKind::Template)
+                .map(|(i, s)| (Box::<str>::from(&*s.key), i as u32))
+                .collect(),
             ..Self::default()
         }
     }
 
+    /// The replica set of a template.
+    pub fn template(&self, name: &str) -> Option<u32> {
+        self.templates.get(name).copied()
+    }
+
     /// The index of a table built elsewhere (`Snapshot::load`): walks every registry once.
     pub fn from_globals(g: &Globals, zones: &ZoneSet) -> Self {
-        let mut index = Self::new(zones);
+        let mut index = Self::new(zones, g);
         index.profiles = g
             .profiles
             .iter()

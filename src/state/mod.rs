@@ -170,7 +170,7 @@ impl Snapshot {
             negative_soas.push(e);
         }
         let mut globals = Globals::new(sets.into(), negative_soas.into());
-        let mut index = CatalogIndex::new(&zones);
+        let mut index = CatalogIndex::new(&zones, &globals);
         let mut problems = Vec::new();
         let sets = globals.sets.clone();
         let set_of: HashMap<(SetKind, &str), u32> = sets

@@ -41,30 +41,19 @@ impl World {
                 "registry {key} is defined in the config file; change it there"
             )));
         }
-        let line = format!(
-            "key,name,template,depends_on,ttl,answers\n{key},{},{},{},{},{}\n",
-            req.name,
-            req.template,
-            req.depends_on.as_deref().unwrap_or_default().join(";"),
-            req.ttl.as_deref().unwrap_or(""),
-            req.answers.map(|a| a.to_string()).unwrap_or_default(),
-        );
-        let entry = crate::catalog::file::parse_catalog(&line, std::path::Path::new("request"))
-            .map_err(|p| {
-                bad(p
-                    .iter()
-                    .map(|p| p.reason.clone())
-                    .collect::<Vec<_>>()
-                    .join("; "))
-            })?
-            .pop()
-            .ok_or_else(|| bad("empty request".into()))?;
-        let set = g
-            .sets
-            .iter()
-            .position(|s| s.kind == SetKind::Template && *s.key == *entry.template)
-            .ok_or_else(|| AdminError::NotFound(format!("no template {}", entry.template)))?
-            as u32;
+        let entry = crate::catalog::file::entry(
+            &key,
+            &req.name,
+            &req.template,
+            req.depends_on.as_deref().filter(|d| !d.is_empty()),
+            req.ttl.as_deref().filter(|t| !t.is_empty()),
+            req.answers,
+        )
+        .map_err(|reasons| bad(reasons.join("; ")))?;
+        let set = self
+            .index
+            .template(&entry.template)
+            .ok_or_else(|| AdminError::NotFound(format!("no template {}", entry.template)))?;
         let mut next = (**g).clone();
         let put = self
             .index
