@@ -29,8 +29,6 @@ pub struct Handles {
     pub stats: Arc<TransportStats>,
     /// The writer task's handles (prober counters, readiness, commands, status, events).
     pub control: ControlHandles,
-    /// The admin API's address, when one was bound.
-    pub admin: Option<std::net::SocketAddr>,
     /// The background tasks `/live` reports on (the writer, each UDP thread and TCP listener).
     pub liveness: Liveness,
 }
@@ -90,7 +88,6 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
     let handles = Handles {
         shared: shared.clone(),
         stats: Arc::new(TransportStats::new(metrics.clone())),
-        admin: sockets.admin.as_ref().and_then(|l| l.local_addr().ok()),
         control: control.clone(),
         liveness: liveness.clone(),
     };

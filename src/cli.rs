@@ -37,9 +37,9 @@ macro_rules! out {
 }
 
 /// Exit code for invalid configuration or data.
-pub const EXIT_INVALID: u8 = 3;
+pub(crate) const EXIT_INVALID: u8 = 3;
 /// Exit code for runtime failures.
-pub const EXIT_FAILURE: u8 = 1;
+pub(crate) const EXIT_FAILURE: u8 = 1;
 
 /// steerdns: an authoritative DNS server that answers a global name with the lowest-latency
 /// healthy replica for each client.

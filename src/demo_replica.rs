@@ -82,7 +82,7 @@ pub fn lab_config(
 }
 
 /// The dependencies every deep-health document reports.
-pub const DEPENDENCIES: [&str; 4] = ["storage", "cache", "auth", "metadata"];
+pub(crate) const DEPENDENCIES: [&str; 4] = ["storage", "cache", "auth", "metadata"];
 
 #[derive(Debug, Default)]
 struct Sim {
@@ -226,11 +226,6 @@ impl DemoReplica {
             .get(registry)
             .copied()
             .unwrap_or(0)
-    }
-
-    /// All HTTP requests seen.
-    pub fn requests(&self) -> u64 {
-        self.shared.requests.load(Ordering::Relaxed)
     }
 
     /// Stops serving (hung requests are released) and waits for the server task.

@@ -46,12 +46,12 @@
 
 pub mod admin;
 pub mod app;
-pub mod catalog;
+mod catalog;
 pub mod cli;
 pub mod config;
 pub mod demo_replica;
 pub mod dns;
-pub mod global;
+mod global;
 pub mod health;
 pub mod metrics;
 pub mod overrides;
@@ -59,5 +59,5 @@ pub mod problem;
 pub mod routing;
 pub mod server;
 pub mod state;
-pub mod wire;
-pub mod zone;
+mod wire;
+mod zone;

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 /// Default state file name, next to the config file.
-pub const DEFAULT_STATE_FILE: &str = "steerdns-state.json";
+pub(crate) const DEFAULT_STATE_FILE: &str = "steerdns-state.json";
 
 /// State file format version.
 const STATE_VERSION: u32 = 1;
@@ -66,27 +66,27 @@ impl fmt::Display for Target {
 #[serde(deny_unknown_fields)]
 pub struct Override {
     /// What is disabled.
-    pub target: Target,
+    pub(crate) target: Target,
     /// Why, in the operator's words.
-    pub reason: String,
+    pub(crate) reason: String,
     /// Who: `token:NAME` or the client address.
-    pub who: String,
+    pub(crate) who: String,
     /// When it was set.
     #[serde(with = "rfc3339")]
-    pub created_at: SystemTime,
+    pub(crate) created_at: SystemTime,
     /// When it lapses by itself (None: until enabled again).
     #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
-    pub until: Option<SystemTime>,
+    pub(crate) until: Option<SystemTime>,
 }
 
 impl Override {
     /// Whether it is in force at `now`.
-    pub fn active(&self, now: SystemTime) -> bool {
+    pub(crate) fn active(&self, now: SystemTime) -> bool {
         self.until.is_none_or(|u| now < u)
     }
 
     /// Whether it disables `registry`/`replica` (in `region`).
-    pub fn covers(&self, registry: &str, replica: &str, region: &str) -> bool {
+    pub(crate) fn covers(&self, registry: &str, replica: &str, region: &str) -> bool {
         match &self.target {
             Target::Replica {
                 registry: g,
@@ -117,17 +117,17 @@ pub struct AuditEvent {
     /// What happened.
     pub action: AuditAction,
     /// To what.
-    pub target: Target,
+    pub(crate) target: Target,
     /// Who did it (`steerdns` for expiry).
-    pub who: String,
+    pub(crate) who: String,
     /// The reason given.
-    pub reason: String,
+    pub(crate) reason: String,
     /// When.
     #[serde(with = "rfc3339")]
-    pub at: SystemTime,
+    pub(crate) at: SystemTime,
     /// Expiry of a disable.
     #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
-    pub until: Option<SystemTime>,
+    pub(crate) until: Option<SystemTime>,
 }
 
 impl fmt::Display for AuditEvent {
@@ -235,11 +235,6 @@ impl Overrides {
         })
     }
 
-    /// The state file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The override that disables `registry`/`replica` (in `region`) at `now`, if any; a
     /// replica override wins over a region one.
     pub fn is_disabled(
@@ -261,11 +256,12 @@ impl Overrides {
         region_hit
     }
 
+    #[cfg(test)]
     /// Per registry (in the order given), a bitmask of disabled replicas (bit = replica index)
     /// at `now`: what the health view's `disabled(registry, replica)` predicate reads, built
     /// once per publish rather than per query. `registries` yields, per registry, its key and
     /// its replicas' (key, region) in index order; replicas past index 63 are ignored.
-    pub fn disabled_masks<'a, R>(
+    pub(crate) fn disabled_masks<'a, R>(
         &self,
         registries: impl IntoIterator<Item = (&'a str, R)>,
         now: SystemTime,
@@ -382,7 +378,7 @@ impl Overrides {
     }
 
     /// The earliest `until` among the entries, for the state task's prune timer.
-    pub fn next_expiry(&self) -> Option<SystemTime> {
+    pub(crate) fn next_expiry(&self) -> Option<SystemTime> {
         self.entries.iter().filter_map(|o| o.until).min()
     }
 
@@ -412,7 +408,7 @@ fn audit(e: AuditEvent) -> AuditEvent {
 
 /// Write `bytes` to `path` so that the file is always either the old or the new content:
 /// temp file in the same directory, write, fsync, rename, fsync the directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -445,12 +441,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 //------------ time formats ------------------------------------------------------------------
 
 /// Parse an RFC 3339 timestamp as written by [`format_time`].
-pub fn parse_time(s: &str) -> Result<SystemTime, String> {
+pub(crate) fn parse_time(s: &str) -> Result<SystemTime, String> {
     humantime::parse_rfc3339_weak(s).map_err(|e| format!("invalid time {s:?}: {e}"))
 }
 
 /// Format a time as RFC 3339 with second precision, UTC.
-pub fn format_time(t: SystemTime) -> String {
+pub(crate) fn format_time(t: SystemTime) -> String {
     // Before 1970 cannot be formatted; clamp (never happens with real clocks).
     let t = if t < UNIX_EPOCH { UNIX_EPOCH } else { t };
     humantime::format_rfc3339_seconds(t).to_string()

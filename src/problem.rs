@@ -7,18 +7,18 @@ use std::path::PathBuf;
 
 /// One problem in one file.
 #[derive(Clone, Debug, Eq, PartialEq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// The file.
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// 1-based line number, when the problem can be pinned to a line.
-    pub line: Option<usize>,
+    pub(crate) line: Option<usize>,
     /// What is wrong.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 impl Problem {
     /// A problem with a file as a whole.
-    pub fn file(file: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+    pub(crate) fn file(file: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Self {
             file: file.into(),
             line: None,
@@ -27,7 +27,11 @@ impl Problem {
     }
 
     /// A problem at a line (or at no particular line when `line` is None).
-    pub fn at(file: impl Into<PathBuf>, line: Option<usize>, reason: impl Into<String>) -> Self {
+    pub(crate) fn at(
+        file: impl Into<PathBuf>,
+        line: Option<usize>,
+        reason: impl Into<String>,
+    ) -> Self {
         Self {
             file: file.into(),
             line,
@@ -49,7 +53,7 @@ impl std::error::Error for Problem {}
 
 /// A list of problems, displayed one per line.
 #[derive(Clone, Debug, Eq, PartialEq)]
-pub struct Problems(pub Vec<Problem>);
+pub struct Problems(pub(crate) Vec<Problem>);
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -40,9 +40,9 @@ pub struct Sockets {
     /// UDP sockets.
     pub udp: Vec<UdpSocket>,
     /// TCP listeners.
-    pub tcp: Vec<TcpListener>,
+    pub(crate) tcp: Vec<TcpListener>,
     /// The admin API listener, if it is to be served.
-    pub admin: Option<TcpListener>,
+    pub(crate) admin: Option<TcpListener>,
 }
 
 impl Sockets {
@@ -63,7 +63,7 @@ impl Sockets {
     }
 
     /// Also bind the admin API listener (TCP) on `addr`.
-    pub fn with_admin(mut self, addr: SocketAddr) -> io::Result<Self> {
+    pub(crate) fn with_admin(mut self, addr: SocketAddr) -> io::Result<Self> {
         self.admin = Some(bind_tcp(addr)?);
         Ok(self)
     }
@@ -97,11 +97,11 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// TCP limits.
 #[derive(Clone, Copy, Debug)]
-pub struct TcpLimits {
+pub(crate) struct TcpLimits {
     /// Close a connection that sends nothing for this long.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Open connections at most, over all listeners.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 /// Counters the transports keep, and the metrics the answer path bumps.
@@ -115,7 +115,7 @@ pub struct TransportStats {
 
 impl TransportStats {
     /// Counters reporting into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             metrics,
             tcp_refused: AtomicU64::new(0),
@@ -126,7 +126,7 @@ impl TransportStats {
 /// Serve every socket until `shutdown` is cancelled; returns when all listeners and
 /// connections have finished. Each UDP thread and TCP listener registers with `liveness`
 /// (`udp ADDR`, `tcp ADDR`), so `/live` names one that died.
-pub async fn serve(
+pub(crate) async fn serve(
     udp: Vec<UdpSocket>,
     tcp: Vec<TcpListener>,
     shared: Shared,

@@ -9,19 +9,19 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Header length (RFC 1035 §4.1.1).
-pub const HEADER_LEN: usize = 12;
+pub(crate) const HEADER_LEN: usize = 12;
 /// Type code of the OPT pseudo-record (RFC 6891).
-pub const TYPE_OPT: u16 = 41;
+pub(crate) const TYPE_OPT: u16 = 41;
 /// EDNS option code of Client Subnet (RFC 7871).
-pub const OPTION_ECS: u16 = 8;
+pub(crate) const OPTION_ECS: u16 = 8;
 /// The UDP payload size we advertise and cap answers at (DNS flag day 2020).
-pub const OUR_UDP_PAYLOAD: u16 = 1232;
+pub(crate) const OUR_UDP_PAYLOAD: u16 = 1232;
 /// Longest possible domain name on the wire.
-pub const MAX_NAME_LEN: usize = 255;
+pub(crate) const MAX_NAME_LEN: usize = 255;
 
 /// Response codes we produce (RFC 1035 §4.1.1, RFC 6891 §9 for BADVERS).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub enum Rcode {
+pub(crate) enum Rcode {
     NoError = 0,
     FormErr = 1,
     ServFail = 2,
@@ -34,45 +34,32 @@ pub enum Rcode {
 
 impl Rcode {
     /// Lower four bits, for the header.
-    pub fn low(self) -> u16 {
+    pub(crate) fn low(self) -> u16 {
         (self as u16) & 0x0f
     }
 
     /// Upper eight bits, for the OPT record.
-    pub fn high(self) -> u8 {
+    pub(crate) fn high(self) -> u8 {
         ((self as u16) >> 4) as u8
-    }
-
-    /// Name used in metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NoError => "NOERROR",
-            Self::FormErr => "FORMERR",
-            Self::ServFail => "SERVFAIL",
-            Self::NxDomain => "NXDOMAIN",
-            Self::NotImp => "NOTIMP",
-            Self::Refused => "REFUSED",
-            Self::BadVers => "BADVERS",
-        }
     }
 }
 
 /// An EDNS Client Subnet option as received (RFC 7871 §6), already validated.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub struct ClientSubnet {
+pub(crate) struct ClientSubnet {
     /// 1 = IPv4, 2 = IPv6.
-    pub family: u16,
+    pub(crate) family: u16,
     /// SOURCE PREFIX-LENGTH.
-    pub source_prefix: u8,
+    pub(crate) source_prefix: u8,
     /// SCOPE PREFIX-LENGTH as sent (must be 0 in queries; kept only for completeness).
-    pub scope_prefix: u8,
+    pub(crate) scope_prefix: u8,
     /// The address, with every bit past `source_prefix` zero (checked).
-    pub addr: IpAddr,
+    pub(crate) addr: IpAddr,
 }
 
 impl ClientSubnet {
     /// The option a resolver would send for `net` (explain, tests).
-    pub fn from_net(net: ipnet::IpNet) -> Self {
+    pub(crate) fn from_net(net: ipnet::IpNet) -> Self {
         Self {
             family: if net.addr().is_ipv4() { 1 } else { 2 },
             source_prefix: net.prefix_len(),
@@ -82,55 +69,55 @@ impl ClientSubnet {
     }
 
     /// Number of address octets on the wire: ceil(source / 8).
-    pub fn addr_octets(&self) -> usize {
+    pub(crate) fn addr_octets(&self) -> usize {
         usize::from(self.source_prefix).div_ceil(8)
     }
 }
 
 /// What the OPT record of a query said.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub struct EdnsInfo {
+pub(crate) struct EdnsInfo {
     /// Requestor's UDP payload size (values below 512 are treated as 512, RFC 6891 §6.2.3).
-    pub udp_payload: u16,
+    pub(crate) udp_payload: u16,
     /// EDNS version.
-    pub version: u8,
+    pub(crate) version: u8,
     /// The DO bit (RFC 3225), copied into the response.
-    pub dnssec_ok: bool,
+    pub(crate) dnssec_ok: bool,
     /// The Client Subnet option, when exactly one valid option was present.
-    pub client_subnet: Option<ClientSubnet>,
+    pub(crate) client_subnet: Option<ClientSubnet>,
 }
 
 /// A parsed query. Borrowed from the packet.
 #[derive(Debug)]
-pub struct Query<'a> {
+pub(crate) struct Query<'a> {
     /// Message ID.
-    pub id: u16,
+    pub(crate) id: u16,
     /// Opcode (4 bits).
-    pub opcode: u8,
+    pub(crate) opcode: u8,
     /// RD flag, copied into the response.
-    pub recursion_desired: bool,
+    pub(crate) recursion_desired: bool,
     /// CD flag, copied into the response.
-    pub checking_disabled: bool,
+    pub(crate) checking_disabled: bool,
     /// The raw question: name, type and class, exactly as sent.
-    pub question: &'a [u8],
+    pub(crate) question: &'a [u8],
     /// Length of the name part of `question`.
-    pub qname_len: usize,
+    pub(crate) qname_len: usize,
     /// The query type.
-    pub qtype: u16,
+    pub(crate) qtype: u16,
     /// The query class.
-    pub qclass: u16,
+    pub(crate) qclass: u16,
     /// The OPT record, if any.
-    pub edns: Option<EdnsInfo>,
+    pub(crate) edns: Option<EdnsInfo>,
 }
 
 impl Query<'_> {
     /// The question name in wire form, as sent.
-    pub fn qname_wire(&self) -> &[u8] {
+    pub(crate) fn qname_wire(&self) -> &[u8] {
         &self.question[..self.qname_len]
     }
 
     /// The largest response we may send over UDP (RFC 1035 512, or the EDNS size capped at ours).
-    pub fn udp_limit(&self) -> usize {
+    pub(crate) fn udp_limit(&self) -> usize {
         match &self.edns {
             None => 512,
             Some(e) => usize::from(e.udp_payload.clamp(512, OUR_UDP_PAYLOAD)),
@@ -140,7 +127,7 @@ impl Query<'_> {
 
 /// Why a query cannot be answered normally. Each variant says how to answer (or not).
 #[derive(Debug, Eq, PartialEq)]
-pub enum Reject {
+pub(crate) enum Reject {
     /// Not worth an answer: too short for a header, or a response (QR=1). Dropping responses
     /// avoids answer loops between servers.
     Drop,
@@ -164,7 +151,7 @@ pub enum Reject {
 
 /// Parse a query. `Ok` only for a well-formed standard query with exactly one question and
 /// EDNS version 0 or no EDNS; everything else says how to answer in `Reject`.
-pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, Reject> {
+pub(crate) fn parse_query(packet: &[u8]) -> Result<Query<'_>, Reject> {
     if packet.len() < HEADER_LEN {
         return Err(Reject::Drop);
     }
@@ -482,7 +469,7 @@ fn read_rr(packet: &[u8], pos: usize) -> Option<RawRr> {
 
 /// Lower-case a wire-format name into `buf`, returning the used part. Used as the key for
 /// exact-name lookups without allocating.
-pub fn lowercase_wire<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME_LEN]) -> &'b [u8] {
+pub(crate) fn lowercase_wire<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME_LEN]) -> &'b [u8] {
     let n = name.len().min(MAX_NAME_LEN);
     for (dst, src) in buf.iter_mut().zip(&name[..n]) {
         *dst = src.to_ascii_lowercase();
@@ -496,7 +483,7 @@ pub fn lowercase_wire<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME_LEN]) -> &'b [
 
 /// Write a response header into `out` (which is cleared first).
 #[allow(clippy::too_many_arguments)]
-pub fn write_header(
+pub(crate) fn write_header(
     out: &mut Vec<u8>,
     id: u16,
     opcode: u8,
@@ -530,7 +517,7 @@ pub fn write_header(
 }
 
 /// Overwrite the four section counts of a header already in `out`.
-pub fn set_counts(out: &mut [u8], counts: [u16; 4]) {
+pub(crate) fn set_counts(out: &mut [u8], counts: [u16; 4]) {
     for (i, c) in counts.iter().enumerate() {
         out[4 + 2 * i..6 + 2 * i].copy_from_slice(&c.to_be_bytes());
     }
@@ -539,7 +526,7 @@ pub fn set_counts(out: &mut [u8], counts: [u16; 4]) {
 /// Append our OPT record: payload 1232, version 0, the given extended rcode bits and DO bit,
 /// and the Client Subnet option echoed with `scope` when given (RFC 7871 §7.2.1: "the FAMILY,
 /// SOURCE PREFIX-LENGTH, and ADDRESS fields MUST be copied from the query").
-pub fn write_opt(
+pub(crate) fn write_opt(
     out: &mut Vec<u8>,
     rcode_high: u8,
     dnssec_ok: bool,
@@ -570,7 +557,7 @@ pub fn write_opt(
 }
 
 /// Length of the OPT record `write_opt` would append.
-pub fn opt_len(ecs: Option<&ClientSubnet>) -> usize {
+pub(crate) fn opt_len(ecs: Option<&ClientSubnet>) -> usize {
     11 + ecs.map_or(0, |cs| 8 + cs.addr_octets())
 }
 

@@ -36,16 +36,16 @@ pub struct Access {
 
 /// Why a request was refused: the HTTP status and the reason (logged and returned).
 #[derive(Clone, Debug, Eq, PartialEq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// 401 (no or wrong token) or 403 (address not allowed).
-    pub status: u16,
+    pub(crate) status: u16,
     /// In words.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 impl Access {
     /// A policy from tokens (None: no token file) and extra read CIDRs.
-    pub fn new(tokens: Option<&str>, allow_read_from: Vec<IpNet>) -> Result<Self, String> {
+    pub(crate) fn new(tokens: Option<&str>, allow_read_from: Vec<IpNet>) -> Result<Self, String> {
         let tokens = tokens.map(parse_tokens).transpose()?;
         Ok(Self {
             tokens,
@@ -69,7 +69,7 @@ impl Access {
     }
 
     /// May `peer` read (status, metrics, events, explain, the page)?
-    pub fn may_read(&self, peer: IpAddr) -> Result<(), Refusal> {
+    pub(crate) fn may_read(&self, peer: IpAddr) -> Result<(), Refusal> {
         let peer = peer.to_canonical();
         if peer.is_loopback() || self.allow_read_from.iter().any(|n| n.contains(&peer)) {
             Ok(())
@@ -83,7 +83,11 @@ impl Access {
 
     /// May `peer`, sending `authorization` (the header value), mutate? Returns who it is:
     /// `token:NAME` or the client address.
-    pub fn may_write(&self, peer: IpAddr, authorization: Option<&str>) -> Result<String, Refusal> {
+    pub(crate) fn may_write(
+        &self,
+        peer: IpAddr,
+        authorization: Option<&str>,
+    ) -> Result<String, Refusal> {
         let peer = peer.to_canonical();
         match &self.tokens {
             None => {

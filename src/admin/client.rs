@@ -268,7 +268,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ClientError> {
 
 /// A small admin API client.
 #[derive(Debug)]
-pub struct Client {
+pub(crate) struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
@@ -276,7 +276,7 @@ pub struct Client {
 
 impl Client {
     /// A client for `base` (e.g. `http://127.0.0.1:8053`), with the token from `token_file`.
-    pub fn new(base: &str, token_file: Option<&Path>) -> Result<Self, ClientError> {
+    pub(crate) fn new(base: &str, token_file: Option<&Path>) -> Result<Self, ClientError> {
         let token = token_file.map(read_token).transpose()?;
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -294,13 +294,13 @@ impl Client {
     }
 
     /// `GET path` and decode the JSON reply.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send(Method::GET, path, None).await
     }
 
     /// Send a request with an optional JSON body and decode the JSON reply; a non-2xx reply
     /// becomes [`ClientError::Server`] with the server's reason.
-    pub async fn send<T: DeserializeOwned>(
+    pub(crate) async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -362,7 +362,7 @@ fn read_token(path: &Path) -> Result<String, ClientError> {
 //------------ rendering ---------------------------------------------------------------------
 
 /// The status as a readable table.
-pub fn render_status(st: &StatusView) -> String {
+pub(crate) fn render_status(st: &StatusView) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -485,7 +485,7 @@ pub fn render_status(st: &StatusView) -> String {
 }
 
 /// Events, one per line, oldest first.
-pub fn render_events(events: &[EventView]) -> String {
+pub(crate) fn render_events(events: &[EventView]) -> String {
     let mut out = String::new();
     for e in events {
         let kind = serde_json::to_value(e.kind)

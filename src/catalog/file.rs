@@ -79,39 +79,39 @@ use hickory_proto::rr::Name;
 use crate::config::{MAX_ANSWERS, MAX_REGISTRY_TTL};
 use crate::problem::Problem;
 
-pub use super::journal::{Journal, journal_line, parse_journal};
+pub(crate) use super::journal::{Journal, parse_journal};
 
 /// The header line of a catalog file.
-pub const HEADER: &str = "key,name,template,depends_on,ttl,answers";
+pub(crate) const HEADER: &str = "key,name,template,depends_on,ttl,answers";
 /// Longest registry key.
-pub const MAX_KEY_LEN: usize = 63;
+pub(crate) const MAX_KEY_LEN: usize = 63;
 /// Most problems reported one by one; the rest are counted in a final problem.
-pub const MAX_PROBLEMS: usize = 100;
+pub(crate) const MAX_PROBLEMS: usize = 100;
 
 //----------- Entries --------------------------------------------------------------------------
 
 /// One registry as the catalog file or a journal `put` describes it.
 #[derive(Clone, Debug, Eq, PartialEq)]
-pub struct CatalogEntry {
+pub(crate) struct CatalogEntry {
     /// The registry's key: ASCII letters, digits, `-`, `_` and `.`, at most 63 characters.
-    pub key: Box<str>,
+    pub(crate) key: Box<str>,
     /// The global name, absolute, with the letter case as written.
-    pub name: Name,
+    pub(crate) name: Name,
     /// The template's name: ASCII letters, digits, `-`, `_` and `.`.
-    pub template: Box<str>,
+    pub(crate) template: Box<str>,
     /// Dependencies, sorted and deduplicated; `None` when there are none.
-    pub depends_on: Option<Vec<String>>,
+    pub(crate) depends_on: Option<Vec<String>>,
     /// TTL of the answers in seconds, at most 3600; `None` when not given.
-    pub ttl: Option<u32>,
+    pub(crate) ttl: Option<u32>,
     /// Most answers per query, 1 to 8; `None` when not given.
-    pub answers: Option<u8>,
+    pub(crate) answers: Option<u8>,
     /// 1-based line the entry came from (for a journal entry, the journal's line).
-    pub line: usize,
+    pub(crate) line: usize,
 }
 
 /// One change recorded in the journal.
 #[derive(Clone, Debug, Eq, PartialEq)]
-pub enum JournalOp {
+pub(crate) enum JournalOp {
     /// Add the entry, or replace the entry with the same key.
     Put {
         /// The entry.
@@ -137,7 +137,7 @@ pub enum JournalOp {
 /// Parses a catalog file (format in the module doc). `path` is only for the problems.
 ///
 /// Returns the entries in file order, or every problem found (see [`MAX_PROBLEMS`]).
-pub fn parse_catalog(text: &str, path: &Path) -> Result<Vec<CatalogEntry>, Vec<Problem>> {
+pub(crate) fn parse_catalog(text: &str, path: &Path) -> Result<Vec<CatalogEntry>, Vec<Problem>> {
     // Spreadsheets like to start a CSV file with a byte order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut found = Found::default();
@@ -208,7 +208,7 @@ fn catalog_line(text: &str, line: usize) -> Result<CatalogEntry, Vec<String>> {
 
 /// One registry from its fields under the catalog's rules (what the admin API's
 /// `PUT /v1/registries/KEY` gives): every field that breaks one, with the reason.
-pub fn entry(
+pub(crate) fn entry(
     key: &str,
     name: &str,
     template: &str,
@@ -543,6 +543,7 @@ impl Found {
 
 #[cfg(test)]
 mod tests {
+    use super::super::journal::journal_line;
     use super::*;
 
     const PATH: &str = "/etc/steerdns/catalog.csv";

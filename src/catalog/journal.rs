@@ -102,7 +102,7 @@ impl LineError {
 ///
 /// Returns the ops in order and, when the last line was a torn write and has been skipped, a
 /// warning about it; or every problem found (see [`MAX_PROBLEMS`]).
-pub fn parse_journal(
+pub(crate) fn parse_journal(
     text: &str,
     path: &Path,
 ) -> Result<(Vec<JournalOp>, Option<Problem>), Vec<Problem>> {
@@ -207,7 +207,7 @@ fn json<T: DeserializeOwned>(field: &str, value: Value) -> Result<T, String> {
 
 /// The journal line for `op`, ending with `\n`. ASCII only; [`parse_journal`] reads it back
 /// as the same op (with `line` set to where it lands).
-pub fn journal_line(op: &JournalOp) -> String {
+pub(crate) fn journal_line(op: &JournalOp) -> String {
     let record = match op {
         JournalOp::Put { entry, at, who } => RecordOut::Put {
             key: &entry.key,
@@ -260,7 +260,7 @@ impl serde_json::ser::Formatter for AsciiFormatter {
 
 /// The journal file, open for appending. One writer at a time: nothing here locks the file.
 #[derive(Debug)]
-pub struct Journal {
+pub(crate) struct Journal {
     file: File,
     /// Set when an append failed: the file may end in part of a line, and appending after it
     /// would glue the next line onto it. Opening the journal again repairs the end.
@@ -273,7 +273,7 @@ impl Journal {
     /// A last line without a newline is repaired first, so that the next append starts a line
     /// of its own: a torn write (one [`parse_journal`] skips) is cut off, and a complete line
     /// gets its newline. Parse the journal before opening it to hear about a torn write.
-    pub fn open(path: &Path) -> io::Result<Journal> {
+    pub(crate) fn open(path: &Path) -> io::Result<Journal> {
         let mut options = OpenOptions::new();
         options.read(true).append(true);
         let mut file = match options.clone().create_new(true).open(path) {
@@ -300,7 +300,7 @@ impl Journal {
     ///
     /// On an error the op may or may not be on disk, and this journal refuses further appends;
     /// open it again to go on.
-    pub fn append(&mut self, op: &JournalOp) -> io::Result<()> {
+    pub(crate) fn append(&mut self, op: &JournalOp) -> io::Result<()> {
         if self.failed {
             return Err(io::Error::other(
                 "an earlier append to the journal failed; open it again",

@@ -19,55 +19,55 @@ use serde::Deserialize;
 use crate::overrides::DEFAULT_STATE_FILE;
 
 /// Events `/v1/events` keeps by default.
-pub const DEFAULT_EVENT_HISTORY: usize = 256;
+pub(crate) const DEFAULT_EVENT_HISTORY: usize = 256;
 
 /// `[admin]`.
 #[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct AdminSpec {
+pub(crate) struct AdminSpec {
     /// Address of the admin HTTP listener. Default `127.0.0.1:8053`. Changing it needs a
     /// restart.
-    pub listen: Option<String>,
+    pub(crate) listen: Option<String>,
     /// File of bearer tokens that may change things (`NAME:TOKEN` or `TOKEN` per line, `#`
     /// comments), relative to the config file. Default: none, and then changes are accepted
     /// from loopback clients only.
-    pub token_file: Option<String>,
+    pub(crate) token_file: Option<String>,
     /// Networks, besides loopback, that may read status, metrics, events and explain.
     /// Default: none.
     #[serde(default)]
-    pub allow_read_from: Vec<IpNet>,
+    pub(crate) allow_read_from: Vec<IpNet>,
     /// Where operator overrides persist, relative to the config file. Default
     /// `steerdns-state.json`.
-    pub state_file: Option<String>,
+    pub(crate) state_file: Option<String>,
     /// How many events `/v1/events` keeps. Default 256.
-    pub event_history: Option<usize>,
+    pub(crate) event_history: Option<usize>,
     /// Registries (keys) whose answers get series of their own in `/metrics`
     /// (`steerdns_answers{registry=KEY,replica}`); the others count in their replica set's
     /// series only, so a scrape stays small at a million registries. Default: none.
     #[serde(default)]
-    pub metrics_registries: Vec<String>,
+    pub(crate) metrics_registries: Vec<String>,
 }
 
 /// The validated `[admin]` settings.
 #[derive(Clone, Debug, Eq, PartialEq)]
-pub struct AdminConfig {
+pub(crate) struct AdminConfig {
     /// Listener address.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Token file (absolute), if any.
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
     /// Extra read networks.
-    pub allow_read_from: Vec<IpNet>,
+    pub(crate) allow_read_from: Vec<IpNet>,
     /// State file (absolute).
-    pub state_file: PathBuf,
+    pub(crate) state_file: PathBuf,
     /// Event history length.
-    pub event_history: usize,
+    pub(crate) event_history: usize,
     /// Registries with series of their own.
-    pub metrics_registries: Vec<String>,
+    pub(crate) metrics_registries: Vec<String>,
 }
 
 impl AdminSpec {
     /// Validate, anchoring relative paths at `config_dir`. Errors name the key.
-    pub fn resolve(&self, config_dir: &Path) -> Result<AdminConfig, String> {
+    pub(crate) fn resolve(&self, config_dir: &Path) -> Result<AdminConfig, String> {
         let listen = self.listen.as_deref().unwrap_or("127.0.0.1:8053");
         let listen = listen
             .parse()

@@ -13,82 +13,82 @@ use crate::health::spec::HealthSpec;
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Spec {
+pub(crate) struct Spec {
     /// Format version; must be 1.
-    pub version: u32,
+    pub(crate) version: u32,
     /// DNS service settings.
     #[serde(default)]
-    pub server: ServerSpec,
+    pub(crate) server: ServerSpec,
     /// The admin HTTP listener.
     #[serde(default)]
-    pub admin: crate::config::admin::AdminSpec,
+    pub(crate) admin: crate::config::admin::AdminSpec,
     /// Where latency data comes from.
     #[serde(default)]
-    pub routing: RoutingSpec,
+    pub(crate) routing: RoutingSpec,
     /// Regions replicas live in, by name.
     #[serde(default)]
-    pub regions: BTreeMap<String, RegionSpec>,
+    pub(crate) regions: BTreeMap<String, RegionSpec>,
     /// Server-wide health-check defaults.
     #[serde(default)]
-    pub health: HealthSpec,
+    pub(crate) health: HealthSpec,
     /// Registries (global names), by name.
     #[serde(default)]
-    pub registries: BTreeMap<String, RegistrySpec>,
+    pub(crate) registries: BTreeMap<String, RegistrySpec>,
     /// Replica sets shared by the registries of the catalog, by name.
     #[serde(default)]
-    pub templates: BTreeMap<String, TemplateSpec>,
+    pub(crate) templates: BTreeMap<String, TemplateSpec>,
     /// The registry catalog file (one registry a line).
-    pub catalog: Option<CatalogSpec>,
+    pub(crate) catalog: Option<CatalogSpec>,
 }
 
 /// `[catalog]`: registries as data (see `crate::catalog::file` for the format).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CatalogSpec {
+pub(crate) struct CatalogSpec {
     /// The catalog file, relative to the config file.
-    pub file: String,
+    pub(crate) file: String,
     /// Where runtime changes (admin API) are journaled, relative to the config file.
     /// Default: the catalog file name plus `.journal`.
-    pub journal: Option<String>,
+    pub(crate) journal: Option<String>,
 }
 
 /// `[templates.NAME]`: a replica set with its answer and health settings, named by the
 /// catalog's `template` column. The same keys as a registry, without `name`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TemplateSpec {
+pub(crate) struct TemplateSpec {
     /// Default TTL of the answers of its registries. Default `30s`.
     #[serde(default = "default_ttl")]
-    pub ttl: Dur,
+    pub(crate) ttl: Dur,
     /// Default number of replicas per answer. Default 1.
     #[serde(default = "default_answers")]
-    pub answers: u8,
+    pub(crate) answers: u8,
     /// Overrides the server-wide default order.
-    pub default_order: Option<Vec<String>>,
+    pub(crate) default_order: Option<Vec<String>>,
     /// Health-check settings for its registries.
     #[serde(default)]
-    pub health: HealthSpec,
+    pub(crate) health: HealthSpec,
     /// Replicas, by name.
     #[serde(default)]
-    pub replicas: BTreeMap<String, ReplicaSpec>,
+    pub(crate) replicas: BTreeMap<String, ReplicaSpec>,
 }
 
 /// `[server]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServerSpec {
+pub(crate) struct ServerSpec {
     /// Addresses to serve DNS on, UDP and TCP each. Default `["127.0.0.1:5300", "[::1]:5300"]`.
     #[serde(default = "default_listen")]
-    pub listen: Vec<String>,
+    pub(crate) listen: Vec<String>,
     /// Directory of `*.zone` files, relative to the config file. Default `zones`.
     #[serde(default = "default_zones_dir")]
-    pub zones_dir: String,
+    pub(crate) zones_dir: String,
     /// Directory of geo data, relative to the config file. Default `geo`.
     #[serde(default = "default_geo_dir")]
-    pub geo_dir: String,
+    pub(crate) geo_dir: String,
     /// TCP limits.
     #[serde(default)]
-    pub tcp: TcpSpec,
+    pub(crate) tcp: TcpSpec,
 }
 
 impl Default for ServerSpec {
@@ -117,14 +117,14 @@ fn default_geo_dir() -> String {
 /// `[server.tcp]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TcpSpec {
+pub(crate) struct TcpSpec {
     /// Close a connection idle for this long. Default `10s`.
     #[serde(default = "default_idle_timeout")]
-    pub idle_timeout: Dur,
+    pub(crate) idle_timeout: Dur,
     /// Connections open at once, over all TCP listeners; beyond it new connections are closed
     /// at once. Default 512.
     #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 impl Default for TcpSpec {
@@ -147,20 +147,20 @@ fn default_max_connections() -> usize {
 /// `[routing]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RoutingSpec {
+pub(crate) struct RoutingSpec {
     /// Latency table file (CSV), relative to `geo_dir`. Optional.
-    pub latency_table: Option<String>,
+    pub(crate) latency_table: Option<String>,
     /// MaxMind City database, relative to `geo_dir` or absolute. Optional.
-    pub mmdb: Option<String>,
+    pub(crate) mmdb: Option<String>,
     /// Region order used when neither the table nor the mmdb knows the client.
     #[serde(default)]
-    pub default_order: Vec<String>,
+    pub(crate) default_order: Vec<String>,
 }
 
 /// `[regions.NAME]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RegionSpec {
+pub(crate) struct RegionSpec {
     /// Latitude in degrees; optional for regions in `geo/regions.toml`.
     pub latitude: Option<f64>,
     /// Longitude in degrees; optional for regions in `geo/regions.toml`.
@@ -172,23 +172,23 @@ pub struct RegionSpec {
 /// `[registries.NAME]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RegistrySpec {
+pub(crate) struct RegistrySpec {
     /// The global name, inside one of the served zones.
-    pub name: String,
+    pub(crate) name: String,
     /// TTL of the answers. Default `30s`; between 0s and 1h.
     #[serde(default = "default_ttl")]
-    pub ttl: Dur,
+    pub(crate) ttl: Dur,
     /// How many replicas to answer with, best first. Default 1.
     #[serde(default = "default_answers")]
-    pub answers: u8,
+    pub(crate) answers: u8,
     /// Overrides the server-wide default order for this registry.
-    pub default_order: Option<Vec<String>>,
+    pub(crate) default_order: Option<Vec<String>>,
     /// Health-check overrides for this registry.
     #[serde(default)]
-    pub health: HealthSpec,
+    pub(crate) health: HealthSpec,
     /// Replicas, by name.
     #[serde(default)]
-    pub replicas: BTreeMap<String, ReplicaSpec>,
+    pub(crate) replicas: BTreeMap<String, ReplicaSpec>,
 }
 
 fn default_ttl() -> Dur {
@@ -202,25 +202,25 @@ fn default_answers() -> u8 {
 /// `[registries.NAME.replicas.R]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReplicaSpec {
+pub(crate) struct ReplicaSpec {
     /// Region of the replica. Default: the table key.
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// IPv4 addresses answered for A queries.
     #[serde(default)]
-    pub ipv4: Vec<std::net::Ipv4Addr>,
+    pub(crate) ipv4: Vec<std::net::Ipv4Addr>,
     /// IPv6 addresses answered for AAAA queries.
     #[serde(default)]
-    pub ipv6: Vec<std::net::Ipv6Addr>,
+    pub(crate) ipv6: Vec<std::net::Ipv6Addr>,
     /// A CNAME target (the replica's regional name) instead of addresses.
-    pub cname: Option<String>,
+    pub(crate) cname: Option<String>,
     /// Health-check settings for this replica.
     #[serde(default)]
-    pub health: HealthSpec,
+    pub(crate) health: HealthSpec,
 }
 
 /// A duration written as a string such as `"10s"`, `"1m30s"`, `"250ms"`.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub struct Dur(pub Duration);
+pub(crate) struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -5,8 +5,8 @@
 //! What a reload may change: everything but `server.listen` and `admin.listen`, which need a
 //! restart (the sockets are bound once).
 
-pub mod admin;
-pub mod file;
+pub(crate) mod admin;
+pub(crate) mod file;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,50 +18,48 @@ use crate::health::spec::HealthSpec;
 use crate::problem::{Problem, Problems};
 
 /// Longest TTL accepted for a registry's answers.
-pub const MAX_REGISTRY_TTL: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_REGISTRY_TTL: Duration = Duration::from_secs(3600);
 /// Most replicas per registry (routing keeps them in a 64-bit mask).
-pub use crate::routing::MAX_REPLICAS;
+pub(crate) use crate::routing::MAX_REPLICAS;
 /// Most answers per query for one registry.
-pub const MAX_ANSWERS: u8 = 8;
+pub(crate) const MAX_ANSWERS: u8 = 8;
 
 /// The validated configuration.
 #[derive(Debug)]
 pub struct Config {
     /// The config file this came from.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// DNS listen addresses (UDP and TCP on each).
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// Zone files directory.
-    pub zones_dir: PathBuf,
-    /// Geo data directory.
-    pub geo_dir: PathBuf,
+    pub(crate) zones_dir: PathBuf,
     /// TCP idle timeout.
-    pub tcp_idle_timeout: Duration,
+    pub(crate) tcp_idle_timeout: Duration,
     /// TCP connection cap.
-    pub tcp_max_connections: usize,
+    pub(crate) tcp_max_connections: usize,
     /// The admin API settings.
-    pub admin: crate::config::admin::AdminConfig,
+    pub(crate) admin: crate::config::admin::AdminConfig,
     /// Latency table path (absolute).
-    pub latency_table: Option<PathBuf>,
+    pub(crate) latency_table: Option<PathBuf>,
     /// mmdb path (absolute).
-    pub mmdb: Option<PathBuf>,
+    pub(crate) mmdb: Option<PathBuf>,
     /// Server-wide default region order.
-    pub default_order: Vec<String>,
+    pub(crate) default_order: Vec<String>,
     /// Regions as configured (name, spec).
-    pub regions: Vec<(String, file::RegionSpec)>,
+    pub(crate) regions: Vec<(String, file::RegionSpec)>,
     /// Server-wide health defaults.
-    pub health: HealthSpec,
+    pub(crate) health: HealthSpec,
     /// Registries of the config file, sorted by key.
-    pub registries: Vec<Registry>,
+    pub(crate) registries: Vec<Registry>,
     /// Replica sets for the catalog's registries, sorted by key.
-    pub templates: Vec<Template>,
+    pub(crate) templates: Vec<Template>,
     /// The registry catalog, when configured.
-    pub catalog: Option<CatalogFiles>,
+    pub(crate) catalog: Option<CatalogFiles>,
 }
 
 impl Config {
     /// Every replica set: the templates, then the config file's registries.
-    pub fn sets(&self) -> impl Iterator<Item = (&Template, bool)> {
+    pub(crate) fn sets(&self) -> impl Iterator<Item = (&Template, bool)> {
         self.templates
             .iter()
             .map(|t| (t, true))
@@ -71,60 +69,60 @@ impl Config {
 
 /// Where the registry catalog and its journal of runtime changes live.
 #[derive(Clone, Debug)]
-pub struct CatalogFiles {
+pub(crate) struct CatalogFiles {
     /// The catalog (CSV, one registry a line).
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The journal of admin changes, applied on top of the catalog at load.
-    pub journal: PathBuf,
+    pub(crate) journal: PathBuf,
 }
 
 /// A replica set with its answer and health settings: a `[templates.KEY]` table, or the
 /// body of a `[registries.KEY]` table.
 #[derive(Debug)]
-pub struct Template {
+pub(crate) struct Template {
     /// The table key (`[templates.KEY]`, or the registry's `[registries.KEY]`).
-    pub key: String,
+    pub(crate) key: String,
     /// Default answer TTL in seconds.
-    pub ttl: u32,
+    pub(crate) ttl: u32,
     /// Default replicas per answer.
-    pub answers: u8,
+    pub(crate) answers: u8,
     /// Default order override.
-    pub default_order: Option<Vec<String>>,
+    pub(crate) default_order: Option<Vec<String>>,
     /// Health settings between the server's and each replica's.
-    pub health: HealthSpec,
+    pub(crate) health: HealthSpec,
     /// Replicas, sorted by key; the position is the replica index.
-    pub replicas: Vec<Replica>,
+    pub(crate) replicas: Vec<Replica>,
 }
 
 /// A registry of the config file: one global name and its own replica set.
 #[derive(Debug)]
-pub struct Registry {
+pub(crate) struct Registry {
     /// The global name.
-    pub name: Name,
+    pub(crate) name: Name,
     /// Its replicas and settings (`set.key` is the `[registries.KEY]` key).
-    pub set: Template,
+    pub(crate) set: Template,
 }
 
 /// A replica of a registry in one region.
 #[derive(Debug)]
-pub struct Replica {
+pub(crate) struct Replica {
     /// The table key (`[registries.R.replicas.KEY]`).
-    pub key: String,
+    pub(crate) key: String,
     /// Region name.
-    pub region: String,
+    pub(crate) region: String,
     /// IPv4 addresses.
-    pub ipv4: Vec<Ipv4Addr>,
+    pub(crate) ipv4: Vec<Ipv4Addr>,
     /// IPv6 addresses.
-    pub ipv6: Vec<Ipv6Addr>,
+    pub(crate) ipv6: Vec<Ipv6Addr>,
     /// CNAME target instead of addresses.
-    pub cname: Option<Name>,
+    pub(crate) cname: Option<Name>,
     /// Replica-level health settings.
-    pub health: HealthSpec,
+    pub(crate) health: HealthSpec,
 }
 
 impl Config {
     /// Read and validate a config file. Zone and geo files are checked elsewhere.
-    pub fn load(path: &Path) -> Result<Self, Problems> {
+    pub(crate) fn load(path: &Path) -> Result<Self, Problems> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Problems(vec![Problem::file(path, format!("cannot read: {e}"))]))?;
         Self::from_toml(&text, path)
@@ -334,7 +332,6 @@ impl Config {
             zones_dir: base.join(zones_dir),
             latency_table: latency_table.map(|f| geo_dir.join(f)),
             mmdb: mmdb.map(|f| geo_dir.join(f)),
-            geo_dir,
             tcp_idle_timeout: tcp.idle_timeout.0,
             tcp_max_connections: tcp.max_connections,
             admin,
@@ -469,7 +466,7 @@ impl Body<'_> {
 
 /// Best-effort line of `key` in `[table]` of a config file on disk (for problems found after
 /// parsing).
-pub fn line_in_file(path: &Path, table: &str, key: Option<&str>) -> Option<usize> {
+pub(crate) fn line_in_file(path: &Path, table: &str, key: Option<&str>) -> Option<usize> {
     let text = std::fs::read_to_string(path).ok()?;
     line_of(&text, table, key)
 }

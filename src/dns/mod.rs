@@ -34,11 +34,11 @@ pub enum Transport {
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct Outcome {
     /// The rcode sent.
-    pub rcode: Rcode,
+    pub(crate) rcode: Rcode,
     /// The query type (0 when the question could not be parsed).
-    pub qtype: u16,
+    pub(crate) qtype: u16,
     /// TC was set.
-    pub truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 /// Answer one DNS message. Returns `None` when nothing must be sent (the response is left in

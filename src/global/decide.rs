@@ -15,37 +15,37 @@ use crate::zone::ZoneSet;
 
 /// A registry resolved to everything a decision needs.
 #[derive(Clone, Copy, Debug)]
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     /// The record.
-    pub registry: &'a Registry,
+    pub(crate) registry: &'a Registry,
     /// Its replica set.
-    pub set: &'a ReplicaSet,
+    pub(crate) set: &'a ReplicaSet,
     /// Its prepared answers.
-    pub answers: &'a AnswerSet,
+    pub(crate) answers: &'a AnswerSet,
 }
 
 /// The replicas a query gets, and why. The DNS path and `steerdns explain` both come here.
 #[derive(Debug)]
-pub struct Decision<'a> {
+pub(crate) struct Decision<'a> {
     /// Where the client is.
-    pub location: Location<'a>,
+    pub(crate) location: Location<'a>,
     /// The client the decision was made for.
-    pub client: Client,
+    pub(crate) client: Client,
     /// Chosen replica indices, best first (`count` of them).
-    pub picks: [routing::ReplicaIndex; routing::MAX_REPLICAS],
+    pub(crate) picks: [routing::ReplicaIndex; routing::MAX_REPLICAS],
     /// How many picks.
-    pub count: usize,
+    pub(crate) count: usize,
     /// The ECS scope prefix to answer with.
-    pub scope: u8,
+    pub(crate) scope: u8,
     /// The mask of replicas that were eligible (routable and with data for the type).
-    pub eligible: u64,
+    pub(crate) eligible: u64,
 }
 
 /// Decide with the health masks of the registry, failing open when every replica that could
 /// answer this type is degraded: then the enabled ones are ranked as if all were healthy
 /// (DESIGN: "all replicas degraded"). Returns the decision and whether it failed open. The DNS
 /// path and explain both call this.
-pub fn decide_with_health<'a>(
+pub(crate) fn decide_with_health<'a>(
     locator: &'a Locator,
     t: Target<'_>,
     (routable, enabled): (u64, u64),
@@ -66,7 +66,7 @@ pub fn decide_with_health<'a>(
 /// Decide which replicas answer a query. `routable` is the health view's mask for the
 /// registry (fail-open already applied). `source` is the packet source; `ecs` the validated
 /// Client Subnet option, if any.
-pub fn decide<'a>(
+pub(crate) fn decide<'a>(
     locator: &'a Locator,
     t: Target<'_>,
     routable: u64,
@@ -122,49 +122,49 @@ pub fn decide<'a>(
 
 /// Why a query for a global name gets its answer: the self-hosted "test DNS answer".
 #[derive(Debug, serde::Serialize)]
-pub struct Explained {
+pub(crate) struct Explained {
     /// The registry (config key).
-    pub registry: String,
+    pub(crate) registry: String,
     /// The global name.
-    pub name: String,
+    pub(crate) name: String,
     /// The query type.
-    pub qtype: String,
+    pub(crate) qtype: String,
     /// The client the decision was made for (ECS subnet or source), as `addr/prefix`.
-    pub client: String,
+    pub(crate) client: String,
     /// Which layer decided, the matched network, the label.
-    pub basis: routing::Basis,
+    pub(crate) basis: routing::Basis,
     /// The latency-table prefix or mmdb network that decided.
-    pub network: Option<String>,
+    pub(crate) network: Option<String>,
     /// The metrics label.
-    pub label: Option<String>,
+    pub(crate) label: Option<String>,
     /// The ECS scope the answer carries (when the query has ECS).
-    pub scope_prefix: u8,
+    pub(crate) scope_prefix: u8,
     /// The answer failed open (every replica able to answer was degraded).
-    pub fail_open: bool,
+    pub(crate) fail_open: bool,
     /// Every replica in rank order.
-    pub ranking: Vec<ExplainedReplica>,
+    pub(crate) ranking: Vec<ExplainedReplica>,
     /// The answer records, as text.
-    pub answer: Vec<String>,
+    pub(crate) answer: Vec<String>,
 }
 
 /// One replica in an explanation.
 #[derive(Debug, serde::Serialize)]
-pub struct ExplainedReplica {
+pub(crate) struct ExplainedReplica {
     /// Config key.
-    pub replica: String,
+    pub(crate) replica: String,
     /// Region name.
-    pub region: String,
+    pub(crate) region: String,
     /// RTT for this client (measured or estimated), if known.
-    pub rtt_ms: Option<u32>,
+    pub(crate) rtt_ms: Option<u32>,
     /// Healthy (or failed open) and with records of this type.
-    pub eligible: bool,
+    pub(crate) eligible: bool,
     /// In the answer.
-    pub chosen: bool,
+    pub(crate) chosen: bool,
 }
 
 /// Explain the answer to `qtype` for a registry, from the same decision code the DNS path
 /// runs. The one explain behind the CLI and the admin API.
-pub fn explain(
+pub(crate) fn explain(
     locator: &Locator,
     zones: &ZoneSet,
     t: Target<'_>,

@@ -37,21 +37,19 @@ use crate::zone::{Answer, Owner, ZoneSet, emit_record};
 
 mod decide;
 
-pub use decide::{
-    Decision, Explained, ExplainedReplica, Target, decide, decide_with_health, explain,
-};
+pub(crate) use decide::{Explained, Target, decide_with_health, explain};
 
 /// How many shards the name table has.
-pub const SHARDS: usize = 1024;
+pub(crate) const SHARDS: usize = 1024;
 
 /// Record types with their own prepared answer (everything else shares `OTHER`).
-pub mod qtype {
+pub(crate) mod qtype {
     /// A.
-    pub const A: u16 = 1;
+    pub(crate) const A: u16 = 1;
     /// AAAA.
-    pub const AAAA: u16 = 28;
+    pub(crate) const AAAA: u16 = 28;
     /// ANY (answered with the A RRset, RFC 8482).
-    pub const ANY: u16 = 255;
+    pub(crate) const ANY: u16 = 255;
 }
 
 /// Which prepared answer a query type reads: 0 A (and ANY), 1 AAAA, 2 any other type.
@@ -65,38 +63,38 @@ fn slot(qtype: u16) -> usize {
 
 /// Pre-encoded resource records: concatenated wire RRs and how many there are.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Encoded {
+pub(crate) struct Encoded {
     /// The RRs, ready to copy after the question.
-    pub bytes: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
     /// How many RRs.
-    pub count: u16,
+    pub(crate) count: u16,
 }
 
 //------------ ReplicaSet ---------------------------------------------------------------------
 
 /// One replica of a set.
 #[derive(Debug)]
-pub struct SetReplica {
+pub(crate) struct SetReplica {
     /// Config key.
-    pub key: Arc<str>,
+    pub(crate) key: Arc<str>,
     /// Region name.
-    pub region: Arc<str>,
+    pub(crate) region: Arc<str>,
     /// The deep check's probe target (None: no URL, stays unknown).
-    pub deep: Option<TargetId>,
+    pub(crate) deep: Option<TargetId>,
     /// The shallow (front door) check's probe target.
-    pub shallow: Option<TargetId>,
+    pub(crate) shallow: Option<TargetId>,
     /// `depends_on` from the health settings (a registry's own `depends_on` replaces it).
-    pub depends_on: Option<Deps>,
+    pub(crate) depends_on: Option<Deps>,
     /// What it answers.
-    pub spec: Replica,
+    pub(crate) spec: Replica,
 }
 
 /// Sorted, deduplicated dependency names a registry is judged on.
-pub type Deps = Arc<[String]>;
+pub(crate) type Deps = Arc<[String]>;
 
 /// Where a set came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SetKind {
+pub(crate) enum SetKind {
     /// A `[templates.NAME]` table: shared by catalog registries.
     Template,
     /// A `[registries.NAME]` table of the config file: its own set.
@@ -105,28 +103,28 @@ pub enum SetKind {
 
 /// Replicas shared by the registries of a template.
 #[derive(Debug)]
-pub struct ReplicaSet {
+pub(crate) struct ReplicaSet {
     /// The template name (or the config registry key).
-    pub key: Arc<str>,
+    pub(crate) key: Arc<str>,
     /// Template or config registry.
-    pub kind: SetKind,
+    pub(crate) kind: SetKind,
     /// The replicas, sorted by key (the index is the replica index everywhere).
-    pub replicas: Vec<SetReplica>,
+    pub(crate) replicas: Vec<SetReplica>,
     /// The replicas' regions (and default order), for ranking.
-    pub candidates: Candidates,
+    pub(crate) candidates: Candidates,
     /// Bit i set: replica i has records for A (index 0) / AAAA (1) / other types (2).
-    pub family_mask: [u64; 3],
+    pub(crate) family_mask: [u64; 3],
     /// The configured health mode.
-    pub mode: HealthMode,
+    pub(crate) mode: HealthMode,
     /// Default TTL of its registries.
-    pub ttl: u32,
+    pub(crate) ttl: u32,
     /// Default answers per query of its registries.
-    pub answers: u8,
+    pub(crate) answers: u8,
 }
 
 impl ReplicaSet {
     /// Build a set from validated replicas with their resolved probe targets.
-    pub fn new(
+    pub(crate) fn new(
         key: &str,
         kind: SetKind,
         replicas: Vec<SetReplica>,
@@ -178,12 +176,12 @@ impl ReplicaSet {
     }
 
     /// Which replicas can answer a query type at all.
-    pub fn mask_for(&self, qtype: u16) -> u64 {
+    pub(crate) fn mask_for(&self, qtype: u16) -> u64 {
         self.family_mask[slot(qtype)]
     }
 
     /// The answer records of replica `i` for `qtype` with owner `name`, as zone-file text.
-    pub fn describe(
+    pub(crate) fn describe(
         &self,
         i: usize,
         name: &Name,
@@ -242,18 +240,23 @@ fn replica_records(
 
 /// Each replica's answer records of one set at one TTL, encoded once.
 #[derive(Debug, PartialEq, Eq)]
-pub struct AnswerSet {
+pub(crate) struct AnswerSet {
     /// The set (index in [`Globals::sets`]).
-    pub set: u32,
+    pub(crate) set: u32,
     /// The TTL of the owner's records.
-    pub ttl: u32,
+    pub(crate) ttl: u32,
     /// Per replica: [A, AAAA, other].
-    pub replicas: Vec<[Encoded; 3]>,
+    pub(crate) replicas: Vec<[Encoded; 3]>,
 }
 
 impl AnswerSet {
     /// Encode set `index`'s answers at `ttl`.
-    pub fn new(index: u32, set: &ReplicaSet, ttl: u32, zones: &ZoneSet) -> Result<Self, String> {
+    pub(crate) fn new(
+        index: u32,
+        set: &ReplicaSet,
+        ttl: u32,
+        zones: &ZoneSet,
+    ) -> Result<Self, String> {
         let enc_err = |e: ProtoError| format!("cannot encode an answer: {e}");
         let mut replicas = Vec::with_capacity(set.replicas.len());
         for rep in &set.replicas {
@@ -278,7 +281,7 @@ impl AnswerSet {
     }
 
     /// The records of replica `i` for a query type.
-    pub fn for_type(&self, i: usize, qtype: u16) -> &Encoded {
+    pub(crate) fn for_type(&self, i: usize, qtype: u16) -> &Encoded {
         static EMPTY: Encoded = Encoded {
             bytes: Vec::new(),
             count: 0,
@@ -290,7 +293,11 @@ impl AnswerSet {
 /// Append one RR in wire form. `owner_is_query`: the owner is written as a pointer to the
 /// question name (offset 12); otherwise in full. Names in RDATA are never compressed, so the
 /// bytes can be copied into any message.
-pub fn encode_rr(out: &mut Encoded, rec: &Record, owner_is_query: bool) -> Result<(), ProtoError> {
+pub(crate) fn encode_rr(
+    out: &mut Encoded,
+    rec: &Record,
+    owner_is_query: bool,
+) -> Result<(), ProtoError> {
     let mut buf = Vec::new();
     {
         let mut enc = BinEncoder::new(&mut buf);
@@ -311,34 +318,34 @@ pub fn encode_rr(out: &mut Encoded, rec: &Record, owner_is_query: bool) -> Resul
 
 /// What a registry's health is judged on. Registries with equal profiles share health masks.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Profile {
+pub(crate) struct Profile {
     /// The replica set.
-    pub set: u32,
+    pub(crate) set: u32,
     /// The registry's own `depends_on` (None: each replica's from the health settings).
-    pub depends_on: Option<Deps>,
+    pub(crate) depends_on: Option<Deps>,
 }
 
 /// One registry, as the answer path finds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Registry {
+pub(crate) struct Registry {
     /// The lower-cased wire name followed by the key.
     bytes: Box<[u8]>,
     name_len: u8,
     /// Replicas per answer.
-    pub answers: u8,
+    pub(crate) answers: u8,
     /// Index of the enclosing zone's negative SOA in [`Globals::negative_soas`].
-    pub zone: u16,
+    pub(crate) zone: u16,
     /// Stable id (exceptions in the health masks, per-registry counters).
-    pub id: u32,
+    pub(crate) id: u32,
     /// Index in [`Globals::profiles`].
-    pub profile: u32,
+    pub(crate) profile: u32,
     /// Index in [`Globals::answer_sets`].
-    pub answer_set: u32,
+    pub(crate) answer_set: u32,
 }
 
 impl Registry {
     /// A record for `name` (absolute) and `key`.
-    pub fn new(key: &str, name: &Name, ids: RegistryIds) -> Self {
+    pub(crate) fn new(key: &str, name: &Name, ids: RegistryIds) -> Self {
         let wire = wire_lower(name);
         let mut bytes = Vec::with_capacity(wire.len() + key.len());
         bytes.extend_from_slice(&wire);
@@ -355,17 +362,17 @@ impl Registry {
     }
 
     /// The lower-cased wire name.
-    pub fn name_wire(&self) -> &[u8] {
+    pub(crate) fn name_wire(&self) -> &[u8] {
         &self.bytes[..usize::from(self.name_len)]
     }
 
     /// The registry's key.
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         std::str::from_utf8(&self.bytes[usize::from(self.name_len)..]).unwrap_or("")
     }
 
     /// The global name.
-    pub fn name(&self) -> Name {
+    pub(crate) fn name(&self) -> Name {
         use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
         Name::read(&mut BinDecoder::new(self.name_wire())).unwrap_or_else(|_| Name::root())
     }
@@ -373,34 +380,34 @@ impl Registry {
 
 /// The ids a [`Registry`] record carries.
 #[derive(Clone, Copy, Debug)]
-pub struct RegistryIds {
+pub(crate) struct RegistryIds {
     /// Stable id.
-    pub id: u32,
+    pub(crate) id: u32,
     /// Profile index.
-    pub profile: u32,
+    pub(crate) profile: u32,
     /// Answer set index.
-    pub answer_set: u32,
+    pub(crate) answer_set: u32,
     /// Zone (negative SOA) index.
-    pub zone: u16,
+    pub(crate) zone: u16,
     /// Replicas per answer.
-    pub answers: u8,
+    pub(crate) answers: u8,
 }
 
 type Shard = HashTable<Registry>;
 
 /// All global names: the sharded name table and the data its records point into.
 #[derive(Clone, Debug)]
-pub struct Globals {
+pub(crate) struct Globals {
     shards: Box<[Arc<Shard>]>,
     len: usize,
     /// Replica sets (templates, config registries).
-    pub sets: Arc<[ReplicaSet]>,
+    pub(crate) sets: Arc<[ReplicaSet]>,
     /// Prepared answers by (set, ttl).
-    pub answer_sets: Vec<Arc<AnswerSet>>,
+    pub(crate) answer_sets: Vec<Arc<AnswerSet>>,
     /// Health profiles by (set, depends_on).
-    pub profiles: Vec<Arc<Profile>>,
+    pub(crate) profiles: Vec<Arc<Profile>>,
     /// Per zone: its negative SOA (owner in full, TTL per RFC 2308).
-    pub negative_soas: Arc<[Encoded]>,
+    pub(crate) negative_soas: Arc<[Encoded]>,
 }
 
 impl Default for Globals {
@@ -422,7 +429,7 @@ fn shard_of(h: u64) -> usize {
 
 impl Globals {
     /// No registries yet, over these sets and zone SOAs.
-    pub fn new(sets: Arc<[ReplicaSet]>, negative_soas: Arc<[Encoded]>) -> Self {
+    pub(crate) fn new(sets: Arc<[ReplicaSet]>, negative_soas: Arc<[Encoded]>) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(),
             len: 0,
@@ -435,19 +442,19 @@ impl Globals {
 
     /// The registry whose global name is this lower-cased wire name.
     #[inline]
-    pub fn find(&self, lower_wire: &[u8]) -> Option<&Registry> {
+    pub(crate) fn find(&self, lower_wire: &[u8]) -> Option<&Registry> {
         let h = hash(lower_wire);
         self.shards[shard_of(h)].find(h, |r| r.name_wire() == lower_wire)
     }
 
     /// The registry with this global name.
-    pub fn find_name(&self, name: &Name) -> Option<&Registry> {
+    pub(crate) fn find_name(&self, name: &Name) -> Option<&Registry> {
         self.find(&wire_lower(name))
     }
 
     /// Insert or replace the record for its name; returns the one it replaced. Copies one
     /// shard when a snapshot still shares it.
-    pub fn insert(&mut self, reg: Registry) -> Option<Registry> {
+    pub(crate) fn insert(&mut self, reg: Registry) -> Option<Registry> {
         let h = hash(reg.name_wire());
         let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
         match shard.find_mut(h, |r| r.name_wire() == reg.name_wire()) {
@@ -461,7 +468,7 @@ impl Globals {
     }
 
     /// Remove the record of this lower-cased wire name.
-    pub fn remove(&mut self, lower_wire: &[u8]) -> Option<Registry> {
+    pub(crate) fn remove(&mut self, lower_wire: &[u8]) -> Option<Registry> {
         let h = hash(lower_wire);
         let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
         let entry = shard.find_entry(h, |r| r.name_wire() == lower_wire).ok()?;
@@ -471,22 +478,22 @@ impl Globals {
     }
 
     /// How many registries.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// No global names at all (a cheap check before lower-casing the question).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Every registry, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &Registry> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Registry> {
         self.shards.iter().flat_map(|s| s.iter())
     }
 
     /// The set, answers and profile a record points at.
-    pub fn parts(&self, reg: &Registry) -> Option<(&ReplicaSet, &AnswerSet)> {
+    pub(crate) fn parts(&self, reg: &Registry) -> Option<(&ReplicaSet, &AnswerSet)> {
         let answers = self.answer_sets.get(reg.answer_set as usize)?;
         let set = self.sets.get(answers.set as usize)?;
         Some((set, answers))
@@ -494,7 +501,7 @@ impl Globals {
 }
 
 /// Lower-cased wire form of a name.
-pub fn wire_lower(name: &Name) -> Vec<u8> {
+pub(crate) fn wire_lower(name: &Name) -> Vec<u8> {
     let mut v = Vec::with_capacity(MAX_NAME_LEN);
     for label in name.iter() {
         v.push(label.len() as u8);

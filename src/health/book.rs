@@ -60,7 +60,7 @@ use super::state::{HealthState, Status, Transition};
 
 use crate::routing::MAX_REPLICAS;
 /// How many events the history keeps.
-pub const HISTORY_LEN: usize = 256;
+pub(crate) const HISTORY_LEN: usize = 256;
 
 /// A probe target's identity: a hash of its check, timing and thresholds. Stable across
 /// reloads, so a target that survives a reload keeps its state.
@@ -75,7 +75,7 @@ impl fmt::Display for TargetId {
 
 /// Which part of a target's result a key reads.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Resource {
+pub(crate) enum Resource {
     /// The target's overall verdict (one URL per registry and replica).
     Whole,
     /// Only these dependencies of the target's deep-health document (sorted, deduplicated);
@@ -86,7 +86,7 @@ pub enum Resource {
 /// Derives the outcome of the dependencies `deps` from a target's outcome: judged on the
 /// deep document when there is one (even if the whole probe failed on its status or on
 /// other dependencies); otherwise the target's own failure, or "no deep-health document".
-pub fn judge_deps(o: &ProbeOutcome, deps: &[String]) -> ProbeOutcome {
+pub(crate) fn judge_deps(o: &ProbeOutcome, deps: &[String]) -> ProbeOutcome {
     use super::outcome::{Failure, Pass};
     let result = match (&o.result, &o.document) {
         (Ok(_) | Err(Failure::Status(_) | Failure::Dependencies(_)), Some(doc)) => {
@@ -118,7 +118,7 @@ pub struct HealthKey {
     /// The probe target.
     pub target: TargetId,
     /// The resource within its result.
-    pub resource: Resource,
+    pub(crate) resource: Resource,
 }
 
 impl HealthKey {
@@ -157,7 +157,7 @@ pub struct Masks {
     /// Bit i: replica i may be answered.
     pub routable: u64,
     /// Bit i: replica i is not disabled by an operator.
-    pub enabled: u64,
+    pub(crate) enabled: u64,
     /// Every enabled replica is degraded: answering as if all were healthy.
     pub fail_open: bool,
     /// Shadow mode: the mask deep health would have given.
@@ -166,7 +166,7 @@ pub struct Masks {
 
 impl Masks {
     /// Every one of `n` replicas routable and enabled.
-    pub fn all(n: usize) -> Self {
+    pub(crate) fn all(n: usize) -> Self {
         let m = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         Self {
             routable: m,
@@ -181,21 +181,17 @@ impl Masks {
 #[derive(Clone, Debug)]
 pub struct KeyDetail {
     /// The key (target and resource).
-    pub key: HealthKey,
-    /// What it checks (`GET url` / `tcp://host:port`).
-    pub check: Arc<CheckSpec>,
+    pub(crate) key: HealthKey,
     /// The state routed on (stale → unknown).
-    pub effective: Status,
-    /// The stored state.
-    pub status: Status,
+    pub(crate) effective: Status,
     /// Whether the verdict expired.
-    pub stale: bool,
+    pub(crate) stale: bool,
     /// When the stored state began.
-    pub since: Option<Instant>,
+    pub(crate) since: Option<Instant>,
     /// Consecutive successes.
-    pub consecutive_successes: u32,
+    pub(crate) consecutive_successes: u32,
     /// Consecutive failures.
-    pub consecutive_failures: u32,
+    pub(crate) consecutive_failures: u32,
     /// The last outcome (time, latency, result, deep document).
     pub last: Option<ProbeOutcome>,
 }
@@ -227,7 +223,7 @@ pub enum EventKind {
 #[derive(Clone, Debug)]
 pub struct BookEvent {
     /// When.
-    pub at: Instant,
+    pub(crate) at: Instant,
     /// What.
     pub kind: EventKind,
 }
@@ -238,9 +234,9 @@ pub struct BookCounters {
     /// Key transitions.
     pub transitions: u64,
     /// Times the mass-failure guard engaged.
-    pub guard_engagements: u64,
+    pub(crate) guard_engagements: u64,
     /// Outcomes for targets not in the plan (stale events after a reload).
-    pub unknown_target_outcomes: u64,
+    pub(crate) unknown_target_outcomes: u64,
 }
 
 /// An index into the book's keys.
@@ -306,7 +302,7 @@ fn routes_differently(a: Status, b: Status) -> bool {
 }
 
 /// Whether a failed outcome is the prober's own blindness rather than the replica's verdict.
-pub fn prober_side(o: &ProbeOutcome) -> bool {
+pub(crate) fn prober_side(o: &ProbeOutcome) -> bool {
     !o.passed() && o.document.is_none()
 }
 
@@ -332,7 +328,7 @@ impl HealthBook {
     /// Switches to new targets, keeping the state of every key whose target still exists
     /// (same [`TargetId`]); new targets start `Unknown`. Profiles are cleared: add them again
     /// with [`add_profile`](Self::add_profile).
-    pub fn replan(&mut self, targets: &TargetTable) {
+    pub(crate) fn replan(&mut self, targets: &TargetTable) {
         let mut old: HashMap<HealthKey, KeySlot> = std::mem::take(&mut self.keys)
             .into_iter()
             .map(|k| (k.key.clone(), k))
@@ -440,8 +436,9 @@ impl HealthBook {
         p
     }
 
+    #[cfg(test)]
     /// How many profiles.
-    pub fn profile_count(&self) -> usize {
+    pub(crate) fn profile_count(&self) -> usize {
         self.profiles.len()
     }
 
@@ -530,7 +527,7 @@ impl HealthBook {
 
     /// Time passes: ages the guard's failures out and expires stale verdicts. Returns the
     /// profiles whose masks may have changed. O(keys), independent of the registry count.
-    pub fn tick(&mut self, now: Instant) -> Vec<u32> {
+    pub(crate) fn tick(&mut self, now: Instant) -> Vec<u32> {
         self.update_guard(now);
         let mut affected = Vec::new();
         for slot in &mut self.keys {
@@ -592,7 +589,7 @@ impl HealthBook {
     }
 
     /// Whether the mass-failure guard holds.
-    pub fn guard_engaged(&self) -> bool {
+    pub(crate) fn guard_engaged(&self) -> bool {
         self.guard_engaged
     }
 
@@ -655,7 +652,7 @@ impl HealthBook {
     /// The status routing reads for replica `i` of profile `p` in `mode` (shallow in shallow
     /// and shadow modes, else deep; the other check when that one is missing), without
     /// copying any detail: for counts and filters over many profiles.
-    pub fn routed_status(&self, p: u32, i: usize, mode: HealthMode) -> Status {
+    pub(crate) fn routed_status(&self, p: u32, i: usize, mode: HealthMode) -> Status {
         let Some(prof) = self.profiles.get(p as usize) else {
             return Status::Unknown;
         };
@@ -669,7 +666,11 @@ impl HealthBook {
     }
 
     /// The deep key of replica `i` of profile `p`: the key, its check and its routed status.
-    pub fn deep_key(&self, p: u32, i: usize) -> Option<(&HealthKey, &Arc<CheckSpec>, Status)> {
+    pub(crate) fn deep_key(
+        &self,
+        p: u32,
+        i: usize,
+    ) -> Option<(&HealthKey, &Arc<CheckSpec>, Status)> {
         let k = self
             .profiles
             .get(p as usize)?
@@ -698,22 +699,10 @@ impl HealthBook {
 
     fn key_detail(&self, k: KeyId, now: Instant) -> KeyDetail {
         let slot = &self.keys[k as usize];
-        let check = self
-            .targets
-            .get(&slot.key.target)
-            .map(|t| t.plan.target.check.clone())
-            .unwrap_or_else(|| {
-                Arc::new(CheckSpec::Tcp {
-                    host: String::new(),
-                    port: 0,
-                })
-            });
         let st = &slot.state;
         KeyDetail {
             key: slot.key.clone(),
-            check,
             effective: st.effective(now, slot.stale_after),
-            status: st.status(),
             stale: st.is_stale(now, slot.stale_after),
             since: st.since(),
             consecutive_successes: st.consecutive_successes(),
@@ -737,8 +726,9 @@ impl HealthBook {
         self.counters
     }
 
+    #[cfg(test)]
     /// How many keys (target, resource) are tracked.
-    pub fn key_count(&self) -> usize {
+    pub(crate) fn key_count(&self) -> usize {
         self.keys.len()
     }
 }
@@ -930,7 +920,11 @@ mod tests {
         let (d, _) = b.replica_detail(0, 0, now + 31 * S);
         let d = d.unwrap();
         assert!(d.stale);
-        assert_eq!((d.effective, d.status), (Status::Unknown, Status::Degraded));
+        assert_eq!(
+            d.effective,
+            Status::Unknown,
+            "a stale degraded verdict routes as unknown"
+        );
         assert_eq!(d.consecutive_failures, 2);
     }
 
@@ -1095,7 +1089,7 @@ mod tests {
         });
         assert_eq!(book.masks(q, HealthMode::Deep, 0).routable, 0b11);
         let (d, _) = book.replica_detail(q, 0, now);
-        assert_eq!(d.unwrap().status, Status::Healthy);
+        assert_eq!(d.unwrap().effective, Status::Healthy);
     }
 
     #[test]

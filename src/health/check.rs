@@ -14,7 +14,7 @@ use super::outcome::{DeepDoc, Failure, Pass, ProbeOutcome};
 use super::spec::{CheckSpec, HttpCheck};
 
 /// Bodies longer than this fail as [`Failure::BodyTooLarge`].
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// The `User-Agent` of every probe (WAFs may want to allow-list it).
 pub const USER_AGENT: &str = concat!("steerdns-prober/", env!("CARGO_PKG_VERSION"));

@@ -18,7 +18,7 @@
 pub mod book;
 pub mod check;
 pub mod outcome;
-pub mod plan;
+pub(crate) mod plan;
 pub mod prober;
 pub mod spec;
 pub mod state;

@@ -127,11 +127,11 @@ impl fmt::Display for Failure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DepResult {
     /// Dependency name (`storage`, `cache`, ...).
-    pub name: String,
+    pub(crate) name: String,
     /// Its status as reported.
-    pub status: String,
+    pub(crate) status: String,
     /// Whether that status counts as passing.
-    pub ok: bool,
+    pub(crate) ok: bool,
 }
 
 /// A JSON deep-health document, reduced to what is displayed and judged.
@@ -147,7 +147,7 @@ const DEP_KEYS: [&str; 5] = ["checks", "dependencies", "components", "details", 
 
 impl DeepDoc {
     /// Extracts a document from JSON; `None` when it has neither a status nor dependencies.
-    pub fn parse(v: &Value) -> Option<DeepDoc> {
+    pub(crate) fn parse(v: &Value) -> Option<DeepDoc> {
         let (status, deps) = match v {
             Value::Object(m) => {
                 let status = m.get("status").and_then(status_text);
@@ -181,7 +181,7 @@ impl DeepDoc {
 }
 
 /// Whether a reported status string counts as passing.
-pub fn status_ok(s: &str) -> bool {
+pub(crate) fn status_ok(s: &str) -> bool {
     const OK: [&str; 11] = [
         "ok", "healthy", "up", "pass", "passed", "passing", "green", "warn", "warning", "true",
         "online",

@@ -27,7 +27,7 @@ pub struct ReplicaChecks {
     /// Shallow check target.
     pub shallow: Option<TargetId>,
     /// `depends_on` of the resolved settings.
-    pub depends_on: Option<Vec<String>>,
+    pub(crate) depends_on: Option<Vec<String>>,
 }
 
 /// The deduplicated probe targets of a configuration, and the guard settings.
@@ -52,7 +52,7 @@ impl TargetTable {
     }
 
     /// The mode of a registry or template whose health table is `spec`.
-    pub fn mode(&self, spec: &HealthSpec) -> Result<HealthMode, SpecError> {
+    pub(crate) fn mode(&self, spec: &HealthSpec) -> Result<HealthMode, SpecError> {
         spec.check_level(SpecLevel::Registry)?;
         Ok(resolve(&[&self.server, spec])?.mode)
     }
@@ -127,22 +127,13 @@ impl TargetTable {
     }
 
     /// How many targets.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.targets.len()
     }
 
-    /// No targets.
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
-    }
-
     /// A target's check and timing.
-    pub fn get(&self, id: TargetId) -> Option<&ProbeTarget> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, id: TargetId) -> Option<&ProbeTarget> {
         self.targets.get(&id).map(|t| &t.target)
-    }
-
-    /// The mass-failure guard settings.
-    pub fn guard(&self) -> GuardSettings {
-        self.guard
     }
 }

@@ -45,11 +45,11 @@ impl Probe for Checker {
 #[derive(Debug, Default)]
 pub struct ProberStats {
     /// Probes completed (outcome produced).
-    pub probes: AtomicU64,
+    pub(crate) probes: AtomicU64,
     /// Probe tasks that panicked (each restarted).
     pub panics: AtomicU64,
     /// Targets currently running.
-    pub targets: AtomicU64,
+    pub(crate) targets: AtomicU64,
 }
 
 /// A running prober.

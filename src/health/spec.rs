@@ -132,7 +132,7 @@ impl fmt::Display for HealthMode {
 
 /// Where a `HealthSpec` appears; some keys are only allowed at some levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpecLevel {
+pub(crate) enum SpecLevel {
     /// `[health]`
     Server,
     /// `[registries.NAME.health]`
@@ -146,9 +146,9 @@ pub enum SpecLevel {
 #[error("health.{key}: {reason}")]
 pub struct SpecError {
     /// The offending key (`timeout`, `url`, ...).
-    pub key: &'static str,
+    pub(crate) key: &'static str,
     /// Why it was rejected.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 fn err(key: &'static str, reason: impl Into<String>) -> SpecError {
@@ -162,9 +162,9 @@ fn err(key: &'static str, reason: impl Into<String>) -> SpecError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StatusRange {
     /// Lowest accepted code.
-    pub lo: u16,
+    pub(crate) lo: u16,
     /// Highest accepted code.
-    pub hi: u16,
+    pub(crate) hi: u16,
 }
 
 impl StatusRange {
@@ -198,7 +198,7 @@ impl StatusRange {
     }
 
     /// Whether `code` is inside the range.
-    pub fn contains(&self, code: u16) -> bool {
+    pub(crate) fn contains(&self, code: u16) -> bool {
         (self.lo..=self.hi).contains(&code)
     }
 }
@@ -209,17 +209,17 @@ pub struct HttpCheck {
     /// The URL (http or https, with a host). Redirects are never followed.
     pub url: Url,
     /// Extra headers in name order (validated: token names, no CR/LF in values).
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// Accepted statuses.
     pub expect_status: Vec<StatusRange>,
     /// Required body substring.
-    pub body_contains: Option<String>,
+    pub(crate) body_contains: Option<String>,
     /// Required JSON value: (dotted path, expected text).
-    pub json: Option<(String, String)>,
+    pub(crate) json: Option<(String, String)>,
     /// A new connection per probe.
-    pub fresh_connection: bool,
+    pub(crate) fresh_connection: bool,
     /// Accept invalid certificates.
-    pub insecure_skip_verify: bool,
+    pub(crate) insecure_skip_verify: bool,
 }
 
 /// What one probe does.
@@ -255,22 +255,22 @@ impl fmt::Display for CheckSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Timing {
     /// Time between probes.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Whole-probe timeout (< interval).
     pub timeout: Duration,
     /// Per-round jitter (< interval).
-    pub jitter: Duration,
+    pub(crate) jitter: Duration,
     /// Verdict age after which it counts as unknown.
-    pub stale_after: Duration,
+    pub(crate) stale_after: Duration,
 }
 
 /// Consecutive-outcome thresholds of the state machine (both ≥ 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     /// Consecutive failures that degrade.
-    pub failure: u32,
+    pub(crate) failure: u32,
     /// Consecutive successes that recover from degraded.
-    pub success: u32,
+    pub(crate) success: u32,
 }
 
 impl Default for Thresholds {
@@ -286,26 +286,26 @@ impl Default for Thresholds {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProbeSettings {
     /// Routing mode.
-    pub mode: HealthMode,
+    pub(crate) mode: HealthMode,
     /// The deep check; `None` when no `url` is configured (not probed, stays unknown).
     pub deep: Option<CheckSpec>,
     /// The shallow (front-door) check; `None` when neither `url` nor `shallow` is set.
-    pub shallow: Option<CheckSpec>,
+    pub(crate) shallow: Option<CheckSpec>,
     /// Deep-document dependencies judged instead of the whole result (sorted, deduplicated).
-    pub depends_on: Option<Vec<String>>,
+    pub(crate) depends_on: Option<Vec<String>>,
     /// Probe timing.
-    pub timing: Timing,
+    pub(crate) timing: Timing,
     /// State machine thresholds.
-    pub thresholds: Thresholds,
+    pub(crate) thresholds: Thresholds,
 }
 
 /// Server-level mass-failure guard settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct GuardSettings {
+pub(crate) struct GuardSettings {
     /// Fraction of all targets (0 < f ≤ 1).
-    pub fraction: f64,
+    pub(crate) fraction: f64,
     /// Minimum number of failing targets.
-    pub min_targets: u32,
+    pub(crate) min_targets: u32,
 }
 
 impl Default for GuardSettings {
@@ -320,7 +320,7 @@ impl Default for GuardSettings {
 impl HealthSpec {
     /// Rejects keys that are not allowed at `level` (`mode` only at server and registry level,
     /// `mass_failure_*` only at server level).
-    pub fn check_level(&self, level: SpecLevel) -> Result<(), SpecError> {
+    pub(crate) fn check_level(&self, level: SpecLevel) -> Result<(), SpecError> {
         if level == SpecLevel::Replica && self.mode.is_some() {
             return Err(err("mode", "only allowed at server and registry level"));
         }
@@ -339,7 +339,7 @@ impl HealthSpec {
     }
 
     /// The mass-failure guard settings of a server-level spec.
-    pub fn guard(&self) -> Result<GuardSettings, SpecError> {
+    pub(crate) fn guard(&self) -> Result<GuardSettings, SpecError> {
         let d = GuardSettings::default();
         let fraction = self.mass_failure_fraction.unwrap_or(d.fraction);
         if !(fraction > 0.0 && fraction <= 1.0) {

@@ -38,7 +38,7 @@ pub enum Status {
 
 impl Status {
     /// Lower-case name for logs, metrics and the status API.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Unknown => "unknown",
             Status::Healthy => "healthy",
@@ -90,14 +90,14 @@ pub struct Transition {
     /// New state.
     pub to: Status,
     /// The time of the outcome that caused it.
-    pub at: Instant,
+    pub(crate) at: Instant,
     /// Why.
     pub reason: Reason,
 }
 
 /// One target's state and counters. Owned by a single writer.
 #[derive(Clone, Debug)]
-pub struct HealthState {
+pub(crate) struct HealthState {
     status: Status,
     since: Option<Instant>,
     ok_run: u32,
@@ -113,7 +113,7 @@ impl Default for HealthState {
 
 impl HealthState {
     /// A fresh `Unknown` state.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         HealthState {
             status: Status::Unknown,
             since: None,
@@ -123,40 +123,41 @@ impl HealthState {
         }
     }
 
+    #[cfg(test)]
     /// The stored state, ignoring staleness.
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         self.status
     }
 
     /// When the current state began (the time of the outcome that caused it).
-    pub fn since(&self) -> Option<Instant> {
+    pub(crate) fn since(&self) -> Option<Instant> {
         self.since
     }
 
     /// Consecutive successes so far.
-    pub fn consecutive_successes(&self) -> u32 {
+    pub(crate) fn consecutive_successes(&self) -> u32 {
         self.ok_run
     }
 
     /// Consecutive failures so far.
-    pub fn consecutive_failures(&self) -> u32 {
+    pub(crate) fn consecutive_failures(&self) -> u32 {
         self.fail_run
     }
 
     /// The last outcome seen.
-    pub fn last(&self) -> Option<&ProbeOutcome> {
+    pub(crate) fn last(&self) -> Option<&ProbeOutcome> {
         self.last.as_ref()
     }
 
     /// Whether the last outcome is older than `stale_after` at `now` (never probed: false).
-    pub fn is_stale(&self, now: Instant, stale_after: Duration) -> bool {
+    pub(crate) fn is_stale(&self, now: Instant, stale_after: Duration) -> bool {
         self.last
             .as_ref()
             .is_some_and(|o| now.saturating_duration_since(o.at) > stale_after)
     }
 
     /// The state to route on at `now`: a stale verdict counts as `Unknown`.
-    pub fn effective(&self, now: Instant, stale_after: Duration) -> Status {
+    pub(crate) fn effective(&self, now: Instant, stale_after: Duration) -> Status {
         if self.is_stale(now, stale_after) {
             Status::Unknown
         } else {
@@ -164,14 +165,15 @@ impl HealthState {
         }
     }
 
+    #[cfg(test)]
     /// Applies one outcome; `Some` only when the state flips.
-    pub fn observe(&mut self, outcome: &ProbeOutcome, th: Thresholds) -> Option<Transition> {
+    pub(crate) fn observe(&mut self, outcome: &ProbeOutcome, th: Thresholds) -> Option<Transition> {
         self.observe_with(outcome, th, false)
     }
 
     /// Like [`observe`](Self::observe); with `hold`, failures are counted but degrade nothing
     /// (the mass-failure guard).
-    pub fn observe_with(
+    pub(crate) fn observe_with(
         &mut self,
         outcome: &ProbeOutcome,
         th: Thresholds,

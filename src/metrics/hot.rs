@@ -57,24 +57,25 @@ impl DnsCounters {
 
     /// Count a query for a global name with (`true`) or without an ECS option.
     #[inline]
-    pub fn ecs(&self, present: bool) {
+    pub(crate) fn ecs(&self, present: bool) {
         self.ecs[usize::from(present)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Count a routing decision.
     #[inline]
-    pub fn decision(&self, basis: DecisionBasis) {
+    pub(crate) fn decision(&self, basis: DecisionBasis) {
         self.basis[basis_index(basis)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Count an answer given while failing open.
     #[inline]
-    pub fn fail_open(&self) {
+    pub(crate) fn fail_open(&self) {
         self.fail_open.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[cfg(test)]
     /// Responses so far with `rcode` × `qtype` (label values from [`RCODES`] / [`QTYPES`]).
-    pub fn responses(&self, rcode: &str, qtype: &str) -> u64 {
+    pub(crate) fn responses(&self, rcode: &str, qtype: &str) -> u64 {
         let r = RCODES.iter().position(|x| *x == rcode);
         let q = QTYPES.iter().position(|x| *x == qtype);
         match (r, q) {
@@ -127,7 +128,7 @@ pub struct ClientLabels {
 
 impl ClientLabels {
     /// A set of the given labels (duplicates and `unknown` are ignored).
-    pub fn new<S: AsRef<str>>(labels: impl IntoIterator<Item = S>) -> Self {
+    pub(crate) fn new<S: AsRef<str>>(labels: impl IntoIterator<Item = S>) -> Self {
         let mut names: Vec<Box<str>> = vec![UNKNOWN_LABEL.into()];
         let mut two_letter = Box::new([0u16; 676]);
         let mut others: Vec<(Box<str>, u16)> = Vec::new();
@@ -157,7 +158,7 @@ impl ClientLabels {
 
     /// Every two-letter code `AA` .. `ZZ`: a superset of ISO 3166-1 alpha-2 and continent
     /// codes, for when the mmdb's codes are not enumerated at load time.
-    pub fn all_two_letter_codes() -> impl Iterator<Item = String> {
+    pub(crate) fn all_two_letter_codes() -> impl Iterator<Item = String> {
         (b'A'..=b'Z')
             .flat_map(|a| (b'A'..=b'Z').map(move |b| String::from_utf8_lossy(&[a, b]).into()))
     }
@@ -165,7 +166,7 @@ impl ClientLabels {
     /// The index of `label` (`routing::Location::label`); `unknown` for None or a label not in
     /// the set. No allocation, no hashing.
     #[inline]
-    pub fn index(&self, label: Option<&str>) -> LabelIndex {
+    pub(crate) fn index(&self, label: Option<&str>) -> LabelIndex {
         let Some(l) = label else {
             return LabelIndex(0);
         };
@@ -179,17 +180,12 @@ impl ClientLabels {
     }
 
     /// Number of labels, `unknown` included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.names.len()
     }
 
-    /// Never true (`unknown` is always there); for clippy's `len_without_is_empty`.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
     /// The label's name.
-    pub fn name(&self, i: LabelIndex) -> &str {
+    pub(crate) fn name(&self, i: LabelIndex) -> &str {
         self.names
             .get(usize::from(i.0))
             .map_or(UNKNOWN_LABEL, |n| n)
@@ -211,9 +207,9 @@ fn two_letter_slot(l: &str) -> Option<usize> {
 #[derive(Clone, Debug)]
 pub struct RegistryKeys {
     /// `[registries.KEY]`.
-    pub key: String,
+    pub(crate) key: String,
     /// Replica keys in replica-index order.
-    pub replicas: Vec<String>,
+    pub(crate) replicas: Vec<String>,
 }
 
 /// Answer counters by (registry, replica) and by (client label × replica key), preallocated
@@ -240,7 +236,7 @@ pub struct ReplicaCounters {
 
 impl ReplicaCounters {
     /// Lay out counters for `registries` (in registry-index order) and `labels`.
-    pub fn new(registries: &[RegistryKeys], labels: ClientLabels) -> Self {
+    pub(crate) fn new(registries: &[RegistryKeys], labels: ClientLabels) -> Self {
         let mut offsets = Vec::with_capacity(registries.len());
         let mut slot_keys = Vec::new();
         let mut slot_column = Vec::new();
@@ -276,7 +272,7 @@ impl ReplicaCounters {
 
     /// Lay out `groups` (replica sets) and, after them, one group for each registry of
     /// `own` (registry id, keys): registries that get their own series (the allow-list).
-    pub fn with_registries(
+    pub(crate) fn with_registries(
         groups: &[RegistryKeys],
         own: &[(u32, RegistryKeys)],
         labels: ClientLabels,
@@ -298,7 +294,7 @@ impl ReplicaCounters {
     /// Count an answer of an allow-listed registry in its own series (not in the per-client
     /// cells: [`answer`](Self::answer) counted those). Costs nothing without an allow-list.
     #[inline]
-    pub fn answer_registry(&self, id: u32, replica: usize) {
+    pub(crate) fn answer_registry(&self, id: u32, replica: usize) {
         if self.own.is_empty() {
             return;
         }
@@ -319,14 +315,14 @@ impl ReplicaCounters {
     }
 
     /// The label set, to turn `routing::Location::label` into a [`LabelIndex`].
-    pub fn labels(&self) -> &ClientLabels {
+    pub(crate) fn labels(&self) -> &ClientLabels {
         &self.labels
     }
 
     /// Count one answer with replica `replica` of registry `registry` (config indices) for a
     /// client labelled `label`. Out-of-range indices are ignored (never panics).
     #[inline]
-    pub fn answer(&self, registry: usize, replica: usize, label: LabelIndex) {
+    pub(crate) fn answer(&self, registry: usize, replica: usize, label: LabelIndex) {
         let Some(&off) = self.offsets.get(registry) else {
             return;
         };

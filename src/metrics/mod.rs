@@ -58,48 +58,48 @@ pub use hot::{
 //------------ Names ------------------------------------------------------------------------
 
 /// Counter: DNS responses by `rcode` × `qtype`.
-pub const DNS_QUERIES: &str = "steerdns_dns_queries";
+pub(crate) const DNS_QUERIES: &str = "steerdns_dns_queries";
 /// Counter: queries for a global name by `ecs` = `present` | `absent`.
-pub const DNS_ECS: &str = "steerdns_dns_ecs_queries";
+pub(crate) const DNS_ECS: &str = "steerdns_dns_ecs_queries";
 /// Counter: routing decisions by `basis` = `latency_table` | `geo` | `default_order`.
-pub const DNS_DECISIONS: &str = "steerdns_dns_decisions";
+pub(crate) const DNS_DECISIONS: &str = "steerdns_dns_decisions";
 /// Counter: answers given while a registry failed open (all replicas degraded).
-pub const DNS_FAIL_OPEN_ANSWERS: &str = "steerdns_dns_fail_open_answers";
+pub(crate) const DNS_FAIL_OPEN_ANSWERS: &str = "steerdns_dns_fail_open_answers";
 /// Counter: answers by `registry` × `replica`.
-pub const ANSWERS_BY_REPLICA: &str = "steerdns_answers";
+pub(crate) const ANSWERS_BY_REPLICA: &str = "steerdns_answers";
 /// Counter: answers by `client` label × `replica` key (only non-zero cells are exported).
-pub const ANSWERS_BY_CLIENT: &str = "steerdns_client_answers";
+pub(crate) const ANSWERS_BY_CLIENT: &str = "steerdns_client_answers";
 /// Counter: probe results by `target` × `result` (`ok` or a failure reason label).
-pub const PROBES: &str = "steerdns_probes";
+pub(crate) const PROBES: &str = "steerdns_probes";
 /// Histogram: probe latency in seconds by `target`.
-pub const PROBE_DURATION: &str = "steerdns_probe_duration_seconds";
+pub(crate) const PROBE_DURATION: &str = "steerdns_probe_duration_seconds";
 /// Gauge: 1 for the current `state` of each `registry` × `replica`, 0 for the other states.
-pub const HEALTH_STATE: &str = "steerdns_health_state";
+pub(crate) const HEALTH_STATE: &str = "steerdns_health_state";
 /// Counter: health transitions by `to` state.
-pub const TRANSITIONS: &str = "steerdns_health_transitions";
+pub(crate) const TRANSITIONS: &str = "steerdns_health_transitions";
 /// Counter: times a registry started failing open, by `registry`.
-pub const FAIL_OPEN_EVENTS: &str = "steerdns_fail_open_events";
+pub(crate) const FAIL_OPEN_EVENTS: &str = "steerdns_fail_open_events";
 /// Counter: verdicts that expired to unknown because the prober went quiet.
-pub const STALE_VERDICTS: &str = "steerdns_stale_verdicts";
+pub(crate) const STALE_VERDICTS: &str = "steerdns_stale_verdicts";
 /// Counter: times the mass-failure guard engaged.
-pub const GUARD_ENGAGEMENTS: &str = "steerdns_mass_failure_guard_engagements";
+pub(crate) const GUARD_ENGAGEMENTS: &str = "steerdns_mass_failure_guard_engagements";
 /// Gauge: 1 while the mass-failure guard holds state.
-pub const GUARD_ENGAGED: &str = "steerdns_mass_failure_guard_engaged";
+pub(crate) const GUARD_ENGAGED: &str = "steerdns_mass_failure_guard_engaged";
 /// Counter: config reloads by `result` = `ok` | `failed`.
-pub const RELOADS: &str = "steerdns_config_reloads";
+pub(crate) const RELOADS: &str = "steerdns_config_reloads";
 /// Gauge: the snapshot generation in service.
-pub const CONFIG_GENERATION: &str = "steerdns_config_generation";
+pub(crate) const CONFIG_GENERATION: &str = "steerdns_config_generation";
 /// Gauge: active operator overrides.
-pub const OVERRIDES: &str = "steerdns_overrides";
+pub(crate) const OVERRIDES: &str = "steerdns_overrides";
 /// Gauge: probe tasks that panicked and were restarted since start.
-pub const PROBER_RESTARTS: &str = "steerdns_prober_task_restarts";
+pub(crate) const PROBER_RESTARTS: &str = "steerdns_prober_task_restarts";
 /// Counter: TCP connections refused because the connection cap was reached.
-pub const TCP_REFUSED: &str = "steerdns_tcp_refused_connections";
+pub(crate) const TCP_REFUSED: &str = "steerdns_tcp_refused_connections";
 /// Info: build facts (`version`).
-pub const BUILD: &str = "steerdns_build";
+pub(crate) const BUILD: &str = "steerdns_build";
 
 /// The label value for clients without a known label.
-pub const UNKNOWN_LABEL: &str = "unknown";
+pub(crate) const UNKNOWN_LABEL: &str = "unknown";
 
 //------------ Label sets -------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ struct ResultLabel {
 }
 
 /// Health states exported by [`HEALTH_STATE`].
-pub const STATES: [&str; 4] = ["unknown", "healthy", "degraded", "disabled"];
+pub(crate) const STATES: [&str; 4] = ["unknown", "healthy", "degraded", "disabled"];
 
 //------------ Metrics ----------------------------------------------------------------------
 
@@ -272,18 +272,19 @@ impl Metrics {
 
     /// The TCP-refused counter cell; the wiring points the TCP accept loop at it (or copies
     /// `TransportStats::tcp_refused` into it with [`Metrics::set_tcp_refused`]).
-    pub fn tcp_refused(&self) -> &Arc<AtomicU64> {
+    pub(crate) fn tcp_refused(&self) -> &Arc<AtomicU64> {
         &self.tcp_refused
     }
 
+    #[cfg(test)]
     /// Set the TCP-refused total (from `server::TransportStats`).
-    pub fn set_tcp_refused(&self, total: u64) {
+    pub(crate) fn set_tcp_refused(&self, total: u64) {
         self.tcp_refused.store(total, Ordering::Relaxed);
     }
 
     /// Install the replica counters of a new config generation; the previous ones are retired
     /// (see the module doc), so values carry over by (registry key, replica key).
-    pub fn install_replica_counters(&self, next: Arc<ReplicaCounters>) {
+    pub(crate) fn install_replica_counters(&self, next: Arc<ReplicaCounters>) {
         let mut hub = self.hub.lock();
         if let Some(prev) = hub.current.replace(next) {
             hub.retired.push(prev);
@@ -292,7 +293,7 @@ impl Metrics {
 
     /// Record one probe result for `target` (e.g. `contoso/westeurope` or a shared probe
     /// target's name): `result` is `ok` or the failure's label.
-    pub fn probe(&self, target: &str, result: &str, latency: Duration) {
+    pub(crate) fn probe(&self, target: &str, result: &str, latency: Duration) {
         self.probes
             .get_or_create(&ProbeLabels {
                 target: target.to_owned(),
@@ -308,7 +309,7 @@ impl Metrics {
 
     /// Replace the health-state gauges: one `(registry, replica, state)` per replica, `state`
     /// one of [`STATES`].
-    pub fn set_health_states<'a>(
+    pub(crate) fn set_health_states<'a>(
         &self,
         states: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
     ) {
@@ -319,7 +320,7 @@ impl Metrics {
     }
 
     /// Set one replica's health-state gauges (`state` one of [`STATES`]), the others kept.
-    pub fn set_health_state(&self, registry: &str, replica: &str, state: &str) {
+    pub(crate) fn set_health_state(&self, registry: &str, replica: &str, state: &str) {
         for s in STATES {
             self.health_state
                 .get_or_create(&StateLabels {
@@ -332,14 +333,14 @@ impl Metrics {
     }
 
     /// Count a health transition to `to` (`healthy`, `degraded`, `unknown`).
-    pub fn transition(&self, to: &str) {
+    pub(crate) fn transition(&self, to: &str) {
         self.transitions
             .get_or_create(&ToLabel { to: to.to_owned() })
             .inc();
     }
 
     /// Count a registry starting to fail open.
-    pub fn fail_open_started(&self, registry: &str) {
+    pub(crate) fn fail_open_started(&self, registry: &str) {
         self.fail_open_events
             .get_or_create(&RegistryLabel {
                 registry: registry.to_owned(),
@@ -348,12 +349,12 @@ impl Metrics {
     }
 
     /// Count a verdict that expired to unknown.
-    pub fn stale_verdict(&self) {
+    pub(crate) fn stale_verdict(&self) {
         self.stale_verdicts.inc();
     }
 
     /// The mass-failure guard engaged (`true`) or released.
-    pub fn guard(&self, engaged: bool) {
+    pub(crate) fn guard(&self, engaged: bool) {
         if engaged && self.guard_engaged.get() == 0 {
             self.guard_engagements.inc();
         }
@@ -376,7 +377,7 @@ impl Metrics {
     }
 
     /// Set how many probe tasks were restarted after a panic.
-    pub fn set_prober_restarts(&self, n: u64) {
+    pub(crate) fn set_prober_restarts(&self, n: u64) {
         self.prober_restarts
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
@@ -400,7 +401,7 @@ impl Metrics {
 }
 
 /// The OpenMetrics content type for `/metrics`.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 //------------ HotCollector -----------------------------------------------------------------
 

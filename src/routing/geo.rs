@@ -187,7 +187,7 @@ fn to_ipnet(addr: IpAddr, net: IpAddr, prefix: u8) -> Option<IpNet> {
 //------------ Distance and RTT -----------------------------------------------
 
 /// Great-circle distance in km between a point (degrees) and a region.
-pub fn distance_km(lat: f64, lon: f64, region: &Region) -> f64 {
+pub(crate) fn distance_km(lat: f64, lon: f64, region: &Region) -> f64 {
     let lat1 = lat.to_radians();
     let dlat = region.lat_rad - lat1;
     let dlon = region.lon_rad - lon.to_radians();
@@ -196,7 +196,7 @@ pub fn distance_km(lat: f64, lon: f64, region: &Region) -> f64 {
 }
 
 /// The RTT estimate in ms for a distance (see the module doc).
-pub fn estimate_rtt_ms(distance_km: f64) -> u32 {
+pub(crate) fn estimate_rtt_ms(distance_km: f64) -> u32 {
     let ms = (BASE_RTT_MS + distance_km / KM_PER_RTT_MS).round();
     // Distances on Earth stay below 20 100 km, so this never saturates.
     if ms.is_finite() && ms >= 0.0 {

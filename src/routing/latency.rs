@@ -77,14 +77,14 @@ struct Entry {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TableMatch<'a> {
     /// The matched prefix.
-    pub net: IpNet,
+    pub(crate) net: IpNet,
     /// Its label (a country, metro, PoP name ...), if the file gave one.
-    pub label: Option<&'a str>,
+    pub(crate) label: Option<&'a str>,
     /// RTT in milliseconds per region, indexed by [`super::RegionId`].
-    pub rtts: &'a [Option<u32>],
+    pub(crate) rtts: &'a [Option<u32>],
     /// Whether more specific entries lie inside `net` (only then can the
     /// ECS scope be longer than `net`'s prefix).
-    pub has_inner: bool,
+    pub(crate) has_inner: bool,
 }
 
 impl LatencyTable {
@@ -169,7 +169,7 @@ impl LatencyTable {
     }
 
     /// Read and parse a latency table file.
-    pub fn load(path: &Path, regions: &Regions) -> Result<Self, GeoError> {
+    pub(crate) fn load(path: &Path, regions: &Regions) -> Result<Self, GeoError> {
         let file = path.display().to_string();
         let text =
             std::fs::read_to_string(path).map_err(|e| GeoError::new(&file, None, e.to_string()))?;
@@ -253,7 +253,7 @@ impl LatencyTable {
     /// The ECS scope for an answer decided by `m`, the match for `addr`:
     /// `m`'s prefix length unless entries lie inside it (the common case
     /// costs nothing), else [`Self::scope`].
-    pub fn match_scope(&self, addr: IpAddr, m: &TableMatch<'_>) -> u8 {
+    pub(crate) fn match_scope(&self, addr: IpAddr, m: &TableMatch<'_>) -> u8 {
         if m.has_inner {
             self.scope(addr, m.net.prefix_len())
         } else {
@@ -283,7 +283,7 @@ impl LatencyTable {
     }
 
     /// All entries with their RTT rows (for the admin API and tests).
-    pub fn iter(&self) -> impl Iterator<Item = TableMatch<'_>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = TableMatch<'_>> {
         self.entries.iter().enumerate().map(|(i, e)| TableMatch {
             net: e.net,
             label: e.label.as_deref(),

@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Nothing here does I/O on the query path; files are read only by the
-//! loaders ([`BuiltinRegions::load`], [`LatencyTable::load`], [`GeoDb::open`]).
+//! loaders ([`BuiltinRegions::parse`], [`LatencyTable::load`], [`GeoDb::open`]).
 //! [`Locator::locate`] and [`rank`] do not allocate.
 //!
 //! # ECS scope
@@ -40,7 +40,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
-pub use geo::{GeoDb, GeoHit, distance_km, estimate_rtt_ms};
+pub(crate) use geo::{GeoDb, GeoHit, distance_km, estimate_rtt_ms};
 pub use latency::{LatencyTable, TableMatch};
 pub use rank::{
     Candidate, Candidates, ExplainRow, Explanation, MAX_REPLICAS, ReplicaIndex, TooManyReplicas,
@@ -59,11 +59,11 @@ pub use regions::{
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct GeoError {
     /// The file as given to the loader.
-    pub file: String,
+    pub(crate) file: String,
     /// 1-based line, when the problem is on one line.
-    pub line: Option<usize>,
+    pub(crate) line: Option<usize>,
     /// What is wrong.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 impl GeoError {
@@ -93,7 +93,7 @@ pub struct Client {
     /// Canonical address, already masked to `source_prefix`.
     pub addr: IpAddr,
     /// 32 or 128 for a packet source; the ECS source prefix otherwise.
-    pub source_prefix: u8,
+    pub(crate) source_prefix: u8,
 }
 
 impl Client {
@@ -108,7 +108,7 @@ impl Client {
 
     /// An ECS subnet: the address is masked to `source_prefix` (capped at
     /// the family length). The family is kept as sent.
-    pub fn from_subnet(addr: IpAddr, source_prefix: u8) -> Self {
+    pub(crate) fn from_subnet(addr: IpAddr, source_prefix: u8) -> Self {
         let source_prefix = source_prefix.min(family_len(addr));
         let addr = IpNet::new(addr, source_prefix).map_or(addr, |n| n.network());
         Self {
@@ -152,7 +152,7 @@ pub enum Basis {
 
 impl Basis {
     /// Stable name for metrics labels and logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Basis::LatencyTable => "latency_table",
             Basis::Geo => "geo",
@@ -172,13 +172,13 @@ impl fmt::Display for Basis {
 #[derive(Clone, Copy)]
 pub struct Location<'a> {
     /// Which layer decided.
-    pub basis: Basis,
+    pub(crate) basis: Basis,
     /// The table prefix or mmdb network that decided; for the default basis
     /// the mmdb network without coordinates, if there was one.
-    pub network: Option<IpNet>,
+    pub(crate) network: Option<IpNet>,
     /// Label for metrics: the table's label column, or the mmdb country
     /// ISO code (else continent code).
-    pub label: Option<&'a str>,
+    pub(crate) label: Option<&'a str>,
     /// The ECS scope prefix length for the answer (see the module doc).
     pub scope_prefix: u8,
     rtts: Rtts<'a>,
@@ -197,7 +197,7 @@ enum Rtts<'a> {
 
 impl<'a> Location<'a> {
     /// RTT in ms to `region`: measured (table), estimated (geo) or unknown.
-    pub fn rtt_ms(&self, region: RegionId) -> Option<u32> {
+    pub(crate) fn rtt_ms(&self, region: RegionId) -> Option<u32> {
         match self.rtts {
             Rtts::Table(row) => row.get(region.index()).copied().flatten(),
             Rtts::Geo { lat, lon } => {
@@ -208,8 +208,9 @@ impl<'a> Location<'a> {
         }
     }
 
+    #[cfg(test)]
     /// The client's coordinates for the geo basis.
-    pub fn point(&self) -> Option<(f64, f64)> {
+    pub(crate) fn point(&self) -> Option<(f64, f64)> {
         match self.rtts {
             Rtts::Geo { lat, lon } => Some((lat, lon)),
             _ => None,
@@ -219,12 +220,12 @@ impl<'a> Location<'a> {
     /// Position of `region` in the server-wide default order (regions not
     /// listed follow, in id order). A registry's own order is applied by
     /// [`Candidates::with_order`].
-    pub fn default_position(&self, region: RegionId) -> u16 {
+    pub(crate) fn default_position(&self, region: RegionId) -> u16 {
         self.locator.default_position(region)
     }
 
     /// The regions the RTTs are indexed by.
-    pub fn regions(&self) -> &'a Regions {
+    pub(crate) fn regions(&self) -> &'a Regions {
         &self.locator.regions
     }
 }
@@ -247,7 +248,7 @@ impl fmt::Debug for Location<'_> {
 /// registry's override): the position of every region, prepared once.
 /// Regions the order does not name follow it, in id (configuration) order.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegionOrder {
+pub(crate) struct RegionOrder {
     ids: Vec<RegionId>,
     /// Position per region id.
     positions: Vec<u16>,
@@ -255,7 +256,7 @@ pub struct RegionOrder {
 
 impl RegionOrder {
     /// Build from region names; errors name an unknown or repeated region.
-    pub fn new(regions: &Regions, names: &[&str]) -> Result<Self, RegionError> {
+    pub(crate) fn new(regions: &Regions, names: &[&str]) -> Result<Self, RegionError> {
         let mut ids = Vec::with_capacity(names.len());
         for name in names {
             let id = regions
@@ -277,13 +278,14 @@ impl RegionOrder {
         Ok(Self { ids, positions })
     }
 
+    #[cfg(test)]
     /// The regions the order names, in order.
-    pub fn ids(&self) -> &[RegionId] {
+    pub(crate) fn ids(&self) -> &[RegionId] {
         &self.ids
     }
 
     /// Position of `region` (`u16::MAX` for an id from other `Regions`).
-    pub fn position(&self, region: RegionId) -> u16 {
+    pub(crate) fn position(&self, region: RegionId) -> u16 {
         self.positions
             .get(region.index())
             .copied()
@@ -400,7 +402,7 @@ impl Locator {
     }
 
     /// The configured regions.
-    pub fn regions(&self) -> &Regions {
+    pub(crate) fn regions(&self) -> &Regions {
         &self.regions
     }
 
@@ -409,13 +411,15 @@ impl Locator {
         self.table.as_ref()
     }
 
+    #[cfg(test)]
     /// The geo database, if configured.
-    pub fn geo(&self) -> Option<&GeoDb> {
+    pub(crate) fn geo(&self) -> Option<&GeoDb> {
         self.geo.as_ref()
     }
 
+    #[cfg(test)]
     /// The server-wide default order.
-    pub fn default_order(&self) -> &RegionOrder {
+    pub(crate) fn default_order(&self) -> &RegionOrder {
         &self.default_order
     }
 }

@@ -61,7 +61,10 @@ impl Candidates {
 
     /// Like [`Candidates::new`], for a registry with its own default order
     /// (it replaces the server-wide one when RTTs tie or are unknown).
-    pub fn with_order(items: &[Candidate], order: &RegionOrder) -> Result<Self, TooManyReplicas> {
+    pub(crate) fn with_order(
+        items: &[Candidate],
+        order: &RegionOrder,
+    ) -> Result<Self, TooManyReplicas> {
         let mut c = Self::new(items)?;
         let mut positions = [u16::MAX; MAX_REPLICAS];
         for (p, item) in positions.iter_mut().zip(items) {
@@ -79,18 +82,19 @@ impl Candidates {
         }
     }
 
+    /// No replicas.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Number of replicas.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         usize::from(self.len)
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The replicas.
-    pub fn as_slice(&self) -> &[Candidate] {
+    pub(crate) fn as_slice(&self) -> &[Candidate] {
         &self.items[..self.len()]
     }
 
@@ -172,32 +176,32 @@ pub fn rank(
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Explanation {
     /// Which layer decided.
-    pub basis: Basis,
+    pub(crate) basis: Basis,
     /// The latency-table prefix or mmdb network that decided (or, for the
     /// default basis, the mmdb network that had no coordinates).
-    pub network: Option<IpNet>,
+    pub(crate) network: Option<IpNet>,
     /// The metrics label (table label, or country / continent code).
-    pub label: Option<String>,
+    pub(crate) label: Option<String>,
     /// The ECS scope prefix the answer carries.
-    pub scope_prefix: u8,
+    pub(crate) scope_prefix: u8,
     /// Every replica, routable ones first in answer order, then the others
     /// in the order they would have had.
-    pub replicas: Vec<ExplainRow>,
+    pub(crate) replicas: Vec<ExplainRow>,
 }
 
 /// One replica in an [`Explanation`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ExplainRow {
     /// The replica's index in its registry.
-    pub replica: ReplicaIndex,
+    pub(crate) replica: ReplicaIndex,
     /// Its region.
-    pub region: RegionId,
+    pub(crate) region: RegionId,
     /// The region's name.
-    pub region_name: String,
+    pub(crate) region_name: String,
     /// RTT for this location (measured for the table basis, estimated for geo).
-    pub rtt_ms: Option<u32>,
+    pub(crate) rtt_ms: Option<u32>,
     /// Whether `routable` selected it.
-    pub routable: bool,
+    pub(crate) routable: bool,
 }
 
 /// Rank every replica for `location` and say why; allocates.

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -25,7 +24,7 @@ pub struct RegionId(pub u16);
 
 impl RegionId {
     /// The index as a `usize`, for slicing per-region tables.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         usize::from(self.0)
     }
 }
@@ -36,13 +35,13 @@ impl RegionId {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Region {
     /// The region key as written in the config (`westeurope`).
-    pub name: Box<str>,
+    pub(crate) name: Box<str>,
     /// Human-readable name (`West Europe`); the key when none is known.
-    pub display_name: Box<str>,
+    pub(crate) display_name: Box<str>,
     /// Latitude in degrees.
-    pub latitude: f64,
+    pub(crate) latitude: f64,
     /// Longitude in degrees.
-    pub longitude: f64,
+    pub(crate) longitude: f64,
     /// Latitude in radians and its cosine, precomputed for the haversine.
     pub(super) lat_rad: f64,
     pub(super) cos_lat: f64,
@@ -58,32 +57,28 @@ pub struct Regions {
 
 impl Regions {
     /// Number of regions.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
 
-    /// Whether there are no regions.
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     /// The region with this id, if it exists.
-    pub fn get(&self, id: RegionId) -> Option<&Region> {
+    pub(crate) fn get(&self, id: RegionId) -> Option<&Region> {
         self.list.get(id.index())
     }
 
     /// The id of the region named `name`.
-    pub fn id(&self, name: &str) -> Option<RegionId> {
+    pub(crate) fn id(&self, name: &str) -> Option<RegionId> {
         self.by_name.get(name).copied()
     }
 
     /// The name of region `id`, or `"?"` for an id from another `Regions`.
-    pub fn name(&self, id: RegionId) -> &str {
+    pub(crate) fn name(&self, id: RegionId) -> &str {
         self.get(id).map_or("?", |r| &r.name)
     }
 
+    #[cfg(test)]
     /// All regions with their ids, in id order.
-    pub fn iter(&self) -> impl Iterator<Item = (RegionId, &Region)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (RegionId, &Region)> {
         self.list.iter().enumerate().map(|(i, r)| {
             // `resolve_regions` refuses more than u16::MAX regions.
             (RegionId(u16::try_from(i).unwrap_or(u16::MAX)), r)
@@ -99,13 +94,13 @@ impl Regions {
 pub struct BuiltinRegion {
     /// `azure`, `aws` or `gcp`; informational only.
     #[serde(default)]
-    pub provider: Option<String>,
+    pub(crate) provider: Option<String>,
     /// Human-readable name.
-    pub display_name: String,
+    pub(crate) display_name: String,
     /// Latitude in degrees.
-    pub latitude: f64,
+    pub(crate) latitude: f64,
     /// Longitude in degrees.
-    pub longitude: f64,
+    pub(crate) longitude: f64,
 }
 
 /// The built-in table of cloud region coordinates.
@@ -123,7 +118,7 @@ impl BuiltinRegions {
     }
 
     /// Parse a regions file; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Self, GeoError> {
+    pub(crate) fn parse(text: &str, file: &str) -> Result<Self, GeoError> {
         let map: BTreeMap<String, BuiltinRegion> = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
@@ -138,27 +133,15 @@ impl BuiltinRegions {
         Ok(Self { map })
     }
 
-    /// Read and parse a regions file.
-    pub fn load(path: &Path) -> Result<Self, GeoError> {
-        let file = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| GeoError::new(&file, None, e.to_string()))?;
-        Self::parse(&text, &file)
-    }
-
     /// The built-in entry for `name`.
-    pub fn get(&self, name: &str) -> Option<&BuiltinRegion> {
+    pub(crate) fn get(&self, name: &str) -> Option<&BuiltinRegion> {
         self.map.get(name)
     }
 
+    #[cfg(test)]
     /// Number of built-in regions.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.len()
-    }
-
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }
 
@@ -398,6 +381,5 @@ mod tests {
         );
         let text = "[a]\ndisplay_name = \"A\"\nlatitude = 1.0\nlongitude = 2.0\ncolour = 1\n";
         assert!(BuiltinRegions::parse(text, "r.toml").is_err());
-        assert!(BuiltinRegions::load(Path::new("/nonexistent/regions.toml")).is_err());
     }
 }

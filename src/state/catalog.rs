@@ -19,37 +19,35 @@ use crate::zone::ZoneSet;
 
 /// One registry to put: the catalog's columns with the template resolved to a set.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The key.
-    pub key: Box<str>,
+    pub(crate) key: Box<str>,
     /// The global name (absolute).
-    pub name: Name,
+    pub(crate) name: Name,
     /// The replica set (index in `Globals::sets`).
-    pub set: u32,
+    pub(crate) set: u32,
     /// Its own `depends_on` (None: the set's).
-    pub depends_on: Option<Vec<String>>,
+    pub(crate) depends_on: Option<Vec<String>>,
     /// TTL in seconds (None: the set's).
-    pub ttl: Option<u32>,
+    pub(crate) ttl: Option<u32>,
     /// Replicas per answer (None: the set's).
-    pub answers: Option<u8>,
+    pub(crate) answers: Option<u8>,
 }
 
 /// What a put changed, for the health engine.
 #[derive(Debug)]
-pub struct Put {
+pub(crate) struct Put {
     /// The stored record's id.
-    pub id: u32,
-    /// Its profile.
-    pub profile: u32,
+    pub(crate) id: u32,
     /// The record it replaced (same key).
-    pub replaced: Option<Registry>,
+    pub(crate) replaced: Option<Registry>,
     /// A profile that did not exist before (its masks must be computed).
-    pub new_profile: Option<u32>,
+    pub(crate) new_profile: Option<u32>,
 }
 
 /// Key index and interning tables; owned by the writer.
 #[derive(Clone, Debug, Default)]
-pub struct CatalogIndex {
+pub(crate) struct CatalogIndex {
     /// Registry key → lower-cased wire name, sorted (status pages).
     keys: BTreeMap<Box<str>, Box<[u8]>>,
     profiles: HashMap<Profile, u32>,
@@ -66,7 +64,7 @@ pub struct CatalogIndex {
 impl CatalogIndex {
     /// An empty index for a zone set (zone index = position in `zones.zones()`) and the
     /// replica sets of `g`.
-    pub fn new(zones: &ZoneSet, g: &Globals) -> Self {
+    pub(crate) fn new(zones: &ZoneSet, g: &Globals) -> Self {
         Self {
             zones: zones
                 .zones()
@@ -85,12 +83,12 @@ impl CatalogIndex {
     }
 
     /// The replica set of a template.
-    pub fn template(&self, name: &str) -> Option<u32> {
+    pub(crate) fn template(&self, name: &str) -> Option<u32> {
         self.templates.get(name).copied()
     }
 
     /// The index of a table built elsewhere (`Snapshot::load`): walks every registry once.
-    pub fn from_globals(g: &Globals, zones: &ZoneSet) -> Self {
+    pub(crate) fn from_globals(g: &Globals, zones: &ZoneSet) -> Self {
         let mut index = Self::new(zones, g);
         index.profiles = g
             .profiles
@@ -121,12 +119,12 @@ impl CatalogIndex {
     }
 
     /// The wire name of the registry with this key.
-    pub fn name_of(&self, key: &str) -> Option<&[u8]> {
+    pub(crate) fn name_of(&self, key: &str) -> Option<&[u8]> {
         self.keys.get(key).map(|n| &**n)
     }
 
     /// Keys in order, from just after `after`.
-    pub fn keys_after<'a>(
+    pub(crate) fn keys_after<'a>(
         &'a self,
         after: Option<&str>,
     ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
@@ -140,25 +138,20 @@ impl CatalogIndex {
             .map(|(k, n)| (&**k, &**n))
     }
 
-    /// How many registries.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// No registries.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Registries per profile (index = profile).
-    pub fn members(&self) -> &[u32] {
+    pub(crate) fn members(&self) -> &[u32] {
         &self.members
     }
 
     /// Validate `e` and store it in `g` (replacing the registry with the same key). Costs
     /// O(1) amortised: one shard copy, plus encoding an answer set the first time a
     /// (set, TTL) pair is seen.
-    pub fn put(&mut self, g: &mut Globals, zones: &ZoneSet, e: Entry) -> Result<Put, String> {
+    pub(crate) fn put(
+        &mut self,
+        g: &mut Globals,
+        zones: &ZoneSet,
+        e: Entry,
+    ) -> Result<Put, String> {
         let set = g
             .sets
             .get(e.set as usize)
@@ -287,14 +280,13 @@ impl CatalogIndex {
         self.keys.insert(e.key, wire.into_boxed_slice());
         Ok(Put {
             id,
-            profile: profile_of,
             replaced,
             new_profile,
         })
     }
 
     /// Remove the registry with this key.
-    pub fn delete(&mut self, g: &mut Globals, key: &str) -> Option<Registry> {
+    pub(crate) fn delete(&mut self, g: &mut Globals, key: &str) -> Option<Registry> {
         let wire = self.keys.remove(key)?;
         let r = g.remove(&wire)?;
         if let Some(m) = self.members.get_mut(r.profile as usize) {
@@ -306,7 +298,7 @@ impl CatalogIndex {
 
 /// The health keys of a profile: per replica, the deep check judged on the registry's
 /// `depends_on` (else the replica's, else the whole result) and the shallow check.
-pub fn profile_keys(g: &Globals, p: &Profile) -> ProfileKeys {
+pub(crate) fn profile_keys(g: &Globals, p: &Profile) -> ProfileKeys {
     let mut keys = ProfileKeys::default();
     let Some(set) = g.sets.get(p.set as usize) else {
         return keys;

@@ -40,7 +40,7 @@ pub struct ModeCommand {
     /// One registry, or None for server-wide.
     pub registry: Option<String>,
     /// Who.
-    pub who: String,
+    pub(crate) who: String,
 }
 
 /// Why an admin request failed; maps to an HTTP status.
@@ -65,7 +65,7 @@ pub enum AdminError {
 
 impl AdminError {
     /// The HTTP status for it.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             AdminError::BadRequest(_) => 400,
             AdminError::NotFound(_) => 404,

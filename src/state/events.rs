@@ -11,7 +11,7 @@ use super::view::{EventKind, EventView};
 use crate::overrides::{AuditEvent, format_time};
 
 /// Default number of events kept.
-pub use crate::config::admin::DEFAULT_EVENT_HISTORY as DEFAULT_CAPACITY;
+pub(crate) use crate::config::admin::DEFAULT_EVENT_HISTORY as DEFAULT_CAPACITY;
 
 /// A cheap-clone handle to a bounded ring of events (oldest dropped first).
 #[derive(Clone, Debug)]
@@ -71,7 +71,7 @@ impl EventLog {
     }
 
     /// The events, oldest first.
-    pub fn snapshot(&self) -> Vec<EventView> {
+    pub(crate) fn snapshot(&self) -> Vec<EventView> {
         self.inner.lock().iter().cloned().collect()
     }
 }

@@ -5,15 +5,15 @@
 //! generations (pingora's two-swap race, avoided by construction).
 
 mod apply;
-pub mod catalog;
-pub mod command;
+pub(crate) mod catalog;
+pub(crate) mod command;
 pub mod events;
 mod notes;
 pub mod readiness;
 mod registries;
 mod status;
 pub mod view;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,24 +37,24 @@ use catalog::{CatalogIndex, Entry};
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     /// Increases with every publish.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// The configuration.
-    pub config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
     /// The static zones.
-    pub zones: Arc<ZoneSet>,
+    pub(crate) zones: Arc<ZoneSet>,
     /// Latency table, geo database, regions and default order.
-    pub locator: Arc<Locator>,
+    pub(crate) locator: Arc<Locator>,
     /// The global names, prepared for answering.
-    pub globals: Arc<Globals>,
+    pub(crate) globals: Arc<Globals>,
     /// Which replicas of each registry may be answered, from the health book.
     pub health: Arc<HealthMasks>,
     /// What to probe.
-    pub targets: Arc<TargetTable>,
+    pub(crate) targets: Arc<TargetTable>,
     /// Answer counters by replica set and replica, and by client label.
-    pub counters: Arc<ReplicaCounters>,
+    pub(crate) counters: Arc<ReplicaCounters>,
     /// The writer's catalog index, as loaded; the writer takes it out before the first
     /// publish ([`Snapshot::take_index`]), so snapshots in service never hold one.
-    pub index: Option<Arc<CatalogIndex>>,
+    pub(crate) index: Option<Arc<CatalogIndex>>,
 }
 
 /// What routing may answer: masks per health profile (shared by every registry of the
@@ -65,14 +65,14 @@ pub struct HealthMasks {
     /// By profile index (`Globals::profiles`).
     pub profiles: Vec<Masks>,
     /// By registry id, for registries judged apart from their profile.
-    pub exceptions: HashMap<u32, Masks>,
+    pub(crate) exceptions: HashMap<u32, Masks>,
     /// The mass-failure guard holds the current state (the prober's own network is suspect).
     pub guard_engaged: bool,
 }
 
 impl HealthMasks {
     /// Every replica routable and enabled (before any probe has run).
-    pub fn all(globals: &Globals) -> Self {
+    pub(crate) fn all(globals: &Globals) -> Self {
         Self {
             profiles: globals
                 .profiles
@@ -93,7 +93,7 @@ impl HealthMasks {
 
     /// The masks of a registry.
     #[inline]
-    pub fn get(&self, reg: &Registry) -> Masks {
+    pub(crate) fn get(&self, reg: &Registry) -> Masks {
         if !self.exceptions.is_empty()
             && let Some(m) = self.exceptions.get(&reg.id)
         {
@@ -117,7 +117,7 @@ impl Snapshot {
 
     /// The catalog index for the writer: the one loaded with the snapshot, or one built
     /// from its registries.
-    pub fn take_index(&mut self) -> CatalogIndex {
+    pub(crate) fn take_index(&mut self) -> CatalogIndex {
         match self.index.take() {
             Some(i) => Arc::try_unwrap(i).unwrap_or_else(|i| (*i).clone()),
             None => CatalogIndex::from_globals(&self.globals, &self.zones),
@@ -125,7 +125,7 @@ impl Snapshot {
     }
 
     /// [`load`](Self::load), with the writer's catalog index apart.
-    pub fn load_indexed(config_path: &Path) -> Result<(Self, CatalogIndex), Problems> {
+    pub(crate) fn load_indexed(config_path: &Path) -> Result<(Self, CatalogIndex), Problems> {
         let started = std::time::Instant::now();
         let config = Config::load(config_path)?;
         let loaded = Self::from_config_indexed(config)?;
@@ -138,15 +138,8 @@ impl Snapshot {
         Ok(loaded)
     }
 
-    /// Load the zones and data a parsed config names.
-    pub fn from_config(config: Config) -> Result<Self, Problems> {
-        let (mut snap, index) = Self::from_config_indexed(config)?;
-        snap.index = Some(Arc::new(index));
-        Ok(snap)
-    }
-
     /// [`from_config`](Self::from_config), plus the writer's catalog index.
-    pub fn from_config_indexed(config: Config) -> Result<(Self, CatalogIndex), Problems> {
+    pub(crate) fn from_config_indexed(config: Config) -> Result<(Self, CatalogIndex), Problems> {
         let zones = ZoneSet::load_dir(&config.zones_dir);
         let locator = load_locator(&config);
         let (zones, locator) = match (zones, locator) {
@@ -251,7 +244,7 @@ impl Snapshot {
     /// How a query for global name `name` of type `qtype` from `source` (with `ecs`) is
     /// answered now, with live health: the one explain behind the CLI and the admin API.
     /// None when `name` is not a global name.
-    pub fn explain(
+    pub(crate) fn explain(
         &self,
         name: &hickory_proto::rr::Name,
         qtype: u16,
@@ -508,12 +501,12 @@ pub struct Shared(Arc<ArcSwap<Snapshot>>);
 
 impl Shared {
     /// Start with a first snapshot.
-    pub fn new(first: Snapshot) -> Self {
+    pub(crate) fn new(first: Snapshot) -> Self {
         Self(Arc::new(ArcSwap::from_pointee(first)))
     }
 
     /// The current snapshot, for one query (a guard: do not hold across `.await`).
-    pub fn current(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+    pub(crate) fn current(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.0.load()
     }
 
@@ -523,7 +516,7 @@ impl Shared {
     }
 
     /// Publish a new snapshot; its generation is set to one past the current one.
-    pub fn publish(&self, mut next: Snapshot) {
+    pub(crate) fn publish(&self, mut next: Snapshot) {
         next.generation = self.0.load().generation + 1;
         self.0.store(Arc::new(next));
     }

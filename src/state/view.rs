@@ -51,9 +51,9 @@ pub struct StatusQuery {
 }
 
 /// Default page size of `GET /v1/status`.
-pub const STATUS_PAGE: usize = 100;
+pub(crate) const STATUS_PAGE: usize = 100;
 /// Largest page of `GET /v1/status`.
-pub const STATUS_PAGE_MAX: usize = 1000;
+pub(crate) const STATUS_PAGE_MAX: usize = 1000;
 
 /// Counts over all registries.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
@@ -61,7 +61,7 @@ pub struct StatusSummary {
     /// Registries served.
     pub registries: u64,
     /// Registries failing open.
-    pub fail_open: u64,
+    pub(crate) fail_open: u64,
     /// Registry replicas by state.
     pub states: std::collections::BTreeMap<String, u64>,
     /// Registry replicas by region, then state.
@@ -305,40 +305,40 @@ pub struct ExplainQuery {
     /// The ECS subnet, if the query carried one.
     pub ecs: Option<IpNet>,
     /// The query type (`type=AAAA`; default A).
-    pub qtype: u16,
+    pub(crate) qtype: u16,
 }
 
 /// Body of `PUT /v1/overrides` (disable) and `DELETE /v1/overrides` (enable): either
 /// `registry` + `replica`, or `region`.
 #[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct OverrideRequest {
+pub(crate) struct OverrideRequest {
     /// Registry key (with `replica`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry: Option<String>,
+    pub(crate) registry: Option<String>,
     /// Replica key (with `registry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica: Option<String>,
+    pub(crate) replica: Option<String>,
     /// Region (alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// Why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// How long a disable lasts (`"30m"`, `"2h"`); absent: until enabled.
     #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
-    pub for_: Option<String>,
+    pub(crate) for_: Option<String>,
 }
 
 /// Body of `PUT /v1/mode`.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModeRequest {
+pub(crate) struct ModeRequest {
     /// `deep`, `shallow`, `shadow` or `off`.
-    pub mode: ModeName,
+    pub(crate) mode: ModeName,
     /// One registry; absent: server-wide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry: Option<String>,
+    pub(crate) registry: Option<String>,
 }
 
 /// A health mode, as the admin API and CLI name it: the one `health::spec::HealthMode`.
@@ -356,18 +356,18 @@ pub struct Ack {
 
 /// Reply to the override endpoints.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
-pub struct OverrideReply {
+pub(crate) struct OverrideReply {
     /// `disabled`, `enabled`.
-    pub action: AuditAction,
+    pub(crate) action: AuditAction,
     /// The audit record.
-    pub event: AuditEvent,
+    pub(crate) event: AuditEvent,
 }
 
 /// The body of every error reply: `{"error": "..."}`.
 #[derive(Clone, Debug, Deserialize, Eq, PartialEq, Serialize)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// The reason, for people.
-    pub error: String,
+    pub(crate) error: String,
 }
 
 //------------ WallClock ---------------------------------------------------------------------
@@ -376,24 +376,24 @@ pub struct ErrorBody {
 /// 3339 strings for [`StatusView`] and [`EventView`], anchored at one (instant, wall time)
 /// pair read together when the view is built.
 #[derive(Clone, Copy, Debug)]
-pub struct WallClock {
+pub(crate) struct WallClock {
     mono: tokio::time::Instant,
     wall: std::time::SystemTime,
 }
 
 impl WallClock {
     /// Anchored now.
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         Self::new(tokio::time::Instant::now(), std::time::SystemTime::now())
     }
 
     /// Anchored at a given pair (tests).
-    pub fn new(mono: tokio::time::Instant, wall: std::time::SystemTime) -> Self {
+    pub(crate) fn new(mono: tokio::time::Instant, wall: std::time::SystemTime) -> Self {
         Self { mono, wall }
     }
 
     /// The wall time of `t`.
-    pub fn wall(&self, t: tokio::time::Instant) -> std::time::SystemTime {
+    pub(crate) fn wall(&self, t: tokio::time::Instant) -> std::time::SystemTime {
         if t <= self.mono {
             self.wall
                 .checked_sub(self.mono - t)
@@ -404,7 +404,7 @@ impl WallClock {
     }
 
     /// `t` as RFC 3339.
-    pub fn format(&self, t: tokio::time::Instant) -> String {
+    pub(crate) fn format(&self, t: tokio::time::Instant) -> String {
         format_time(self.wall(t))
     }
 }

@@ -57,14 +57,12 @@ const COMMAND_QUEUE: usize = 64;
 /// What the running control task exposes.
 #[derive(Debug, Clone)]
 pub struct ControlHandles {
-    /// The prober's counters (probes, panics, targets).
-    pub prober: Arc<ProberStats>,
     /// Set once every probe target has had its first outcome (readiness).
     pub first_round: watch::Receiver<bool>,
     /// Commands for the writer (the admin API and SIGHUP send here).
     pub commands: mpsc::Sender<Command>,
     /// The event history.
-    pub events: EventLog,
+    pub(crate) events: EventLog,
     /// Stops the prober (fault injection for tests of the stale-verdict rule: with no
     /// outcomes, verdicts expire to unknown and every replica becomes routable).
     #[doc(hidden)]
@@ -76,7 +74,7 @@ pub struct ControlHandles {
 /// the catalog journal cannot be opened (starting without the operator's overrides would
 /// silently undo them). `probe` probes the targets (the HTTP/TCP `Checker` in service;
 /// scripted outcomes in tests).
-pub fn spawn<P: Probe>(
+pub(crate) fn spawn<P: Probe>(
     shared: Shared,
     index: CatalogIndex,
     metrics: Arc<Metrics>,
@@ -128,7 +126,6 @@ pub fn spawn<P: Probe>(
     });
     Ok((
         ControlHandles {
-            prober: prober.stats,
             first_round: first_rx,
             commands: commands_tx,
             events: event_log,

@@ -14,7 +14,7 @@ use crate::problem::Problem;
 
 impl Zone {
     /// Parse and check a zone file. `default_origin` is used unless the file sets `$ORIGIN`.
-    pub fn load(path: &Path, default_origin: &Name) -> Result<Self, Vec<Problem>> {
+    pub(crate) fn load(path: &Path, default_origin: &Name) -> Result<Self, Vec<Problem>> {
         let err = |line: Option<usize>, reason: String| Problem {
             file: path.to_path_buf(),
             line,
@@ -168,7 +168,7 @@ impl Zone {
 impl ZoneSet {
     /// Load every `*.zone` file in `dir`. The origin is the file's `$ORIGIN`, or its name
     /// without `.zone`. Returns every problem found, across all files.
-    pub fn load_dir(dir: &Path) -> Result<Self, Vec<Problem>> {
+    pub(crate) fn load_dir(dir: &Path) -> Result<Self, Vec<Problem>> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
             vec![Problem {
                 file: dir.to_path_buf(),

@@ -9,7 +9,7 @@ use super::{Answer, MAX_CNAME_CHAIN, Node, Owner, Zone, ZoneSet};
 impl ZoneSet {
     /// Resolve `qname`/`qtype` in our zones (RFC 1034 §4.3.2 steps 2–6, without recursion).
     /// `None` when no zone encloses the name (the caller answers REFUSED).
-    pub fn lookup<'z>(
+    pub(crate) fn lookup<'z>(
         &'z self,
         qname: &'z Name,
         qtype: RecordType,

@@ -29,11 +29,11 @@ const MAX_CNAME_CHAIN: usize = 8;
 
 /// One RRset of a node.
 #[derive(Debug)]
-pub struct Rrset {
+pub(crate) struct Rrset {
     /// The type.
-    pub rtype: RecordType,
+    pub(crate) rtype: RecordType,
     /// The records, in file order.
-    pub records: Vec<Record>,
+    pub(crate) records: Vec<Record>,
 }
 
 /// A name in the zone: its RRsets (none for an empty non-terminal).
@@ -52,7 +52,7 @@ impl Node {
 
 /// A loaded, checked zone.
 #[derive(Debug)]
-pub struct Zone {
+pub(crate) struct Zone {
     origin: Name,
     file: PathBuf,
     nodes: HashMap<Name, Node>,
@@ -66,22 +66,22 @@ pub struct Zone {
 
 impl Zone {
     /// The zone's origin (apex).
-    pub fn origin(&self) -> &Name {
+    pub(crate) fn origin(&self) -> &Name {
         &self.origin
     }
 
     /// The file the zone was loaded from.
-    pub fn file(&self) -> &Path {
+    pub(crate) fn file(&self) -> &Path {
         &self.file
     }
 
     /// The SOA for negative answers (TTL already min(TTL, MINIMUM)).
-    pub fn negative_soa(&self) -> &Record {
+    pub(crate) fn negative_soa(&self) -> &Record {
         &self.negative_soa
     }
 
     /// SOA serial.
-    pub fn serial(&self) -> u32 {
+    pub(crate) fn serial(&self) -> u32 {
         match &self.soa.data {
             RData::SOA(soa) => soa.serial,
             _ => 0,
@@ -89,23 +89,18 @@ impl Zone {
     }
 
     /// Number of records in the zone.
-    pub fn record_count(&self) -> usize {
+    pub(crate) fn record_count(&self) -> usize {
         self.record_count
     }
 
     /// Whether a name owns records (an empty non-terminal does not).
-    pub fn has_data(&self, name: &Name) -> bool {
+    pub(crate) fn has_data(&self, name: &Name) -> bool {
         self.nodes.get(name).is_some_and(|n| !n.rrsets.is_empty())
-    }
-
-    /// The RRset of the given type at a name, if any.
-    pub fn rrset(&self, name: &Name, rtype: RecordType) -> Option<&Rrset> {
-        self.nodes.get(name).and_then(|n| n.rrset(rtype))
     }
 
     /// Whether `name` lies at or below a zone cut of this zone (so the zone is not
     /// authoritative for it).
-    pub fn is_below_cut(&self, name: &Name) -> bool {
+    pub(crate) fn is_below_cut(&self, name: &Name) -> bool {
         let origin_labels = self.origin.num_labels();
         let labels = name.num_labels();
         (origin_labels + 1..=labels).any(|n| {
@@ -120,7 +115,7 @@ impl Zone {
 
 /// The outcome of a lookup, borrowing records from the zones.
 #[derive(Debug)]
-pub enum Answer<'z> {
+pub(crate) enum Answer<'z> {
     /// Authoritative data (possibly through a CNAME chain). `rcode_nx` is set when the chain
     /// ends in a name that does not exist (RFC 6604), `nodata` when it ends in a name without
     /// the type; `soa` is then the negative SOA of the zone where the chain ended.
@@ -146,7 +141,7 @@ pub enum Answer<'z> {
 
 /// Which owner name to write for an answer record.
 #[derive(Clone, Copy, Debug)]
-pub enum Owner<'z> {
+pub(crate) enum Owner<'z> {
     /// The record's own owner name.
     Own,
     /// A wildcard-synthesised record: written with this owner (RFC 4592 §3.4.2).
@@ -157,7 +152,7 @@ pub enum Owner<'z> {
 
 /// Emit one record. The owner is written as a pointer to the question when it is the query
 /// name, so the answer repeats the client's letter case and costs two octets.
-pub fn emit_record(
+pub(crate) fn emit_record(
     enc: &mut BinEncoder<'_>,
     rec: &Record,
     owner: Owner<'_>,
@@ -179,13 +174,14 @@ pub fn emit_record(
 
 /// Every zone served, keyed by origin.
 #[derive(Debug, Default)]
-pub struct ZoneSet {
+pub(crate) struct ZoneSet {
     zones: HashMap<Name, Arc<Zone>>,
 }
 
 impl ZoneSet {
     /// Build a set from zones already loaded (tests, reload).
-    pub fn from_zones(zones: impl IntoIterator<Item = Zone>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn from_zones(zones: impl IntoIterator<Item = Zone>) -> Self {
         Self {
             zones: zones
                 .into_iter()
@@ -195,22 +191,17 @@ impl ZoneSet {
     }
 
     /// The zones, in no particular order.
-    pub fn zones(&self) -> impl Iterator<Item = &Arc<Zone>> {
+    pub(crate) fn zones(&self) -> impl Iterator<Item = &Arc<Zone>> {
         self.zones.values()
     }
 
     /// Number of zones.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.zones.len()
     }
 
-    /// No zones at all.
-    pub fn is_empty(&self) -> bool {
-        self.zones.is_empty()
-    }
-
     /// The closest enclosing zone of `name` (the most labels in common).
-    pub fn find(&self, name: &Name) -> Option<&Zone> {
+    pub(crate) fn find(&self, name: &Name) -> Option<&Zone> {
         let labels = name.num_labels();
         (0..=labels)
             .rev()
