@@ -256,34 +256,6 @@ impl Overrides {
         region_hit
     }
 
-    #[cfg(test)]
-    /// Per registry (in the order given), a bitmask of disabled replicas (bit = replica index)
-    /// at `now`: what the health view's `disabled(registry, replica)` predicate reads, built
-    /// once per publish rather than per query. `registries` yields, per registry, its key and
-    /// its replicas' (key, region) in index order; replicas past index 63 are ignored.
-    pub(crate) fn disabled_masks<'a, R>(
-        &self,
-        registries: impl IntoIterator<Item = (&'a str, R)>,
-        now: SystemTime,
-    ) -> Vec<u64>
-    where
-        R: IntoIterator<Item = (&'a str, &'a str)>,
-    {
-        registries
-            .into_iter()
-            .map(|(registry, replicas)| {
-                replicas
-                    .into_iter()
-                    .take(64)
-                    .enumerate()
-                    .filter(|(_, (replica, region))| {
-                        self.is_disabled(registry, replica, region, now).is_some()
-                    })
-                    .fold(0u64, |m, (i, _)| m | (1 << i))
-            })
-            .collect()
-    }
-
     /// Overrides in force at `now`.
     pub fn active(&self, now: SystemTime) -> impl Iterator<Item = &Override> {
         self.entries.iter().filter(move |o| o.active(now))
@@ -608,26 +580,6 @@ mod tests {
         // After the replica override lapses the region one still holds.
         let hit = o.is_disabled("c", "w", "westeurope", t(60)).expect("hit");
         assert_eq!(hit.reason, "region");
-    }
-
-    #[test]
-    fn masks_for_the_health_view() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let mut o = Overrides::load(&dir.path().join("s.json"), t(0)).expect("load");
-        o.disable(rep("contoso", "w"), "x", "a", None, t(0))
-            .expect("d");
-        o.disable(region("eastus"), "x", "a", Some(t(10)), t(0))
-            .expect("d");
-        let regs = [
-            (
-                "contoso",
-                vec![("e", "eastus"), ("w", "westeurope"), ("s", "sea")],
-            ),
-            ("fabrikam", vec![("w", "westeurope"), ("e", "eastus")]),
-        ];
-        let masks = |now| o.disabled_masks(regs.iter().map(|(k, r)| (*k, r.iter().copied())), now);
-        assert_eq!(masks(t(1)), vec![0b011, 0b10]);
-        assert_eq!(masks(t(10)), vec![0b010, 0b00]);
     }
 
     #[test]

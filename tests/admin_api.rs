@@ -25,8 +25,8 @@ use steerdns::overrides::{AuditAction, OverrideError, Overrides, Target, time_pl
 use steerdns::state::events::EventLog;
 use steerdns::state::readiness::{Latch, Liveness, Readiness};
 use steerdns::state::view::{
-    Ack, EventKind, ModeName, OverrideView, RegistryStatus, ReplicaStatus, ServerFacts, StatusView,
-    ZoneFact,
+    Ack, EventKind, ModeName, OverrideView, RegistryStatus, ReplicaState, ReplicaStatus,
+    ServerFacts, StatusView, ZoneFact,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -77,7 +77,11 @@ fn status_of(fake: &Fake, ready: bool) -> StatusView {
                     ReplicaStatus {
                         key: rep.into(),
                         region: region.into(),
-                        state: if o.is_some() { "disabled" } else { "healthy" }.into(),
+                        state: if o.is_some() {
+                            ReplicaState::Disabled
+                        } else {
+                            ReplicaState::Healthy
+                        },
                         routable: o.is_none(),
                         override_: o.map(OverrideView::from),
                         ..ReplicaStatus::default()
@@ -481,7 +485,14 @@ async fn status_explain_events_unknown() {
     assert_eq!(v.server.zones[0].serial, 2026112701);
     assert_eq!(v.registries.len(), 2);
     assert_eq!(v.registries[0].replicas[1].key, "westeurope");
-    assert_eq!(v.registries[0].replicas[1].state, "healthy");
+    assert_eq!(v.registries[0].replicas[1].state, ReplicaState::Healthy);
+    // A state that does not exist is a 400 naming the states that do.
+    let (st, body) = get(&s, "/v1/status?state=sad").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("sad") && body.contains("degraded") && body.contains("disabled"),
+        "{body}"
+    );
 
     let (st, body) = get(
         &s,
@@ -555,7 +566,7 @@ async fn overrides_persist_show_and_expire() {
     // Visible in status, persisted in the state file, in the events.
     let st_view: StatusView = serde_json::from_str(&get(&s, "/v1/status").await.1).expect("s");
     let r = &st_view.registries[0].replicas[1];
-    assert_eq!(r.state, "disabled");
+    assert_eq!(r.state, ReplicaState::Disabled);
     let o = r.override_.as_ref().expect("override");
     assert_eq!(
         (o.who.as_str(), o.reason.as_str()),
@@ -587,7 +598,7 @@ async fn overrides_persist_show_and_expire() {
     assert_eq!(st, StatusCode::OK, "{body}");
     let v: StatusView = serde_json::from_str(&get(&s, "/v1/status").await.1).expect("s");
     let east = &v.registries[0].replicas[0];
-    assert_eq!(east.state, "disabled");
+    assert_eq!(east.state, ReplicaState::Disabled);
     assert_eq!(
         east.override_
             .as_ref()
@@ -601,7 +612,8 @@ async fn overrides_persist_show_and_expire() {
     }
     let v: StatusView = serde_json::from_str(&get(&s, "/v1/status").await.1).expect("s");
     assert_eq!(
-        v.registries[0].replicas[0].state, "healthy",
+        v.registries[0].replicas[0].state,
+        ReplicaState::Healthy,
         "expired at its until"
     );
     let pruned = {

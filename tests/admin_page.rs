@@ -30,7 +30,7 @@ fn replica(key: &str, region: &str, state: &str) -> ReplicaStatus {
     ReplicaStatus {
         key: key.into(),
         region: region.into(),
-        state: state.into(),
+        state: state.parse().expect("a state"),
         routable: state != "disabled" && state != "degraded",
         since: Some("2026-11-27T06:00:00Z".into()),
         consecutive_successes: 5,

@@ -17,6 +17,7 @@ use steerdns::health::spec::HealthMode;
 use steerdns::health::spec::{CheckSpec, HealthSpec, StatusRange, resolve};
 use steerdns::health::state::Status;
 use steerdns::health::state::Transition;
+use steerdns::routing::ReplicaMask;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -452,7 +453,12 @@ async fn thresholds_through_the_prober_loop() {
         let (id, o) = r.next().await;
         book.observe(id, &o, Instant::now());
     }
-    assert_eq!(book.masks(0, HealthMode::Deep, 0).routable, 0b11);
+    assert_eq!(
+        book.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
+            .routable
+            .bits(),
+        0b11
+    );
 
     // Storage fails on replica a: degraded after exactly 3 consecutive failures.
     a.fail("storage", Some("contoso"));
@@ -475,8 +481,8 @@ async fn thresholds_through_the_prober_loop() {
         (Status::Healthy, Status::Degraded, 3)
     );
     assert!(tr.reason.to_string().contains("storage"), "{}", tr.reason);
-    let v = book.masks(0, HealthMode::Deep, 0);
-    assert_eq!((v.routable, v.fail_open), (0b10, false));
+    let v = book.masks(0, HealthMode::Deep, ReplicaMask::EMPTY);
+    assert_eq!((v.routable.bits(), v.fail_open), (0b10, false));
 
     // Recovery after exactly 2 consecutive successes.
     a.recover(None, None);
@@ -491,7 +497,12 @@ async fn thresholds_through_the_prober_loop() {
         }
     };
     assert_eq!((tr.to, oks), (Status::Healthy, 2));
-    assert_eq!(book.masks(0, HealthMode::Deep, 0).routable, 0b11);
+    assert_eq!(
+        book.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
+            .routable
+            .bits(),
+        0b11
+    );
     let detail = book.replica_detail(0, 0, Instant::now()).0.unwrap();
     assert_eq!(
         detail.last.unwrap().document.unwrap().failing(),

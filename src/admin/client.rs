@@ -11,7 +11,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::state::view::{
-    Ack, ErrorBody, EventView, ModeName, ModeRequest, OverrideReply, OverrideRequest, StatusView,
+    Ack, ErrorBody, EventView, ModeName, ModeRequest, OverrideReply, OverrideRequest, ReplicaState,
+    StatusView,
 };
 
 /// Flags every admin subcommand takes.
@@ -36,7 +37,7 @@ pub enum AdminCommand {
         /// Only registries with a replica in this state (unknown, healthy, degraded,
         /// disabled).
         #[arg(long)]
-        state: Option<String>,
+        state: Option<ReplicaState>,
         /// Start after this registry key (the `more:` line of the previous page).
         #[arg(long)]
         after: Option<String>,
@@ -169,7 +170,7 @@ pub async fn run(args: &AdminArgs, command: &AdminCommand) -> Result<String, Cli
                 .map_err(|e| ClientError::Reply(e.to_string()))?;
             for (k, v) in [
                 ("registry", registry.clone()),
-                ("state", state.clone()),
+                ("state", state.map(|s| s.as_str().to_owned())),
                 ("after", after.clone()),
                 ("limit", limit.map(|l| l.to_string())),
             ] {
@@ -424,6 +425,20 @@ pub(crate) fn render_status(st: &StatusView) -> String {
                 }
                 let _ = write!(note, "failing: {}", failing.join(", "));
             }
+            if let Some(sh) = r.shadow.as_ref().filter(|sh| sh.deep != sh.routed) {
+                if !note.is_empty() {
+                    note.push_str("; ");
+                }
+                let verdict = if sh.deep_routable {
+                    "keeps"
+                } else {
+                    "would drop"
+                };
+                let _ = write!(note, "shadow: deep {} ({verdict} it)", sh.deep);
+                if let Some(why) = &sh.reason {
+                    let _ = write!(note, ": {why}");
+                }
+            }
             let (last, latency) = match &r.last_probe {
                 Some(p) if p.reason.is_empty() => {
                     (p.result.clone(), format!("{:.1}ms", p.latency_ms))
@@ -434,7 +449,7 @@ pub(crate) fn render_status(st: &StatusView) -> String {
             let state = if r.stale {
                 format!("{} (stale)", r.state)
             } else {
-                r.state.clone()
+                r.state.to_string()
             };
             rows.push([
                 reg.key.clone(),
@@ -503,7 +518,7 @@ pub(crate) fn render_events(events: &[EventView]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::view::{OverrideView, RegistryStatus, ReplicaStatus};
+    use crate::state::view::{OverrideView, RegistryStatus, ReplicaState, ReplicaStatus};
 
     #[test]
     fn status_table_lines_up() {
@@ -515,7 +530,7 @@ mod tests {
                     ReplicaStatus {
                         key: "westeurope".into(),
                         region: "westeurope".into(),
-                        state: "disabled".into(),
+                        state: ReplicaState::Disabled,
                         override_: Some(OverrideView {
                             scope: "replica".into(),
                             who: "token:ops".into(),
@@ -527,7 +542,7 @@ mod tests {
                     ReplicaStatus {
                         key: "east".into(),
                         region: "eastus".into(),
-                        state: "healthy".into(),
+                        state: ReplicaState::Healthy,
                         ..ReplicaStatus::default()
                     },
                 ],

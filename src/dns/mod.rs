@@ -231,14 +231,8 @@ fn global_answer(
         answers,
     };
     let masks = snap.health.get(reg);
-    let (decision, fail_open) = global::decide_with_health(
-        &snap.locator,
-        target,
-        (masks.routable, masks.enabled),
-        q.qtype,
-        source,
-        ecs.as_ref(),
-    );
+    let (decision, fail_open) =
+        global::decide_with_health(&snap.locator, target, &masks, q.qtype, source, ecs.as_ref());
     // Count what was decided and for whom (atomics only: no lock, no allocation).
     counters.decision(decision.location.basis);
     if fail_open || masks.fail_open {

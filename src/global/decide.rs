@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use hickory_proto::rr::RecordType;
 
 use super::{AnswerSet, Registry, ReplicaSet};
-use crate::routing::{self, Client, Location, Locator};
+use crate::health::book::Masks;
+use crate::routing::{self, Client, Location, Locator, ReplicaMask};
 use crate::wire::ClientSubnet;
 use crate::zone::ZoneSet;
 
@@ -38,7 +39,7 @@ pub(crate) struct Decision<'a> {
     /// The ECS scope prefix to answer with.
     pub(crate) scope: u8,
     /// The mask of replicas that were eligible (routable and with data for the type).
-    pub(crate) eligible: u64,
+    pub(crate) eligible: ReplicaMask,
 }
 
 /// Decide with the health masks of the registry, failing open when every replica that could
@@ -48,15 +49,15 @@ pub(crate) struct Decision<'a> {
 pub(crate) fn decide_with_health<'a>(
     locator: &'a Locator,
     t: Target<'_>,
-    (routable, enabled): (u64, u64),
+    masks: &Masks,
     qtype: u16,
     source: IpAddr,
     ecs: Option<&ClientSubnet>,
 ) -> (Decision<'a>, bool) {
-    let decision = decide(locator, t, routable, qtype, source, ecs);
+    let decision = decide(locator, t, masks.routable, qtype, source, ecs);
     if decision.count == 0 {
-        let fallback = enabled & t.set.mask_for(qtype);
-        if fallback != 0 && fallback != decision.eligible {
+        let fallback = masks.enabled & t.set.mask_for(qtype);
+        if !fallback.is_empty() && fallback != decision.eligible {
             return (decide(locator, t, fallback, qtype, source, ecs), true);
         }
     }
@@ -69,7 +70,7 @@ pub(crate) fn decide_with_health<'a>(
 pub(crate) fn decide<'a>(
     locator: &'a Locator,
     t: Target<'_>,
-    routable: u64,
+    routable: ReplicaMask,
     qtype: u16,
     source: IpAddr,
     ecs: Option<&ClientSubnet>,
@@ -168,7 +169,7 @@ pub(crate) fn explain(
     locator: &Locator,
     zones: &ZoneSet,
     t: Target<'_>,
-    masks: (u64, u64),
+    masks: &Masks,
     qtype: u16,
     source: IpAddr,
     ecs: Option<&ClientSubnet>,

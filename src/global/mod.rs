@@ -31,6 +31,7 @@ use rustc_hash::FxBuildHasher;
 use crate::config::Replica;
 use crate::health::book::TargetId;
 use crate::health::spec::HealthMode;
+use crate::routing::ReplicaMask;
 use crate::routing::{Candidate, Candidates, RegionOrder, Regions};
 use crate::wire::MAX_NAME_LEN;
 use crate::zone::{Answer, Owner, ZoneSet, emit_record};
@@ -112,8 +113,8 @@ pub(crate) struct ReplicaSet {
     pub(crate) replicas: Vec<SetReplica>,
     /// The replicas' regions (and default order), for ranking.
     pub(crate) candidates: Candidates,
-    /// Bit i set: replica i has records for A (index 0) / AAAA (1) / other types (2).
-    pub(crate) family_mask: [u64; 3],
+    /// The replicas with records for A (index 0) / AAAA (1) / other types (2).
+    pub(crate) family_mask: [ReplicaMask; 3],
     /// The configured health mode.
     pub(crate) mode: HealthMode,
     /// Default TTL of its registries.
@@ -133,7 +134,7 @@ impl ReplicaSet {
         (mode, ttl, answers): (HealthMode, u32, u8),
     ) -> Result<Self, String> {
         let mut items = Vec::with_capacity(replicas.len());
-        let mut family_mask = [0u64; 3];
+        let mut family_mask = [ReplicaMask::EMPTY; 3];
         for (i, rep) in replicas.iter().enumerate() {
             let region = regions.id(&rep.region).ok_or_else(|| {
                 format!(
@@ -142,7 +143,7 @@ impl ReplicaSet {
                 )
             })?;
             items.push(Candidate { region });
-            let bit = 1u64 << i;
+            let bit = ReplicaMask::single(i);
             if rep.spec.cname.is_some() {
                 family_mask = family_mask.map(|m| m | bit);
             } else {
@@ -176,7 +177,7 @@ impl ReplicaSet {
     }
 
     /// Which replicas can answer a query type at all.
-    pub(crate) fn mask_for(&self, qtype: u16) -> u64 {
+    pub(crate) fn mask_for(&self, qtype: u16) -> ReplicaMask {
         self.family_mask[slot(qtype)]
     }
 

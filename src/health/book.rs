@@ -58,7 +58,7 @@ pub use super::plan::{ReplicaChecks, TargetTable};
 use super::spec::{CheckSpec, GuardSettings, HealthMode, Timing};
 use super::state::{HealthState, Status, Transition};
 
-use crate::routing::MAX_REPLICAS;
+use crate::routing::{MAX_REPLICAS, ReplicaMask};
 /// How many events the history keeps.
 pub(crate) const HISTORY_LEN: usize = 256;
 
@@ -154,20 +154,20 @@ pub struct ProfileKeys {
 /// What routing may answer for one profile (or one registry with an exception).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Masks {
-    /// Bit i: replica i may be answered.
-    pub routable: u64,
-    /// Bit i: replica i is not disabled by an operator.
-    pub(crate) enabled: u64,
+    /// The replicas that may be answered.
+    pub routable: ReplicaMask,
+    /// The replicas not disabled by an operator.
+    pub(crate) enabled: ReplicaMask,
     /// Every enabled replica is degraded: answering as if all were healthy.
     pub fail_open: bool,
     /// Shadow mode: the mask deep health would have given.
-    pub shadow_deep: Option<u64>,
+    pub shadow_deep: Option<ReplicaMask>,
 }
 
 impl Masks {
     /// Every one of `n` replicas routable and enabled.
     pub(crate) fn all(n: usize) -> Self {
-        let m = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        let m = ReplicaMask::first(n);
         Self {
             routable: m,
             enabled: m,
@@ -597,20 +597,19 @@ impl HealthBook {
         key.map_or(Status::Unknown, |k| self.keys[k as usize].effective)
     }
 
-    fn mask(&self, keys: &[Option<KeyId>], disabled: u64) -> (u64, bool) {
-        let mut enabled = 0u64;
-        let mut ok = 0u64;
+    fn mask(&self, keys: &[Option<KeyId>], disabled: ReplicaMask) -> (ReplicaMask, bool) {
+        let mut enabled = ReplicaMask::EMPTY;
+        let mut ok = ReplicaMask::EMPTY;
         for (i, k) in keys.iter().enumerate().take(MAX_REPLICAS) {
-            let bit = 1u64 << i;
-            if disabled & bit != 0 {
+            if disabled.contains(i) {
                 continue;
             }
-            enabled |= bit;
+            enabled.insert(i);
             if self.status_of(*k) != Status::Degraded {
-                ok |= bit;
+                ok.insert(i);
             }
         }
-        if ok == 0 && enabled != 0 {
+        if ok.is_empty() && !enabled.is_empty() {
             (enabled, true)
         } else {
             (ok, false)
@@ -618,7 +617,7 @@ impl HealthBook {
     }
 
     /// The masks of profile `p` in `mode` with the replicas of `disabled` disabled.
-    pub fn masks(&self, p: u32, mode: HealthMode, disabled: u64) -> Masks {
+    pub fn masks(&self, p: u32, mode: HealthMode, disabled: ReplicaMask) -> Masks {
         let Some(prof) = self.profiles.get(p as usize) else {
             return Masks::all(0);
         };
@@ -876,33 +875,46 @@ mod tests {
         let mut b = book(&t, &p);
         let mut now = Instant::now();
         assert!(!b.first_round_done());
-        assert_eq!(b.masks(0, HealthMode::Deep, 0), Masks::all(3));
+        assert_eq!(
+            b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY),
+            Masks::all(3)
+        );
         // One failure moves nothing; the second degrades replica 1 of profile a only, and
         // says so: profile 0 is the only one affected.
         assert!(feed(&mut b, deep(&p, 0, 1), fail, 1, &mut now).is_empty());
         assert_eq!(feed(&mut b, deep(&p, 0, 1), fail, 1, &mut now), vec![0]);
-        assert_eq!(b.masks(0, HealthMode::Deep, 0).routable, 0b101);
-        assert_eq!(b.masks(1, HealthMode::Deep, 0).routable, 0b111);
+        assert_eq!(
+            b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b101
+        );
+        assert_eq!(
+            b.masks(1, HealthMode::Deep, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b111
+        );
         assert_eq!(b.counters().transitions, 1);
         // Disabled replicas never route.
-        let m = b.masks(0, HealthMode::Deep, 0b001);
-        assert_eq!((m.routable, m.enabled), (0b100, 0b110));
+        let m = b.masks(0, HealthMode::Deep, ReplicaMask::from_bits(0b001));
+        assert_eq!((m.routable.bits(), m.enabled.bits()), (0b100, 0b110));
         // All degraded → fail open over the enabled ones.
         feed(&mut b, deep(&p, 0, 0), fail, 2, &mut now);
         feed(&mut b, deep(&p, 0, 2), fail, 2, &mut now);
-        let m = b.masks(0, HealthMode::Deep, 0);
-        assert_eq!((m.routable, m.fail_open), (0b111, true));
-        let m = b.masks(0, HealthMode::Deep, 0b001);
-        assert_eq!((m.routable, m.fail_open), (0b110, true));
+        let m = b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY);
+        assert_eq!((m.routable.bits(), m.fail_open), (0b111, true));
+        let m = b.masks(0, HealthMode::Deep, ReplicaMask::from_bits(0b001));
+        assert_eq!((m.routable.bits(), m.fail_open), (0b110, true));
         // Everything disabled → mask 0, not fail-open.
-        let m = b.masks(0, HealthMode::Deep, 0b111);
-        assert_eq!((m.routable, m.fail_open), (0, false));
+        let m = b.masks(0, HealthMode::Deep, ReplicaMask::from_bits(0b111));
+        assert_eq!((m.routable.bits(), m.fail_open), (0, false));
         // Recovery needs two successes.
         feed(&mut b, deep(&p, 0, 2), pass, 1, &mut now);
-        assert!(b.masks(0, HealthMode::Deep, 0).fail_open);
+        assert!(b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY).fail_open);
         feed(&mut b, deep(&p, 0, 2), pass, 1, &mut now);
-        let m = b.masks(0, HealthMode::Deep, 0);
-        assert_eq!((m.routable, m.fail_open), (0b100, false));
+        let m = b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY);
+        assert_eq!((m.routable.bits(), m.fail_open), (0b100, false));
     }
 
     #[test]
@@ -911,12 +923,27 @@ mod tests {
         let mut b = book(&t, &p);
         let mut now = Instant::now();
         feed(&mut b, deep(&p, 0, 0), fail, 2, &mut now);
-        assert_eq!(b.masks(0, HealthMode::Deep, 0).routable, 0b110);
+        assert_eq!(
+            b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b110
+        );
         // stale_after defaults to 3 intervals = 30 s after the last outcome.
         assert!(b.tick(now + 30 * S).is_empty());
-        assert_eq!(b.masks(0, HealthMode::Deep, 0).routable, 0b110);
+        assert_eq!(
+            b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b110
+        );
         assert_eq!(b.tick(now + 31 * S), vec![0]);
-        assert_eq!(b.masks(0, HealthMode::Deep, 0).routable, 0b111);
+        assert_eq!(
+            b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b111
+        );
         let (d, _) = b.replica_detail(0, 0, now + 31 * S);
         let d = d.unwrap();
         assert!(d.stale);
@@ -935,23 +962,53 @@ mod tests {
         let mut now = Instant::now();
         feed(&mut b, deep(&p, 0, 0), fail, 2, &mut now);
         assert_eq!(
-            b.masks(0, HealthMode::Shadow, 0),
+            b.masks(0, HealthMode::Shadow, ReplicaMask::EMPTY),
             Masks {
-                routable: 0b111,
-                enabled: 0b111,
+                routable: ReplicaMask::from_bits(0b111),
+                enabled: ReplicaMask::from_bits(0b111),
                 fail_open: false,
-                shadow_deep: Some(0b110)
+                shadow_deep: Some(ReplicaMask::from_bits(0b110))
             }
         );
-        assert_eq!(b.masks(0, HealthMode::Deep, 0).routable, 0b110);
+        assert_eq!(
+            b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b110
+        );
         // The front door of 127.0.3.2 is down, for both registries.
         feed(&mut b, shallow(&p, 0, 1), fail, 2, &mut now);
-        assert_eq!(b.masks(0, HealthMode::Shallow, 0).routable, 0b101);
-        assert_eq!(b.masks(1, HealthMode::Shallow, 0).routable, 0b101);
-        assert_eq!(b.masks(1, HealthMode::Deep, 0).routable, 0b111);
+        assert_eq!(
+            b.masks(0, HealthMode::Shallow, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b101
+        );
+        assert_eq!(
+            b.masks(1, HealthMode::Shallow, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b101
+        );
+        assert_eq!(
+            b.masks(1, HealthMode::Deep, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b111
+        );
         // Off: latency only, disabled still excluded.
-        assert_eq!(b.masks(0, HealthMode::Off, 0).routable, 0b111);
-        assert_eq!(b.masks(0, HealthMode::Off, 0b010).routable, 0b101);
+        assert_eq!(
+            b.masks(0, HealthMode::Off, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b111
+        );
+        assert_eq!(
+            b.masks(0, HealthMode::Off, ReplicaMask::from_bits(0b010))
+                .routable
+                .bits(),
+            0b101
+        );
     }
 
     #[test]
@@ -972,7 +1029,7 @@ mod tests {
             );
         }
         assert!(!b.guard_engaged());
-        assert!(b.masks(0, HealthMode::Deep, 0).fail_open);
+        assert!(b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY).fail_open);
         // Three targets timing out: the prober is blind, the guard holds.
         for rep in 0..3 {
             feed(&mut b, deep(&p, 1, rep), blind, 1, &mut now);
@@ -980,7 +1037,13 @@ mod tests {
         assert!(b.guard_engaged());
         assert_eq!(b.counters().guard_engagements, 1);
         feed(&mut b, deep(&p, 1, 0), blind, 3, &mut now);
-        assert_eq!(b.masks(1, HealthMode::Deep, 0).routable, 0b111, "held");
+        assert_eq!(
+            b.masks(1, HealthMode::Deep, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b111,
+            "held"
+        );
         // Failures age out one probe cycle after they were seen: released.
         b.tick(now + 20 * S);
         assert!(!b.guard_engaged());
@@ -1036,9 +1099,9 @@ mod tests {
         affected.dedup();
         assert_eq!(affected, vec![0, 2]);
         // (A single degraded replica fails open.)
-        assert!(b.masks(0, HealthMode::Deep, 0).fail_open);
-        assert!(b.masks(2, HealthMode::Deep, 0).fail_open);
-        assert!(!b.masks(1, HealthMode::Deep, 0).fail_open);
+        assert!(b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY).fail_open);
+        assert!(b.masks(2, HealthMode::Deep, ReplicaMask::EMPTY).fail_open);
+        assert!(!b.masks(1, HealthMode::Deep, ReplicaMask::EMPTY).fail_open);
         let (d, _) = b.replica_detail(0, 0, now);
         assert_eq!(
             d.unwrap().last.unwrap().result,
@@ -1081,13 +1144,23 @@ mod tests {
             deep: vec![key(a, &["storage-1"]), key(b, &["storage-1"])],
             shallow: vec![None, None],
         });
-        assert_eq!(book.masks(p, HealthMode::Deep, 0).routable, 0b10);
+        assert_eq!(
+            book.masks(p, HealthMode::Deep, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b10
+        );
         // On storage-2 it is healthy on both.
         let q = book.add_profile(&ProfileKeys {
             deep: vec![key(a, &["storage-2"]), key(b, &["storage-2"])],
             shallow: vec![None, None],
         });
-        assert_eq!(book.masks(q, HealthMode::Deep, 0).routable, 0b11);
+        assert_eq!(
+            book.masks(q, HealthMode::Deep, ReplicaMask::EMPTY)
+                .routable
+                .bits(),
+            0b11
+        );
         let (d, _) = book.replica_detail(q, 0, now);
         assert_eq!(d.unwrap().effective, Status::Healthy);
     }
@@ -1109,7 +1182,11 @@ mod tests {
             b.add_profile(x);
         }
         assert!(b.first_round_done());
-        assert_eq!(b.masks(0, HealthMode::Deep, 0).routable & 1, 0);
+        assert!(
+            !b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
+                .routable
+                .contains(0)
+        );
         // A table without registry a's targets: their state is dropped.
         let mut t2 = TargetTable::new(&server("mass_failure_min_targets = 100")).unwrap();
         t2.replica(&HealthSpec::default(), &url("127.0.3.9", "x"))

@@ -31,6 +31,7 @@
 
 mod geo;
 mod latency;
+mod mask;
 mod rank;
 mod regions;
 
@@ -42,9 +43,9 @@ use serde::Serialize;
 
 pub(crate) use geo::{GeoDb, GeoHit, distance_km, estimate_rtt_ms};
 pub use latency::{LatencyTable, TableMatch};
+pub use mask::{MAX_REPLICAS, ReplicaMask};
 pub use rank::{
-    Candidate, Candidates, ExplainRow, Explanation, MAX_REPLICAS, ReplicaIndex, TooManyReplicas,
-    explain, rank,
+    Candidate, Candidates, ExplainRow, Explanation, ReplicaIndex, TooManyReplicas, explain, rank,
 };
 pub use regions::{
     BuiltinRegion, BuiltinRegions, Region, RegionError, RegionId, RegionSpec, Regions,

@@ -9,11 +9,9 @@
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::mask::{MAX_REPLICAS, ReplicaMask};
 use super::regions::RegionId;
 use super::{Basis, Location, RegionOrder};
-
-/// Most replicas a registry may have (the routable mask is a `u64`).
-pub const MAX_REPLICAS: usize = 64;
 
 /// Position of a replica in its registry's replica list.
 pub type ReplicaIndex = u8;
@@ -98,12 +96,9 @@ impl Candidates {
         &self.items[..self.len()]
     }
 
-    /// The mask with a bit set for every replica.
-    pub fn all(&self) -> u64 {
-        match self.len() {
-            MAX_REPLICAS => u64::MAX,
-            n => (1u64 << n) - 1,
-        }
+    /// Every replica.
+    pub fn all(&self) -> ReplicaMask {
+        ReplicaMask::first(self.len())
     }
 }
 
@@ -130,13 +125,13 @@ fn key(location: &Location<'_>, candidates: &Candidates, i: usize) -> u64 {
 fn sorted_keys(
     location: &Location<'_>,
     candidates: &Candidates,
-    mask: u64,
+    mask: ReplicaMask,
     with_unroutable: bool,
     keys: &mut [u64; MAX_REPLICAS],
 ) -> usize {
     let mut k = 0;
     for i in 0..candidates.len() {
-        let routable = mask & (1u64 << i) != 0;
+        let routable = mask.contains(i);
         if !routable && !with_unroutable {
             continue;
         }
@@ -157,7 +152,7 @@ fn sorted_keys(
 pub fn rank(
     location: &Location<'_>,
     candidates: &Candidates,
-    routable: u64,
+    routable: ReplicaMask,
     n: usize,
     out: &mut [ReplicaIndex; MAX_REPLICAS],
 ) -> usize {
@@ -205,7 +200,11 @@ pub struct ExplainRow {
 }
 
 /// Rank every replica for `location` and say why; allocates.
-pub fn explain(location: &Location<'_>, candidates: &Candidates, routable: u64) -> Explanation {
+pub fn explain(
+    location: &Location<'_>,
+    candidates: &Candidates,
+    routable: ReplicaMask,
+) -> Explanation {
     let mut keys = [0u64; MAX_REPLICAS];
     let k = sorted_keys(location, candidates, routable, true, &mut keys);
     let regions = location.regions();
@@ -252,7 +251,7 @@ mod tests {
 
     fn ranked(loc: &Location<'_>, c: &Candidates, mask: u64, n: usize) -> Vec<u8> {
         let mut out = [0; MAX_REPLICAS];
-        let k = rank(loc, c, mask, n, &mut out);
+        let k = rank(loc, c, ReplicaMask::from_bits(mask), n, &mut out);
         out[..k].to_vec()
     }
 
@@ -264,11 +263,11 @@ mod tests {
         let loc = l.locate(client("10.1.2.7"));
         assert_eq!(loc.basis, Basis::LatencyTable);
         let c = cands(&[0, 1, 2]);
-        assert_eq!(ranked(&loc, &c, c.all(), 3), [1, 0, 2]);
-        assert_eq!(ranked(&loc, &c, c.all(), 1), [1]);
+        assert_eq!(ranked(&loc, &c, c.all().bits(), 3), [1, 0, 2]);
+        assert_eq!(ranked(&loc, &c, c.all().bits(), 1), [1]);
         // n larger than the replica count returns them all.
-        assert_eq!(ranked(&loc, &c, c.all(), 10), [1, 0, 2]);
-        assert_eq!(ranked(&loc, &c, c.all(), 0), Vec::<u8>::new());
+        assert_eq!(ranked(&loc, &c, c.all().bits(), 10), [1, 0, 2]);
+        assert_eq!(ranked(&loc, &c, c.all().bits(), 0), Vec::<u8>::new());
     }
 
     #[test]
@@ -292,20 +291,20 @@ mod tests {
         // Two replicas in the same region tie: lower index first. The
         // unknown-RTT region goes last.
         let c = cands(&[2, 1, 0, 0]);
-        assert_eq!(ranked(&loc, &c, c.all(), 4), [2, 3, 1, 0]);
+        assert_eq!(ranked(&loc, &c, c.all().bits(), 4), [2, 3, 1, 0]);
 
         // Equal RTTs: earlier default-order region first (default order is
         // southeastasia, eastus, westeurope in this locator).
         let loc = l.locate(client("10.3.0.1")); // 10.3.0.0/16: all three 50
         assert_eq!(loc.network.unwrap().to_string(), "10.3.0.0/16");
         let c = cands(&[0, 1, 2]);
-        assert_eq!(ranked(&loc, &c, c.all(), 3), [2, 1, 0]);
+        assert_eq!(ranked(&loc, &c, c.all().bits(), 3), [2, 1, 0]);
 
         // Default basis: pure default order, then index.
         let loc = l.locate(client("172.16.0.1"));
         assert_eq!(loc.basis, Basis::DefaultOrder);
         let c = cands(&[0, 0, 1, 2]);
-        assert_eq!(ranked(&loc, &c, c.all(), 4), [3, 2, 0, 1]);
+        assert_eq!(ranked(&loc, &c, c.all().bits(), 4), [3, 2, 0, 1]);
     }
 
     #[test]
@@ -321,16 +320,16 @@ mod tests {
         .unwrap();
         // Default basis: westeurope, southeastasia, then eastus (unlisted).
         let loc = l.locate(client("172.16.0.1"));
-        assert_eq!(ranked(&loc, &c, c.all(), 3), [0, 2, 1]);
+        assert_eq!(ranked(&loc, &c, c.all().bits(), 3), [0, 2, 1]);
         // Equal RTTs (10.3.0.0/16): the registry's order breaks the tie.
         let loc = l.locate(client("10.3.0.1"));
-        assert_eq!(ranked(&loc, &c, c.all(), 3), [0, 2, 1]);
+        assert_eq!(ranked(&loc, &c, c.all().bits(), 3), [0, 2, 1]);
         let e = explain(&loc, &c, c.all());
         let order: Vec<u8> = e.replicas.iter().map(|r| r.replica).collect();
         assert_eq!(order, [0, 2, 1]);
         // Lowest RTT still wins over any order.
         let loc = l.locate(client("10.1.2.7"));
-        assert_eq!(ranked(&loc, &c, c.all(), 1), [1]);
+        assert_eq!(ranked(&loc, &c, c.all().bits(), 1), [1]);
     }
 
     #[test]
@@ -343,10 +342,10 @@ mod tests {
         ];
         assert_eq!(Candidates::new(&many).unwrap_err(), TooManyReplicas(65));
         let c = Candidates::new(&many[..64]).unwrap();
-        assert_eq!(c.all(), u64::MAX);
+        assert_eq!(c.all().bits(), u64::MAX);
         assert_eq!(c.len(), 64);
         assert!(cands(&[]).is_empty());
-        assert_eq!(cands(&[]).all(), 0);
+        assert_eq!(cands(&[]).all(), ReplicaMask::EMPTY);
         let l = locator(false, false);
         let loc = l.locate(client("192.0.2.1"));
         let mut out = [0; MAX_REPLICAS];
@@ -359,7 +358,7 @@ mod tests {
         let l = locator(true, false);
         let loc = l.locate(client("10.9.9.9"));
         let c = cands(&[2, 1, 0, 0]);
-        let e = explain(&loc, &c, 0b1011);
+        let e = explain(&loc, &c, ReplicaMask::from_bits(0b1011));
         assert_eq!(e.basis, Basis::LatencyTable);
         assert_eq!(e.network.unwrap().to_string(), "10.0.0.0/8");
         assert_eq!(e.scope_prefix, 13);

@@ -19,6 +19,7 @@ use crate::health::book::{HealthBook, Masks, TargetId};
 use crate::health::spec::HealthMode;
 use crate::metrics::Metrics;
 use crate::overrides::{AuditEvent, OverrideError, Overrides, Target, format_time, time_plus};
+use crate::routing::ReplicaMask;
 use crate::state::catalog::{CatalogIndex, profile_keys};
 use crate::state::command::{AdminError, ModeCommand, OverrideAction, OverrideCommand};
 use crate::state::events::EventLog;
@@ -107,13 +108,13 @@ impl World {
     }
 
     /// Replicas of profile `p`'s set disabled by a region override.
-    pub(super) fn region_disabled(&self, g: &Globals, p: u32, now: SystemTime) -> u64 {
+    pub(super) fn region_disabled(&self, g: &Globals, p: u32, now: SystemTime) -> ReplicaMask {
         let Some(set) = g
             .profiles
             .get(p as usize)
             .and_then(|p| g.sets.get(p.set as usize))
         else {
-            return 0;
+            return ReplicaMask::EMPTY;
         };
         let regions: Vec<&str> = self
             .overrides
@@ -124,14 +125,14 @@ impl World {
             })
             .collect();
         if regions.is_empty() {
-            return 0;
+            return ReplicaMask::EMPTY;
         }
         set.replicas
             .iter()
             .enumerate()
-            .take(64)
             .filter(|(_, r)| regions.contains(&&*r.region))
-            .fold(0, |m, (i, _)| m | 1 << i)
+            .map(|(i, _)| i)
+            .collect()
     }
 
     pub(super) fn profile_masks(&self, g: &Globals, p: u32, now: SystemTime) -> Masks {
@@ -148,13 +149,13 @@ impl World {
             .replicas
             .iter()
             .enumerate()
-            .take(64)
             .filter(|(_, r)| {
                 matches!(self.overrides.is_disabled(key, &r.key, &r.region, now),
                     Some(o) if matches!(o.target, Target::Replica { .. }))
             })
-            .fold(0u64, |m, (i, _)| m | 1 << i);
-        if mode.is_none() && replica_disabled == 0 {
+            .map(|(i, _)| i)
+            .collect::<ReplicaMask>();
+        if mode.is_none() && replica_disabled.is_empty() {
             return None;
         }
         let mode = mode.unwrap_or_else(|| self.profile_mode(g, reg.profile));
@@ -492,7 +493,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::health::outcome::{Failure, Pass, ProbeOutcome};
-    use crate::state::view::{RegistryRequest, StatusQuery};
+    use crate::state::view::{RegistryRequest, ReplicaState, StatusQuery};
 
     const S: Duration = Duration::from_secs(1);
 
@@ -616,9 +617,9 @@ mod tests {
             .expect("the second failure degrades the storage key");
         for i in 0..6 {
             let want = if i % 2 == 0 { 0b01 } else { 0b11 };
-            assert_eq!(masks(&next, &format!("a{i}")).routable, want, "a{i}");
+            assert_eq!(masks(&next, &format!("a{i}")).routable.bits(), want, "a{i}");
         }
-        assert_eq!(masks(&next, "cfg").routable, 0b11);
+        assert_eq!(masks(&next, "cfg").routable.bits(), 0b11);
         // The name table is the same one: only masks changed.
         assert!(Arc::ptr_eq(&next.globals, &snap.globals));
         // A passing probe of an unrelated target changes nothing.
@@ -633,7 +634,7 @@ mod tests {
         let (mut w, snap, _dir) = world(2);
         let now = Instant::now();
         let snap = storage_fails(&mut w, &snap, now);
-        assert_eq!(masks(&snap, "a0").routable, 0b01);
+        assert_eq!(masks(&snap, "a0").routable.bits(), 0b01);
         assert!(
             w.tick(&snap, now + 20 * S).is_none(),
             "not stale yet (3 × 10 s)"
@@ -641,7 +642,7 @@ mod tests {
         let next = w
             .tick(&snap, now + 32 * S)
             .expect("stale: unknown, routable");
-        assert_eq!(masks(&next, "a0").routable, 0b11);
+        assert_eq!(masks(&next, "a0").routable.bits(), 0b11);
     }
 
     #[test]
@@ -656,9 +657,9 @@ mod tests {
                 }),
             )
             .unwrap();
-        assert_eq!(masks(&next, "a0").routable, 0b01);
+        assert_eq!(masks(&next, "a0").routable.bits(), 0b01);
         assert_eq!(
-            masks(&next, "a2").routable,
+            masks(&next, "a2").routable.bits(),
             0b11,
             "same profile, no override"
         );
@@ -672,9 +673,13 @@ mod tests {
                 }),
             )
             .unwrap();
-        assert_eq!(masks(&next, "a0").routable, 0, "both disabled: NODATA");
+        assert_eq!(
+            masks(&next, "a0").routable.bits(),
+            0,
+            "both disabled: NODATA"
+        );
         for k in ["a1", "a2", "cfg"] {
-            assert_eq!(masks(&next, k).routable, 0b10, "{k}");
+            assert_eq!(masks(&next, k).routable.bits(), 0b10, "{k}");
         }
         let e = w
             .set_override(
@@ -707,11 +712,15 @@ mod tests {
             who: "test".into(),
         };
         let (_, next) = w.set_mode(&snap, cmd(Some("a0"), HealthMode::Off)).unwrap();
-        assert_eq!(masks(&next, "a0").routable, 0b11, "off: latency only");
+        assert_eq!(
+            masks(&next, "a0").routable.bits(),
+            0b11,
+            "off: latency only"
+        );
         assert_eq!(next.health.profiles, snap.health.profiles, "nobody else");
         let (_, next) = w.set_mode(&next, cmd(None, HealthMode::Deep)).unwrap();
         assert_eq!(
-            masks(&next, "a0").routable,
+            masks(&next, "a0").routable.bits(),
             0b01,
             "server-wide replaces per registry"
         );
@@ -788,16 +797,16 @@ mod tests {
         let (loaded, index) = Snapshot::load_indexed(&dir.path().join("steerdns.toml")).unwrap();
         let next = w.reload(&snap, loaded, index).unwrap();
         assert_eq!(next.globals.len(), 7);
-        assert_eq!(masks(&next, "a3").routable, 0b01, "still disabled");
-        assert_eq!(masks(&next, "0a").routable, 0b11);
+        assert_eq!(masks(&next, "a3").routable.bits(), 0b01, "still disabled");
+        assert_eq!(masks(&next, "0a").routable.bits(), 0b11);
     }
 
     #[test]
     fn status_pages_are_sorted_and_filtered() {
         let (mut w, snap, _dir) = world(30);
-        let page = |after: Option<&str>, state: Option<&str>| StatusQuery {
+        let page = |after: Option<&str>, state: Option<ReplicaState>| StatusQuery {
             after: after.map(str::to_owned),
-            state: state.map(str::to_owned),
+            state,
             limit: Some(10),
             ..Default::default()
         };
@@ -808,13 +817,13 @@ mod tests {
         let now = Instant::now();
         let snap = storage_fails(&mut w, &snap, now);
         let v = w
-            .status(&snap, &page(None, Some("degraded")), true)
+            .status(&snap, &page(None, Some(ReplicaState::Degraded)), true)
             .unwrap();
         assert!(v.registries.iter().all(|r| {
             let i: usize = r.key[1..].parse().unwrap();
             i.is_multiple_of(2)
         }));
-        assert_eq!(v.summary.states.get("degraded"), Some(&15));
-        assert_eq!(v.summary.regions["westeurope"]["degraded"], 15);
+        assert_eq!(v.summary.states.get(&ReplicaState::Degraded), Some(&15));
+        assert_eq!(v.summary.regions["westeurope"][&ReplicaState::Degraded], 15);
     }
 }

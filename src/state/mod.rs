@@ -262,7 +262,7 @@ impl Snapshot {
                 set,
                 answers,
             },
-            (masks.routable, masks.enabled),
+            &masks,
             qtype,
             source.to_canonical(),
             ecs,

@@ -72,9 +72,9 @@ impl World {
             if was.is_some_and(diverged) != diverged(m) {
                 let msg = if diverged(m) {
                     let deep = m.shadow_deep.unwrap_or(m.routable);
-                    warn!(profile = %name, routed = m.routable, deep, "shadow mode: deep checks would change routing");
+                    warn!(profile = %name, routed = ?m.routable, ?deep, "shadow mode: deep checks would change routing");
                     format!(
-                        "shadow: deep health would change routing (routed mask {:#b}, deep {deep:#b})",
+                        "shadow: deep health would change routing (routed replicas {:?}, deep {deep:?})",
                         m.routable
                     )
                 } else {

@@ -7,14 +7,14 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use crate::global::{Globals, Registry};
-use crate::health::book::{KeyDetail, Resource};
+use crate::health::book::{KeyDetail, Masks, Resource};
 use crate::health::spec::HealthMode;
 use crate::state::Snapshot;
 use crate::state::command::AdminError;
 use crate::state::view::{
-    DependencyView, OverrideView, ProbeView, RegistryStatus, ReplicaStatus, ResourceStatus,
-    STATUS_PAGE, STATUS_PAGE_MAX, ServerFacts, StatusQuery, StatusSummary, StatusView, WallClock,
-    ZoneFact,
+    DependencyView, OverrideView, ProbeView, RegistryStatus, ReplicaState, ReplicaStatus,
+    ResourceStatus, STATUS_PAGE, STATUS_PAGE_MAX, ServerFacts, ShadowView, StatusQuery,
+    StatusSummary, StatusView, WallClock, ZoneFact,
 };
 
 use super::apply::World;
@@ -43,16 +43,8 @@ impl World {
             .collect();
         zones.sort_by(|a, b| a.origin.cmp(&b.origin));
         let limit = q.limit.unwrap_or(STATUS_PAGE).clamp(1, STATUS_PAGE_MAX);
-        if let Some(s) = &q.state
-            && !crate::metrics::STATES.contains(&s.as_str())
-        {
-            return Err(AdminError::BadRequest(format!(
-                "state must be one of {}",
-                crate::metrics::STATES.join(", ")
-            )));
-        }
         // Per profile: each replica's routed state (cheap filter for `?state=`).
-        let profile_states: Vec<Vec<&'static str>> = (0..g.profiles.len() as u32)
+        let profile_states: Vec<Vec<ReplicaState>> = (0..g.profiles.len() as u32)
             .map(|p| self.replica_states(g, p, None, now_wall))
             .collect();
         let mut registries = Vec::new();
@@ -75,7 +67,7 @@ impl World {
         for (key, wire) in candidates.by_ref() {
             let Some(reg) = g.find(wire) else { continue };
             let exceptional = snap.health.exceptions.contains_key(&reg.id);
-            if let Some(want) = &q.state {
+            if let Some(want) = q.state {
                 let states = if exceptional {
                     self.replica_states(g, reg.profile, Some(reg), now_wall)
                 } else {
@@ -84,7 +76,7 @@ impl World {
                         .cloned()
                         .unwrap_or_default()
                 };
-                if !states.iter().any(|s| s == want) {
+                if !states.contains(&want) {
                     continue;
                 }
             }
@@ -125,7 +117,7 @@ impl World {
         p: u32,
         reg: Option<&Registry>,
         now_wall: SystemTime,
-    ) -> Vec<&'static str> {
+    ) -> Vec<ReplicaState> {
         let Some(set) = g
             .profiles
             .get(p as usize)
@@ -143,9 +135,9 @@ impl World {
                 let key = reg.map_or("", |r| r.key());
                 let over = self.overrides.is_disabled(key, &r.key, &r.region, now_wall);
                 if over.is_some() {
-                    "disabled"
+                    ReplicaState::Disabled
                 } else {
-                    self.book.routed_status(p, i, mode).as_str()
+                    self.book.routed_status(p, i, mode).into()
                 }
             })
             .collect()
@@ -204,11 +196,13 @@ impl World {
                     key: rep.key.to_string(),
                     region: rep.region.to_string(),
                     state: if over.is_some() {
-                        "disabled".to_string()
+                        ReplicaState::Disabled
                     } else {
-                        k.map_or("unknown", |k| k.effective.as_str()).to_string()
+                        k.map_or(ReplicaState::Unknown, |k| k.effective.into())
                     },
-                    routable: masks.routable >> i & 1 == 1,
+                    routable: masks.routable.contains(i),
+                    shadow: (mode == HealthMode::Shadow)
+                        .then(|| shadow_view(&detail, over.is_some(), &masks, i)),
                     since: k.and_then(|k| k.since).map(|t| clock.format(t)),
                     consecutive_successes: k.map_or(0, |k| k.consecutive_successes),
                     consecutive_failures: k.map_or(0, |k| k.consecutive_failures),
@@ -244,7 +238,7 @@ impl World {
     pub(super) fn summary(
         &self,
         snap: &Snapshot,
-        profile_states: &[Vec<&'static str>],
+        profile_states: &[Vec<ReplicaState>],
         now_wall: SystemTime,
     ) -> StatusSummary {
         let g = &snap.globals;
@@ -255,7 +249,7 @@ impl World {
         let members = self.index.members();
         let mut counts: Vec<u64> = members.iter().map(|m| u64::from(*m)).collect();
         // `n` registries of profile `p` with these replica states.
-        let mut add = |p: u32, states: &[&'static str], n: u64, fail_open: bool| {
+        let mut add = |p: u32, states: &[ReplicaState], n: u64, fail_open: bool| {
             let Some(set) = g
                 .profiles
                 .get(p as usize)
@@ -267,11 +261,11 @@ impl World {
                 s.fail_open += n;
             }
             for (r, st) in set.replicas.iter().zip(states) {
-                *s.states.entry((*st).to_string()).or_default() += n;
+                *s.states.entry(*st).or_default() += n;
                 *s.regions
                     .entry(r.region.to_string())
                     .or_default()
-                    .entry((*st).to_string())
+                    .entry(*st)
                     .or_default() += n;
             }
         };
@@ -296,7 +290,7 @@ impl World {
             }
         }
         // Resources: each deep key read by at least one registry.
-        let mut resources: BTreeMap<(String, Vec<String>), (String, u64)> = BTreeMap::new();
+        let mut resources: BTreeMap<(String, Vec<String>), (ReplicaState, u64)> = BTreeMap::new();
         for (p, prof) in g.profiles.iter().enumerate() {
             let n = members.get(p).copied().unwrap_or(0);
             let Some(set) = g.sets.get(prof.set as usize) else {
@@ -313,7 +307,7 @@ impl World {
                     };
                     let e = resources
                         .entry((check.to_string(), deps))
-                        .or_insert((status.as_str().to_string(), 0));
+                        .or_insert((status.into(), 0));
                     e.1 += u64::from(n);
                 }
             }
@@ -341,5 +335,31 @@ pub(super) fn routed_key(
     match mode {
         HealthMode::Shallow | HealthMode::Shadow => d.1.as_ref().or(d.0.as_ref()),
         _ => d.0.as_ref().or(d.1.as_ref()),
+    }
+}
+
+/// Shadow mode: the shallow verdict routing used beside the deep one (see [`ShadowView`]).
+fn shadow_view(
+    d: &(Option<KeyDetail>, Option<KeyDetail>),
+    disabled: bool,
+    masks: &Masks,
+    i: usize,
+) -> ShadowView {
+    let state = |k: Option<&KeyDetail>| {
+        if disabled {
+            ReplicaState::Disabled
+        } else {
+            k.map_or(ReplicaState::Unknown, |k| k.effective.into())
+        }
+    };
+    let deep = d.0.as_ref();
+    ShadowView {
+        routed: state(d.1.as_ref().or(deep)),
+        deep: state(deep),
+        deep_routable: masks.shadow_deep.is_some_and(|m| m.contains(i)),
+        reason: deep
+            .and_then(|k| k.last.as_ref())
+            .and_then(|o| o.result.as_ref().err())
+            .map(ToString::to_string),
     }
 }

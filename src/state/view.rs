@@ -7,7 +7,70 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::health::state::Status;
 use crate::overrides::{AuditAction, AuditEvent, format_time};
+
+//------------ ReplicaState ---------------------------------------------------------------------
+
+/// What routing sees of a replica: its health verdict, or `disabled` by an operator override.
+/// Serialised lowercase (`"healthy"`); the metrics' `state` label uses the same words.
+#[derive(
+    Clone, Copy, Debug, Default, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaState {
+    /// No verdict yet, or the verdict expired; routable.
+    #[default]
+    Unknown,
+    /// Passing; routable.
+    Healthy,
+    /// Failing; not routable (unless every replica is, and the registry fails open).
+    Degraded,
+    /// Disabled by an operator override; never routable.
+    Disabled,
+}
+
+impl ReplicaState {
+    /// Every state, in the order above.
+    pub const ALL: [Self; 4] = [Self::Unknown, Self::Healthy, Self::Degraded, Self::Disabled];
+
+    /// The word used in the API, the CLI and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Healthy => "healthy",
+            Self::Degraded => "degraded",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::str::FromStr for ReplicaState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a state: unknown, healthy, degraded or disabled"))
+    }
+}
+
+impl From<Status> for ReplicaState {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Unknown => Self::Unknown,
+            Status::Healthy => Self::Healthy,
+            Status::Degraded => Self::Degraded,
+        }
+    }
+}
+
+impl std::fmt::Display for ReplicaState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 //------------ Status ------------------------------------------------------------------------
 
@@ -41,7 +104,7 @@ pub struct StatusQuery {
     pub registry: Option<String>,
     /// Only registries with a replica in this state.
     #[serde(default)]
-    pub state: Option<String>,
+    pub state: Option<ReplicaState>,
     /// Start after this key.
     #[serde(default)]
     pub after: Option<String>,
@@ -63,9 +126,9 @@ pub struct StatusSummary {
     /// Registries failing open.
     pub(crate) fail_open: u64,
     /// Registry replicas by state.
-    pub states: std::collections::BTreeMap<String, u64>,
+    pub states: std::collections::BTreeMap<ReplicaState, u64>,
     /// Registry replicas by region, then state.
-    pub regions: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    pub regions: std::collections::BTreeMap<String, std::collections::BTreeMap<ReplicaState, u64>>,
     /// Health keys (probe target, resource set) by state: one line per storage account.
     pub resources: Vec<ResourceStatus>,
 }
@@ -78,7 +141,7 @@ pub struct ResourceStatus {
     /// The dependencies judged (empty: the whole result).
     pub depends_on: Vec<String>,
     /// Its state.
-    pub state: String,
+    pub state: ReplicaState,
     /// How many registry replicas read it.
     pub registries: u64,
 }
@@ -153,10 +216,13 @@ pub struct ReplicaStatus {
     pub key: String,
     /// Region.
     pub region: String,
-    /// What routing sees: `unknown`, `healthy`, `degraded` or `disabled`.
-    pub state: String,
+    /// What routing sees.
+    pub state: ReplicaState,
     /// Whether routing may answer with it now.
     pub routable: bool,
+    /// In shadow mode: what deep health says, beside the shallow verdict routing used.
+    #[serde(default)]
+    pub shadow: Option<ShadowView>,
     /// Since when the health state holds (RFC 3339), if known.
     #[serde(default)]
     pub since: Option<String>,
@@ -178,6 +244,22 @@ pub struct ReplicaStatus {
     /// The operator override disabling it, if any.
     #[serde(default, rename = "override")]
     pub override_: Option<OverrideView>,
+}
+
+/// Shadow mode, for one replica: routing follows the shallow check while deep checks run
+/// beside it, so an operator trialling deep checks sees which replicas they would take out.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct ShadowView {
+    /// The verdict routing used (the shallow check; `disabled` under an override).
+    pub routed: ReplicaState,
+    /// What the deep check says.
+    pub deep: ReplicaState,
+    /// Whether deep health would route to it (the whole registry judged on deep checks,
+    /// fail-open included).
+    pub deep_routable: bool,
+    /// Why deep health disagrees: the deep probe's failure, when it failed.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// The last probe of a replica.
@@ -414,6 +496,23 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+
+    #[test]
+    fn replica_states_are_the_metrics_state_labels() {
+        assert_eq!(
+            ReplicaState::ALL.map(ReplicaState::as_str),
+            crate::metrics::STATES
+        );
+        for s in ReplicaState::ALL {
+            assert_eq!(s.as_str().parse::<ReplicaState>(), Ok(s));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap_or_default(),
+                format!("\"{s}\"")
+            );
+        }
+        let err = "sad".parse::<ReplicaState>().err().unwrap_or_default();
+        assert!(err.contains("sad") && err.contains("disabled"), "{err}");
+    }
 
     #[test]
     fn wall_clock_maps_instants() {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hickory_proto::rr::{RData, RecordType};
 use steerdns::demo_replica::{DemoReplica, lab_config};
 use steerdns::state::HealthMasks;
+use steerdns::state::view::{ReplicaState, StatusQuery};
 use tokio::time::Instant;
 
 use crate::support::*;
@@ -226,7 +227,8 @@ async fn the_mass_failure_guard_holds_state_when_the_prober_is_blind() {
     lab.wait_hits(0, "contoso", h, 5).await;
     let snap = lab.health();
     assert_eq!(
-        snap.health.profiles[0].routable, 0b111,
+        snap.health.profiles[0].routable.bits(),
+        0b111,
         "all still routable: {:?}",
         snap.health
     );
@@ -256,9 +258,9 @@ async fn scattered_dependency_faults_reroute_and_do_not_engage_the_guard() {
     // Profiles are the config's registries in key order; replicas eastus, southeastasia,
     // westeurope.
     lab.wait_health("each registry loses exactly its failing replica", |h| {
-        h.profiles[0].routable == 0b011
-            && h.profiles[1].routable == 0b110
-            && h.profiles[2].routable == 0b101
+        h.profiles[0].routable.bits() == 0b011
+            && h.profiles[1].routable.bits() == 0b110
+            && h.profiles[2].routable.bits() == 0b101
     })
     .await;
     let snap = lab.health();
@@ -282,11 +284,40 @@ async fn shadow_mode_routes_on_shallow_and_reports_what_deep_would_change() {
     lab.replicas[0].fail("storage", Some("contoso"));
     // Deep would drop westeurope; routing (front door / TCP) does not.
     lab.wait_health("deep diverges", |h| {
-        h.profiles[0].shadow_deep.is_some_and(|d| d & WEU_BIT == 0)
+        h.profiles[0]
+            .shadow_deep
+            .is_some_and(|d| d.bits() & WEU_BIT == 0)
     })
     .await;
-    assert_eq!(lab.health().health.profiles[0].routable & WEU_BIT, WEU_BIT);
+    assert_eq!(
+        lab.health().health.profiles[0].routable.bits() & WEU_BIT,
+        WEU_BIT
+    );
     assert_eq!(lab.answer("contoso").await, WEU);
+    // The status API says, per replica, what routing used and what deep health says.
+    let v = status(&lab.server, StatusQuery::default())
+        .await
+        .expect("status");
+    let reps = &v.registries[0].replicas;
+    let weu = reps.iter().find(|r| r.region == "westeurope").expect("weu");
+    let sh = weu.shadow.as_ref().expect("shadow view in shadow mode");
+    assert_eq!(
+        (weu.state, sh.routed, sh.deep, sh.deep_routable),
+        (
+            ReplicaState::Healthy,
+            ReplicaState::Healthy,
+            ReplicaState::Degraded,
+            false
+        )
+    );
+    assert!(
+        sh.reason.as_deref().is_some_and(|r| r.contains("storage")),
+        "{sh:?}"
+    );
+    for other in reps.iter().filter(|r| r.region != "westeurope") {
+        let sh = other.shadow.as_ref().expect("shadow");
+        assert_eq!((sh.deep, sh.deep_routable), (ReplicaState::Healthy, true));
+    }
     lab.stop().await;
 }
 

@@ -10,11 +10,14 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use steerdns::admin::context::{AdminError, Command};
 use steerdns::app::{self, Handles};
 use steerdns::server::Sockets;
 use steerdns::state::Snapshot;
+use steerdns::state::view::{StatusQuery, StatusView};
 
 /// How long a test waits for any one answer before failing.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(5);
@@ -241,4 +244,23 @@ pub fn answer_ecs(m: &Message) -> Option<ClientSubnet> {
             _ => None,
         },
     )
+}
+
+pub async fn ask<T>(
+    s: &TestServer,
+    make: impl FnOnce(oneshot::Sender<Result<T, AdminError>>) -> Command,
+) -> Result<T, AdminError> {
+    let (tx, rx) = oneshot::channel();
+    s.handles
+        .control
+        .commands
+        .send(make(tx))
+        .await
+        .expect("writer runs");
+    rx.await.expect("writer replies")
+}
+
+/// The writer's status view, as `GET /v1/status` would return it.
+pub async fn status(s: &TestServer, query: StatusQuery) -> Result<StatusView, AdminError> {
+    ask(s, |reply| Command::Status { query, reply }).await
 }
