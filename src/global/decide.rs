@@ -137,6 +137,9 @@ pub struct Explained {
     pub network: Option<String>,
     /// The metrics label.
     pub label: Option<String>,
+    /// The geo database consulted (when the latency table did not decide): its file, schema,
+    /// matched network and the client's coordinates.
+    pub geo: Option<routing::GeoExplanation>,
     /// The ECS scope the answer carries (when the query has ECS).
     pub scope_prefix: u8,
     /// The answer failed open (every replica able to answer was degraded).
@@ -156,6 +159,9 @@ pub struct ExplainedReplica {
     pub region: String,
     /// RTT for this client (measured or estimated), if known.
     pub rtt_ms: Option<u32>,
+    /// Great-circle km from the client's coordinates to the region (geo basis), the distance
+    /// the RTT estimate comes from.
+    pub distance_km: Option<f64>,
     /// Healthy (or failed open) and with records of this type.
     pub eligible: bool,
     /// In the answer.
@@ -198,6 +204,7 @@ pub fn explain(
         basis: x.basis,
         network: x.network.map(|n| n.to_string()),
         label: x.label,
+        geo: x.geo,
         scope_prefix: d.scope,
         fail_open,
         ranking: x
@@ -207,6 +214,7 @@ pub fn explain(
                 replica: replica_key(r.replica),
                 region: r.region_name.clone(),
                 rtt_ms: r.rtt_ms,
+                distance_km: r.distance_km,
                 eligible: r.routable,
                 chosen: chosen.contains(&r.replica),
             })

@@ -45,8 +45,8 @@ use serde::Serialize;
 pub use geo::{GeoDb, GeoHit, GeoSet, Schema, Survey, distance_km, estimate_rtt_ms};
 pub use latency::{LatencyTable, TableMatch};
 pub use rank::{
-    Candidate, Candidates, ExplainRow, Explanation, MAX_REPLICAS, ReplicaIndex, TooManyReplicas,
-    explain, rank,
+    Candidate, Candidates, ExplainRow, Explanation, GeoExplanation, MAX_REPLICAS, ReplicaIndex,
+    TooManyReplicas, explain, rank,
 };
 pub use regions::{
     BuiltinRegion, BuiltinRegions, Region, RegionError, RegionId, RegionSpec, Regions,
@@ -210,6 +210,16 @@ impl<'a> Location<'a> {
                 Some(estimate_rtt_ms(distance_km(lat, lon, r)))
             }
             Rtts::None => None,
+        }
+    }
+
+    /// Great-circle distance in km to `region` (geo basis only).
+    pub fn distance_km(&self, region: RegionId) -> Option<f64> {
+        match self.rtts {
+            Rtts::Geo { lat, lon } => {
+                Some(distance_km(lat, lon, self.locator.regions.get(region)?))
+            }
+            _ => None,
         }
     }
 
@@ -631,11 +641,15 @@ pub(super) mod tests {
             Some((f64::from(-33.87f32), f64::from(151.21f32)))
         );
         assert_eq!(loc.label, Some("AU"));
+        let d = loc.distance_km(RegionId(3)).unwrap();
+        assert!(d < 5.0, "Sydney to australiaeast: {d} km");
+        assert_eq!(loc.rtt_ms(RegionId(3)), Some(estimate_rtt_ms(d)));
         // A row without coordinates, and a miss: the default order, with the
         // file that was asked.
         let loc = l.locate(client("100.66.0.1"));
         assert_eq!((loc.basis, loc.label), (Basis::DefaultOrder, Some("NZ")));
         assert_eq!(loc.geo_db.map(GeoDb::source), Some("city-ipv4.mmdb"));
+        assert_eq!(loc.distance_km(RegionId(0)), None);
         let loc = l.locate(client("2001:db8:f::1"));
         assert_eq!(loc.basis, Basis::DefaultOrder);
         assert_eq!(loc.geo_db.map(GeoDb::source), Some("city-ipv6.mmdb"));
