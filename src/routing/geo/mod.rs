@@ -15,9 +15,11 @@
 //! - IPv6 clients: the file whose metadata says `ip_version` 6.
 //! - IPv4 clients: the file whose metadata says `ip_version` 4 if there is
 //!   one (even when the IPv6 file also holds IPv4 data: naming an IPv4 file
-//!   says which data to use); otherwise the IPv6 file, when its IPv4 subtree
-//!   holds data (GeoLite2-City, DB-IP City Lite). An IPv6 file without IPv4
-//!   data (ip-location-db's `*-ipv6.mmdb`) does not serve IPv4 clients.
+//!   says which data to use); otherwise the IPv6 file, when it holds IPv4
+//!   data, in its `::/96` subtree (GeoLite2-City, DB-IP City Lite) or under
+//!   `::ffff:0:0/96` (then IPv4 clients are looked up IPv4-mapped). An IPv6
+//!   file without IPv4 data (ip-location-db's `*-ipv6.mmdb`) does not serve
+//!   IPv4 clients.
 //! - Two files with the same `ip_version` are refused: which one a client of
 //!   that family should use would be a guess.
 //!
@@ -165,7 +167,11 @@ impl GeoDb {
     /// Decodes only the detected schema's fields; no allocation.
     pub fn lookup(&self, addr: IpAddr) -> Option<GeoHit<'_>> {
         let addr = addr.to_canonical();
-        let res = match self.reader.lookup(addr) {
+        let key = match addr {
+            IpAddr::V4(v4) if self.survey.ipv4_mapped => IpAddr::V6(v4.to_ipv6_mapped()),
+            a => a,
+        };
+        let res = match self.reader.lookup(key) {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "mmdb lookup failed");
@@ -198,6 +204,11 @@ fn to_ipnet(addr: IpAddr, net: IpAddr, prefix: u8) -> Option<IpNet> {
     let n = IpNet::new(net, prefix).ok()?;
     match (addr, n) {
         (IpAddr::V4(_), IpNet::V4(_)) | (IpAddr::V6(_), IpNet::V6(_)) => Some(n.trunc()),
+        // A miss looked up IPv4-mapped can end above ::ffff:0:0/96: the
+        // whole IPv4 space is without data.
+        (IpAddr::V4(a), IpNet::V6(v6)) if v6.prefix_len() <= 96 => v6
+            .contains(&a.to_ipv6_mapped())
+            .then(|| IpNet::from(ipnet::Ipv4Net::default())),
         (IpAddr::V4(_), IpNet::V6(v6)) => {
             let v4 = v6.network().to_ipv4_mapped()?;
             IpNet::new(IpAddr::V4(v4), v6.prefix_len().saturating_sub(96))
@@ -303,9 +314,10 @@ impl GeoSet {
                 db.node_count(),
             ));
             out.push(format!(
-                "  sample    {} networks with data ({} IPv4, {} IPv6; at most {} per /4 of IPv4 and /7 of 2000::/3), {} with coordinates",
+                "  sample    {} networks with data ({} IPv4{}, {} IPv6; at most {} per /4 of IPv4 and /7 of 2000::/3), {} with coordinates",
                 s.networks(),
                 s.ipv4_networks,
+                if s.ipv4_mapped { " under ::ffff:0:0/96" } else { "" },
                 s.ipv6_networks,
                 schema::SAMPLE_PER_BLOCK,
                 s.with_coordinates,
@@ -808,6 +820,44 @@ pub(in crate::routing) mod tests {
     }
 
     #[test]
+    fn ipv4_data_under_ffff_serves_ipv4_clients() {
+        // An IPv6 tree without the ::/96 subtree, its IPv4 data written as
+        // IPv4-mapped networks.
+        let mut w = Writer::builder("city ipv6")
+            .ipv4_aliasing(Ipv4Aliasing::Disabled)
+            .build();
+        let singapore = flat("Singapore", "SG", Some((1.35, 103.82)));
+        w.insert(net("::ffff:100.64.0.0/112"), &singapore).unwrap();
+        let sydney = flat("Sydney", "AU", Some((-33.87, 151.21)));
+        w.insert(net("2001:db8:a::/48"), &sydney).unwrap();
+        let db = db(w.to_bytes().unwrap(), "mapped.mmdb");
+        let s = db.survey();
+        assert_eq!(
+            (s.ipv4_networks, s.ipv4_mapped, s.ipv6_networks),
+            (1, true, 1)
+        );
+        for addr in ["100.64.1.1", "::ffff:100.64.1.1"] {
+            let h = db.lookup(ip(addr)).unwrap();
+            assert_eq!(h.network.to_string(), "100.64.0.0/16", "{addr}");
+            assert_eq!(h.point, f32s(1.35, 103.82));
+        }
+        // A miss is an IPv4 network too.
+        let h = db.lookup(ip("100.65.0.1")).unwrap();
+        assert!(h.network.contains(&ip("100.65.0.1")), "{}", h.network);
+        assert_eq!(h.point, None);
+        let set = GeoSet::new(vec![db]).unwrap();
+        assert_eq!(set.serves(0), (true, true));
+        assert!(set.report()[3].contains("(1 IPv4 under ::ffff:0:0/96, 1 IPv6;"));
+        // The aliased layout (IPv4 in ::/96) is not looked up mapped.
+        assert!(
+            !GeoDb::from_bytes(test_mmdb(), "t")
+                .unwrap()
+                .survey()
+                .ipv4_mapped
+        );
+    }
+
+    #[test]
     fn two_files_of_one_ip_version_are_refused() {
         let err = GeoSet::new(vec![
             db(test_mmdb(), "city.mmdb"),
@@ -893,13 +943,17 @@ pub(in crate::routing) mod tests {
         let h = db.lookup(ip("::ffff:192.0.2.77")).unwrap();
         assert_eq!(h.network.to_string(), "192.0.2.0/24");
         assert_eq!(h.label, Some("NL"));
-        // A mapped network is converted back to IPv4.
+        // A mapped network is converted back to IPv4; one that covers all of
+        // ::ffff:0:0/96 (or more) is all of IPv4.
+        let conv =
+            |net: &str, prefix| to_ipnet(ip("192.0.2.1"), ip(net), prefix).map(|n| n.to_string());
         assert_eq!(
-            to_ipnet(ip("192.0.2.1"), ip("::ffff:192.0.2.0"), 120)
-                .unwrap()
-                .to_string(),
-            "192.0.2.0/24"
+            conv("::ffff:192.0.2.0", 120).as_deref(),
+            Some("192.0.2.0/24")
         );
+        assert_eq!(conv("::ffff:0:0", 96).as_deref(), Some("0.0.0.0/0"));
+        assert_eq!(conv("::", 64).as_deref(), Some("0.0.0.0/0"));
+        assert_eq!(conv("2001:db8::", 32), None);
     }
 
     #[test]

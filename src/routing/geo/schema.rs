@@ -9,7 +9,8 @@
 //!
 //! [`survey`] walks a bounded, well-spread sample of the database's networks:
 //! the first [`SAMPLE_PER_BLOCK`] networks with data in each /4 of the IPv4
-//! space and in each /7 of `2000::/3` (where all global IPv6 unicast lives).
+//! space (in an IPv6 file: of the `::/96` subtree, else of `::ffff:0:0/96`)
+//! and in each /7 of `2000::/3` (where all global IPv6 unicast lives).
 //! Each record is decoded in both layouts; the layout that yields
 //! coordinates in more records wins. The metadata (`database_type`,
 //! `description`) names the product for most files and only breaks a tie; a
@@ -55,6 +56,27 @@ const IPV4_BLOCKS: [&str; 16] = [
 const IPV6_BLOCKS: [&str; 16] = [
     "2000::/7", "2200::/7", "2400::/7", "2600::/7", "2800::/7", "2a00::/7", "2c00::/7", "2e00::/7",
     "3000::/7", "3200::/7", "3400::/7", "3600::/7", "3800::/7", "3a00::/7", "3c00::/7", "3e00::/7",
+];
+
+/// The IPv4 sample of an IPv6 file whose IPv4 data sits under `::ffff:0:0/96`
+/// (IPv4-mapped) rather than in the `::/96` subtree readers use for IPv4.
+const IPV4_MAPPED_BLOCKS: [&str; 16] = [
+    "::ffff:0.0.0.0/100",
+    "::ffff:16.0.0.0/100",
+    "::ffff:32.0.0.0/100",
+    "::ffff:48.0.0.0/100",
+    "::ffff:64.0.0.0/100",
+    "::ffff:80.0.0.0/100",
+    "::ffff:96.0.0.0/100",
+    "::ffff:112.0.0.0/100",
+    "::ffff:128.0.0.0/100",
+    "::ffff:144.0.0.0/100",
+    "::ffff:160.0.0.0/100",
+    "::ffff:176.0.0.0/100",
+    "::ffff:192.0.0.0/100",
+    "::ffff:208.0.0.0/100",
+    "::ffff:224.0.0.0/100",
+    "::ffff:240.0.0.0/100",
 ];
 
 /// Field names listed in a refusal, at most.
@@ -255,6 +277,9 @@ pub struct Survey {
     pub hint: Option<Schema>,
     /// Sampled IPv4 networks with data.
     pub ipv4_networks: usize,
+    /// The IPv4 data is only under `::ffff:0:0/96`, so IPv4 clients are
+    /// looked up as IPv4-mapped addresses.
+    pub ipv4_mapped: bool,
     /// Sampled IPv6 networks with data.
     pub ipv6_networks: usize,
     /// Sampled networks with coordinates in `schema`.
@@ -320,11 +345,18 @@ pub(super) fn survey(reader: &Reader<Vec<u8>>) -> Result<Survey, String> {
     let meta = reader.metadata();
     let mut t = Tally::default();
     for block in IPV4_BLOCKS {
-        sample(reader, block, true, &mut t);
+        sample(reader, block, Part::Ipv4, &mut t);
     }
+    let mut ipv4_mapped = false;
     if meta.ip_version == 6 {
+        if t.ipv4 == 0 {
+            for block in IPV4_MAPPED_BLOCKS {
+                sample(reader, block, Part::Ipv4Mapped, &mut t);
+            }
+            ipv4_mapped = t.ipv4 > 0;
+        }
         for block in IPV6_BLOCKS {
-            sample(reader, block, false, &mut t);
+            sample(reader, block, Part::Ipv6, &mut t);
         }
     }
     let hint = hint(meta);
@@ -345,6 +377,7 @@ pub(super) fn survey(reader: &Reader<Vec<u8>>) -> Result<Survey, String> {
         schema,
         hint,
         ipv4_networks: t.ipv4,
+        ipv4_mapped,
         ipv6_networks: t.ipv6,
         with_coordinates: match schema {
             Schema::Nested => t.nested,
@@ -353,8 +386,16 @@ pub(super) fn survey(reader: &Reader<Vec<u8>>) -> Result<Survey, String> {
     })
 }
 
+/// Which part of the address space a sample block is in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Ipv4,
+    Ipv4Mapped,
+    Ipv6,
+}
+
 /// Read up to [`SAMPLE_PER_BLOCK`] networks with data in `block`.
-fn sample(reader: &Reader<Vec<u8>>, block: &str, ipv4: bool, t: &mut Tally) {
+fn sample(reader: &Reader<Vec<u8>>, block: &str, part: Part, t: &mut Tally) {
     // The blocks are constants that parse; a database that cannot iterate
     // one (an IPv6 block in an IPv4 database is never asked) is skipped.
     let Ok(net) = block.parse() else { return };
@@ -363,16 +404,24 @@ fn sample(reader: &Reader<Vec<u8>>, block: &str, ipv4: bool, t: &mut Tally) {
     };
     for item in iter.take(SAMPLE_PER_BLOCK) {
         let Ok(res) = item else { break };
-        // An IPv6 database without an IPv4 subtree answers an IPv4 walk with
-        // the IPv6 network that covers ::/96; that is not IPv4 data.
-        match res.network() {
-            Ok(n) if n.is_ipv4() == ipv4 => {}
-            _ => continue,
+        // A walk inside one record yields that record's (larger) network:
+        // an IPv6 database without an IPv4 subtree answers an IPv4 walk with
+        // the IPv6 network that covers ::/96. That is not IPv4 data.
+        let Ok(n) = res.network() else { continue };
+        let ours = match part {
+            Part::Ipv4 => n.is_ipv4(),
+            Part::Ipv4Mapped => match n.ip() {
+                std::net::IpAddr::V6(a) => n.prefix() >= 96 && a.to_ipv4_mapped().is_some(),
+                std::net::IpAddr::V4(_) => false,
+            },
+            Part::Ipv6 => n.is_ipv6(),
+        };
+        if !ours {
+            continue;
         }
-        if ipv4 {
-            t.ipv4 += 1;
-        } else {
-            t.ipv6 += 1;
+        match part {
+            Part::Ipv4 | Part::Ipv4Mapped => t.ipv4 += 1,
+            Part::Ipv6 => t.ipv6 += 1,
         }
         t.add(&res);
     }
