@@ -29,6 +29,8 @@ pub struct Handles {
     pub stats: Arc<TransportStats>,
     /// The writer task's handles (prober counters, readiness, commands, status, events).
     pub control: ControlHandles,
+    /// The admin API's address, when one was bound.
+    pub admin: Option<std::net::SocketAddr>,
     /// The background tasks `/live` reports on (the writer, each UDP thread and TCP listener).
     pub liveness: Liveness,
 }
@@ -89,6 +91,7 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
         shared: shared.clone(),
         stats: Arc::new(TransportStats::new(metrics.clone())),
         control: control.clone(),
+        admin: sockets.admin.as_ref().and_then(|l| l.local_addr().ok()),
         liveness: liveness.clone(),
     };
 

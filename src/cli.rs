@@ -315,6 +315,15 @@ fn check_config(config: PathBuf) -> ExitCode {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    match snapshot.locator.geo() {
+        Some(geo) => {
+            outln!("  mmdb        {} file(s)", geo.databases().len());
+            for line in geo.report() {
+                outln!("    {line}");
+            }
+        }
+        None => outln!("  mmdb        none"),
+    }
     // One line per replica set: a config registry (its name) or a template.
     let set_line = |label: &str, t: &crate::config::Template| {
         let reps: Vec<String> = t
@@ -403,8 +412,23 @@ fn explain(
         x.network.as_deref().unwrap_or("-"),
         x.label.as_deref().unwrap_or("-")
     );
+    if let Some(g) = &x.geo {
+        let at = match (g.latitude, g.longitude) {
+            (Some(lat), Some(lon)) => format!("coordinates: {lat}, {lon}"),
+            _ => "coordinates: none in the record".to_string(),
+        };
+        outln!(
+            "geo: {} ({} schema)   network: {}   {at}",
+            g.database,
+            g.schema,
+            g.network.map_or_else(|| "-".to_string(), |n| n.to_string())
+        );
+    }
+    // The distance column only when the RTTs are estimated from it.
+    let km = x.ranking.iter().any(|r| r.distance_km.is_some());
+    let header = if km { "    distance" } else { "" };
     outln!(
-        "{:<4} {:<20} {:<20} {:>8}",
+        "{:<4} {:<20} {:<20} {:>8}{header}",
         "rank",
         "replica",
         "region",
@@ -412,6 +436,11 @@ fn explain(
     );
     for (i, r) in x.ranking.iter().enumerate() {
         let rtt = r.rtt_ms.map_or("-".to_string(), |v| format!("{v} ms"));
+        let distance = match (km, r.distance_km) {
+            (false, _) => String::new(),
+            (true, Some(d)) => format!(" {:>11}", format!("{d:.0} km")),
+            (true, None) => format!(" {:>11}", "-"),
+        };
         let mark = if r.chosen {
             "answer"
         } else if r.eligible {
@@ -420,7 +449,7 @@ fn explain(
             "not eligible"
         };
         outln!(
-            "{:<4} {:<20} {:<20} {:>8}  {}",
+            "{:<4} {:<20} {:<20} {:>8}{distance}  {}",
             i + 1,
             r.replica,
             r.region,

@@ -63,7 +63,7 @@ impl Sockets {
     }
 
     /// Also bind the admin API listener (TCP) on `addr`.
-    pub(crate) fn with_admin(mut self, addr: SocketAddr) -> io::Result<Self> {
+    pub fn with_admin(mut self, addr: SocketAddr) -> io::Result<Self> {
         self.admin = Some(bind_tcp(addr)?);
         Ok(self)
     }

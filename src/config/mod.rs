@@ -41,8 +41,9 @@ pub struct Config {
     pub(crate) admin: crate::config::admin::AdminConfig,
     /// Latency table path (absolute).
     pub(crate) latency_table: Option<PathBuf>,
-    /// mmdb path (absolute).
-    pub(crate) mmdb: Option<PathBuf>,
+    /// mmdb paths (absolute), in the order given; empty: no geo database. At most one per IP
+    /// version is checked when the files are opened (`routing::GeoSet`).
+    pub mmdb: Vec<PathBuf>,
     /// Server-wide default region order.
     pub(crate) default_order: Vec<String>,
     /// Regions as configured (name, spec).
@@ -225,6 +226,29 @@ impl Config {
                 ));
             }
         }
+        let mmdb: Vec<PathBuf> = match mmdb {
+            None => Vec::new(),
+            Some(file::Paths(list)) => {
+                if list.is_empty() {
+                    problems.push(at(
+                        "routing",
+                        Some("mmdb"),
+                        "mmdb = [] names no database; leave the key out to run without one".into(),
+                    ));
+                }
+                let paths: Vec<PathBuf> = list.iter().map(|f| geo_dir.join(f)).collect();
+                for (i, p) in paths.iter().enumerate() {
+                    if let Some(j) = paths[..i].iter().position(|q| q == p) {
+                        problems.push(at(
+                            "routing",
+                            Some("mmdb"),
+                            format!("mmdb names one file twice: {:?} and {:?}", list[j], list[i]),
+                        ));
+                    }
+                }
+                paths
+            }
+        };
 
         // Registries and templates share their body: one validation makes a `Template`.
         let mut body = |table: &str, key: String, t: file::TemplateSpec| {
@@ -331,7 +355,7 @@ impl Config {
             listen: addrs,
             zones_dir: base.join(zones_dir),
             latency_table: latency_table.map(|f| geo_dir.join(f)),
-            mmdb: mmdb.map(|f| geo_dir.join(f)),
+            mmdb,
             tcp_idle_timeout: tcp.idle_timeout.0,
             tcp_max_connections: tcp.max_connections,
             admin,
@@ -553,6 +577,43 @@ cname = "eastus.contoso.registry.example."
         assert_eq!(r.set.replicas[0].key, "east");
         assert_eq!(r.set.replicas[0].region, "eastus");
         assert_eq!(r.set.replicas[1].region, "westeurope");
+    }
+
+    #[test]
+    fn mmdb_is_one_path_or_a_list() {
+        let with =
+            |v: &str| GOOD.replace("latency_table = ", &format!("mmdb = {v}\nlatency_table = "));
+        assert!(load(GOOD).expect("valid").mmdb.is_empty());
+        let c = load(&with("\"GeoLite2-City.mmdb\"")).expect("one path");
+        assert_eq!(
+            c.mmdb,
+            [PathBuf::from("/etc/steerdns/geo/GeoLite2-City.mmdb")]
+        );
+        let c = load(&with("[\"city-ipv4.mmdb\", \"/srv/geo/city-ipv6.mmdb\"]")).expect("list");
+        assert_eq!(
+            c.mmdb,
+            [
+                PathBuf::from("/etc/steerdns/geo/city-ipv4.mmdb"),
+                PathBuf::from("/srv/geo/city-ipv6.mmdb")
+            ]
+        );
+        // Empty, repeated, or neither a string nor a list of strings: file, line, reason.
+        let e = load(&with("[]")).expect_err("empty");
+        assert!(
+            e.to_string()
+                .contains("steerdns.toml:11: mmdb = [] names no database"),
+            "{e}"
+        );
+        let e = load(&with("[\"a.mmdb\", \"./a.mmdb\"]")).expect_err("twice");
+        assert!(
+            e.to_string().contains(
+                "steerdns.toml:11: mmdb names one file twice: \"a.mmdb\" and \"./a.mmdb\""
+            ),
+            "{e}"
+        );
+        let e = load(&with("3")).expect_err("number");
+        assert!(e.to_string().contains("a path or a list of paths"), "{e}");
+        assert_eq!(e.0[0].line, Some(11), "{e}");
     }
 
     #[test]

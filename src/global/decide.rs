@@ -138,6 +138,9 @@ pub(crate) struct Explained {
     pub(crate) network: Option<String>,
     /// The metrics label.
     pub(crate) label: Option<String>,
+    /// The geo database consulted (when the latency table did not decide): its file, schema,
+    /// matched network and the client's coordinates.
+    pub(crate) geo: Option<routing::GeoExplanation>,
     /// The ECS scope the answer carries (when the query has ECS).
     pub(crate) scope_prefix: u8,
     /// The answer failed open (every replica able to answer was degraded).
@@ -157,6 +160,9 @@ pub(crate) struct ExplainedReplica {
     pub(crate) region: String,
     /// RTT for this client (measured or estimated), if known.
     pub(crate) rtt_ms: Option<u32>,
+    /// Great-circle km from the client's coordinates to the region (geo basis), the distance
+    /// the RTT estimate comes from.
+    pub(crate) distance_km: Option<f64>,
     /// Healthy (or failed open) and with records of this type.
     pub(crate) eligible: bool,
     /// In the answer.
@@ -199,6 +205,7 @@ pub(crate) fn explain(
         basis: x.basis,
         network: x.network.map(|n| n.to_string()),
         label: x.label,
+        geo: x.geo,
         scope_prefix: d.scope,
         fail_open,
         ranking: x
@@ -208,6 +215,7 @@ pub(crate) fn explain(
                 replica: replica_key(r.replica),
                 region: r.region_name.clone(),
                 rtt_ms: r.rtt_ms,
+                distance_km: r.distance_km,
                 eligible: r.routable,
                 chosen: chosen.contains(&r.replica),
             })

@@ -6,7 +6,8 @@
 //!     │
 //!     ▼  Locator::locate            first hit wins
 //!  1. latency table  (LPM over geo/latency.csv)      -> measured RTT per region
-//!  2. mmdb City db   (lat/lon -> haversine -> RTT estimate per region)
+//!  2. mmdb City db   (the file of the client's family; lat/lon -> haversine
+//!                     -> RTT estimate per region)
 //!  3. default order  (no RTTs)
 //!     │
 //!     ▼  Location { basis, network, label, scope_prefix, rtt per region }
@@ -15,7 +16,8 @@
 //! ```
 //!
 //! Nothing here does I/O on the query path; files are read only by the
-//! loaders ([`BuiltinRegions::parse`], [`LatencyTable::load`], [`GeoDb::open`]).
+//! loaders ([`BuiltinRegions::parse`], [`LatencyTable::load`], [`GeoDb::open`],
+//! which also detects the database's schema).
 //! [`Locator::locate`] and [`rank`] do not allocate.
 //!
 //! # ECS scope
@@ -41,9 +43,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
-pub(crate) use geo::{GeoDb, GeoHit, distance_km, estimate_rtt_ms};
+pub(crate) use geo::{GeoDb, GeoHit, GeoSet, Schema, distance_km, estimate_rtt_ms};
 pub use latency::{LatencyTable, TableMatch};
 pub use mask::{MAX_REPLICAS, ReplicaMask};
+pub(crate) use rank::GeoExplanation;
 pub use rank::{
     Candidate, Candidates, ExplainRow, Explanation, ReplicaIndex, TooManyReplicas, explain, rank,
 };
@@ -182,6 +185,9 @@ pub struct Location<'a> {
     pub(crate) label: Option<&'a str>,
     /// The ECS scope prefix length for the answer (see the module doc).
     pub scope_prefix: u8,
+    /// The geo database that was consulted (the file of the client's
+    /// family), when the latency table did not decide.
+    pub(crate) geo_db: Option<&'a GeoDb>,
     rtts: Rtts<'a>,
     locator: &'a Locator,
 }
@@ -209,7 +215,16 @@ impl<'a> Location<'a> {
         }
     }
 
-    #[cfg(test)]
+    /// Great-circle distance in km to `region` (geo basis only).
+    pub fn distance_km(&self, region: RegionId) -> Option<f64> {
+        match self.rtts {
+            Rtts::Geo { lat, lon } => {
+                Some(distance_km(lat, lon, self.locator.regions.get(region)?))
+            }
+            _ => None,
+        }
+    }
+
     /// The client's coordinates for the geo basis.
     pub(crate) fn point(&self) -> Option<(f64, f64)> {
         match self.rtts {
@@ -238,6 +253,7 @@ impl fmt::Debug for Location<'_> {
             .field("network", &self.network)
             .field("label", &self.label)
             .field("scope_prefix", &self.scope_prefix)
+            .field("geo_db", &self.geo_db.map(GeoDb::source))
             .field("rtts", &self.rtts)
             .finish()
     }
@@ -301,7 +317,7 @@ impl RegionOrder {
 pub struct Locator {
     regions: Regions,
     table: Option<LatencyTable>,
-    geo: Option<GeoDb>,
+    geo: Option<GeoSet>,
     default_order: RegionOrder,
 }
 
@@ -312,7 +328,7 @@ impl Locator {
     pub fn new(
         regions: Regions,
         table: Option<LatencyTable>,
-        geo: Option<GeoDb>,
+        geo: Option<GeoSet>,
         default_order: &[&str],
     ) -> Result<Self, RegionError> {
         let default_order = RegionOrder::new(&regions, default_order)?;
@@ -347,19 +363,22 @@ impl Locator {
                 network: Some(m.net),
                 label: m.label,
                 scope_prefix: t.match_scope(addr, &m),
+                geo_db: None,
                 rtts: Rtts::Table(m.rtts),
                 locator: self,
             };
         }
+        let geo = self.geo.as_ref().and_then(|g| g.for_addr(addr));
         let location = |basis, network, label, from, rtts| Location {
             basis,
             network,
             label,
             scope_prefix: self.scope(addr, from),
+            geo_db: geo,
             rtts,
             locator: self,
         };
-        let Some(geo) = &self.geo else {
+        let Some(geo) = geo else {
             return location(Basis::DefaultOrder, None, None, 0, Rtts::None);
         };
         match geo.lookup(addr) {
@@ -412,9 +431,8 @@ impl Locator {
         self.table.as_ref()
     }
 
-    #[cfg(test)]
-    /// The geo database, if configured.
-    pub(crate) fn geo(&self) -> Option<&GeoDb> {
+    /// The geo databases, if configured.
+    pub(crate) fn geo(&self) -> Option<&GeoSet> {
         self.geo.as_ref()
     }
 
@@ -460,8 +478,12 @@ pub(super) mod tests {
             )
             .unwrap()
         });
-        let geo =
-            with_geo.then(|| GeoDb::from_bytes(geo::tests::test_mmdb(), "test.mmdb").unwrap());
+        let geo = with_geo.then(|| {
+            GeoSet::new(vec![
+                GeoDb::from_bytes(geo::tests::test_mmdb(), "test.mmdb").unwrap(),
+            ])
+            .unwrap()
+        });
         Locator::new(
             regions,
             table,
@@ -469,6 +491,23 @@ pub(super) mod tests {
             &["southeastasia", "eastus", "westeurope"],
         )
         .unwrap()
+    }
+
+    /// Regions 0 westeurope, 1 eastus, 2 southeastasia, 3 australiaeast; the
+    /// flat-schema IPv4 and IPv6 files of `geo::tests::flat_mmdb`.
+    pub(super) fn flat_locator() -> Locator {
+        let specs =
+            ["westeurope", "eastus", "southeastasia", "australiaeast"].map(|name| RegionSpec {
+                name,
+                ..Default::default()
+            });
+        let regions = resolve_regions(&specs, &BuiltinRegions::bundled()).unwrap();
+        let set = GeoSet::new(vec![
+            GeoDb::from_bytes(geo::tests::flat_mmdb(false), "city-ipv4.mmdb").unwrap(),
+            GeoDb::from_bytes(geo::tests::flat_mmdb(true), "city-ipv6.mmdb").unwrap(),
+        ])
+        .unwrap();
+        Locator::new(regions, None, Some(set), &[]).unwrap()
     }
 
     pub(super) fn client(s: &str) -> Client {
@@ -556,6 +595,68 @@ pub(super) mod tests {
         let loc = l.locate(raw);
         assert_eq!(loc.network.unwrap().to_string(), "198.51.100.0/25");
         assert_eq!(loc.scope_prefix, 96 + 25);
+    }
+
+    #[test]
+    fn flat_ipv4_and_ipv6_files_each_serve_their_family() {
+        let l = flat_locator();
+        let all = Candidates::new(&[0u16, 1, 2, 3].map(|r| Candidate {
+            region: RegionId(r),
+        }))
+        .unwrap();
+        let best = |c: &str| {
+            let loc = l.locate(client(c));
+            let mut out = [0; MAX_REPLICAS];
+            assert_eq!(rank(&loc, &all, all.all(), 1, &mut out), 1, "{c}");
+            (
+                loc.basis,
+                loc.geo_db.map(GeoDb::source),
+                l.regions().name(RegionId(u16::from(out[0]))).to_owned(),
+                loc.scope_prefix,
+            )
+        };
+        let geo = |file: &'static str, region: &str, scope| {
+            (Basis::Geo, Some(file), region.to_owned(), scope)
+        };
+        // Singapore, New York, Amsterdam from the IPv4 file; Sydney and
+        // Frankfurt from the IPv6 file.
+        assert_eq!(
+            best("100.64.9.9"),
+            geo("city-ipv4.mmdb", "southeastasia", 16)
+        );
+        assert_eq!(best("100.65.0.1"), geo("city-ipv4.mmdb", "eastus", 16));
+        assert_eq!(best("192.0.2.200"), geo("city-ipv4.mmdb", "westeurope", 24));
+        assert_eq!(
+            best("::ffff:100.64.9.9"),
+            geo("city-ipv4.mmdb", "southeastasia", 16)
+        );
+        assert_eq!(
+            best("2001:db8:a::1"),
+            geo("city-ipv6.mmdb", "australiaeast", 48)
+        );
+        assert_eq!(
+            best("2001:db8:b:7::1"),
+            geo("city-ipv6.mmdb", "westeurope", 48)
+        );
+        // The flat record's float32 coordinates, as read.
+        let loc = l.locate(client("2001:db8:a::1"));
+        assert_eq!(
+            loc.point(),
+            Some((f64::from(-33.87f32), f64::from(151.21f32)))
+        );
+        assert_eq!(loc.label, Some("AU"));
+        let d = loc.distance_km(RegionId(3)).unwrap();
+        assert!(d < 5.0, "Sydney to australiaeast: {d} km");
+        assert_eq!(loc.rtt_ms(RegionId(3)), Some(estimate_rtt_ms(d)));
+        // A row without coordinates, and a miss: the default order, with the
+        // file that was asked.
+        let loc = l.locate(client("100.66.0.1"));
+        assert_eq!((loc.basis, loc.label), (Basis::DefaultOrder, Some("NZ")));
+        assert_eq!(loc.geo_db.map(GeoDb::source), Some("city-ipv4.mmdb"));
+        assert_eq!(loc.distance_km(RegionId(0)), None);
+        let loc = l.locate(client("2001:db8:f::1"));
+        assert_eq!(loc.basis, Basis::DefaultOrder);
+        assert_eq!(loc.geo_db.map(GeoDb::source), Some("city-ipv6.mmdb"));
     }
 
     #[test]

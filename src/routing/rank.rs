@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::mask::{MAX_REPLICAS, ReplicaMask};
 use super::regions::RegionId;
-use super::{Basis, Location, RegionOrder};
+use super::{Basis, Location, RegionOrder, Schema};
 
 /// Position of a replica in its registry's replica list.
 pub type ReplicaIndex = u8;
@@ -179,9 +179,27 @@ pub struct Explanation {
     pub(crate) label: Option<String>,
     /// The ECS scope prefix the answer carries.
     pub(crate) scope_prefix: u8,
+    /// The geo database consulted, when the latency table did not decide.
+    pub(crate) geo: Option<GeoExplanation>,
     /// Every replica, routable ones first in answer order, then the others
     /// in the order they would have had.
     pub(crate) replicas: Vec<ExplainRow>,
+}
+
+/// What the geo database said about the client.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct GeoExplanation {
+    /// The file (the one serving the client's family).
+    pub(crate) database: String,
+    /// Its detected schema.
+    pub(crate) schema: Schema,
+    /// The database network the client fell in (also when it had no data).
+    pub(crate) network: Option<IpNet>,
+    /// The record's latitude in degrees (rounded to 4 decimals, about 11 m),
+    /// when it had coordinates.
+    pub(crate) latitude: Option<f64>,
+    /// The record's longitude, likewise.
+    pub(crate) longitude: Option<f64>,
 }
 
 /// One replica in an [`Explanation`].
@@ -195,8 +213,11 @@ pub struct ExplainRow {
     pub(crate) region_name: String,
     /// RTT for this location (measured for the table basis, estimated for geo).
     pub(crate) rtt_ms: Option<u32>,
+    /// Great-circle distance from the client's coordinates to the region, km
+    /// (rounded to 0.1 km; geo basis only). `rtt_ms` is estimated from it.
+    pub distance_km: Option<f64>,
     /// Whether `routable` selected it.
-    pub(crate) routable: bool,
+    pub routable: bool,
 }
 
 /// Rank every replica for `location` and say why; allocates.
@@ -218,6 +239,7 @@ pub fn explain(
                 region,
                 region_name: regions.name(region).to_owned(),
                 rtt_ms: location.rtt_ms(region),
+                distance_km: location.distance_km(region).map(|d| round_to(d, 10.0)),
                 routable: key & KEY_UNROUTABLE == 0,
             }
         })
@@ -227,8 +249,24 @@ pub fn explain(
         network: location.network,
         label: location.label.map(str::to_owned),
         scope_prefix: location.scope_prefix,
+        geo: location.geo_db.map(|db| {
+            let point = location.point();
+            GeoExplanation {
+                database: db.source().to_owned(),
+                schema: db.schema(),
+                network: location.network,
+                latitude: point.map(|p| round_to(p.0, 1e4)),
+                longitude: point.map(|p| round_to(p.1, 1e4)),
+            }
+        }),
         replicas,
     }
+}
+
+/// Round to `1 / per_unit` (explain output; float32 coordinates read back
+/// as 52.37, not 52.369998931884766).
+fn round_to(v: f64, per_unit: f64) -> f64 {
+    (v * per_unit).round() / per_unit
 }
 
 //------------ Tests ----------------------------------------------------------
@@ -236,7 +274,8 @@ pub fn explain(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::tests::{client, locator};
+    use super::super::tests::{client, flat_locator, locator};
+    use super::super::{distance_km, estimate_rtt_ms};
     use super::*;
 
     fn cands(regions: &[u16]) -> Candidates {
@@ -379,5 +418,87 @@ mod tests {
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["basis"], "latency_table");
         assert_eq!(json["network"], "10.0.0.0/8");
+    }
+
+    #[test]
+    fn explain_shows_the_geo_database_coordinates_and_distances() {
+        // Nested: the combined test file; flat: the IPv6 file of the pair.
+        for (l, addr, file, schema, net, (lat, lon)) in [
+            (
+                locator(false, true),
+                "192.0.2.7",
+                "test.mmdb",
+                Schema::Nested,
+                "192.0.2.0/24",
+                (52.37, 4.90),
+            ),
+            (
+                flat_locator(),
+                "2001:db8:a::1",
+                "city-ipv6.mmdb",
+                Schema::Flat,
+                "2001:db8:a::/48",
+                (-33.87, 151.21),
+            ),
+        ] {
+            let loc = l.locate(client(addr));
+            let c = cands(&[0, 1, 2]);
+            let e = explain(&loc, &c, c.all());
+            assert_eq!(e.basis, Basis::Geo);
+            let g = e.geo.clone().expect("geo consulted");
+            assert_eq!(g.database, file);
+            assert_eq!(g.schema, schema);
+            assert_eq!(g.network.unwrap().to_string(), net);
+            // Rounded to 4 decimals: the float32 flat values read back as written.
+            assert_eq!((g.latitude, g.longitude), (Some(lat), Some(lon)));
+            for row in &e.replicas {
+                let region = l.regions().get(row.region).unwrap();
+                let (plat, plon) = loc.point().unwrap();
+                let d = distance_km(plat, plon, region);
+                assert_eq!(row.distance_km, Some((d * 10.0).round() / 10.0), "{addr}");
+                assert_eq!(row.rtt_ms, Some(estimate_rtt_ms(d)), "{addr}");
+            }
+            // Nearest first.
+            let d: Vec<f64> = e.replicas.iter().map(|r| r.distance_km.unwrap()).collect();
+            assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+            let json = serde_json::to_value(&e).unwrap();
+            assert_eq!(json["geo"]["database"], file);
+            assert_eq!(json["geo"]["schema"], schema.as_str());
+            assert_eq!(json["geo"]["network"], net);
+            assert_eq!(json["geo"]["latitude"], lat);
+            assert!(json["replicas"][0]["distance_km"].is_f64());
+        }
+        // Amsterdam -> westeurope (Amsterdam) is a few km: 5 ms.
+        let l = locator(false, true);
+        let e = explain(
+            &l.locate(client("192.0.2.7")),
+            &cands(&[0]),
+            ReplicaMask::from_bits(1),
+        );
+        assert!(e.replicas[0].distance_km.unwrap() < 5.0);
+        assert_eq!(e.replicas[0].rtt_ms, Some(5));
+
+        // A record without coordinates: the database and network, no point,
+        // no distances. The latency table deciding: no geo at all.
+        let e = explain(
+            &l.locate(client("203.0.113.1")),
+            &cands(&[0, 1]),
+            ReplicaMask::from_bits(0b11),
+        );
+        assert_eq!(e.basis, Basis::DefaultOrder);
+        let g = e.geo.unwrap();
+        assert_eq!(g.network.unwrap().to_string(), "203.0.113.0/24");
+        assert_eq!((g.latitude, g.longitude), (None, None));
+        assert!(e.replicas.iter().all(|r| r.distance_km.is_none()));
+        let l = locator(true, true);
+        assert!(
+            explain(
+                &l.locate(client("10.9.9.9")),
+                &cands(&[0]),
+                ReplicaMask::from_bits(1)
+            )
+            .geo
+            .is_none()
+        );
     }
 }

@@ -28,7 +28,7 @@ use crate::health::spec::HealthSpec;
 use crate::metrics::{ClientLabels, RegistryKeys, ReplicaCounters};
 use crate::problem::{Problem, Problems};
 use crate::routing::{
-    BuiltinRegions, GeoDb, GeoError, LatencyTable, Locator, RegionSpec, resolve_regions,
+    BuiltinRegions, GeoDb, GeoError, GeoSet, LatencyTable, Locator, RegionSpec, resolve_regions,
 };
 use crate::zone::ZoneSet;
 use catalog::{CatalogIndex, Entry};
@@ -39,11 +39,11 @@ pub struct Snapshot {
     /// Increases with every publish.
     pub(crate) generation: u64,
     /// The configuration.
-    pub(crate) config: Arc<Config>,
+    pub config: Arc<Config>,
     /// The static zones.
     pub(crate) zones: Arc<ZoneSet>,
     /// Latency table, geo database, regions and default order.
-    pub(crate) locator: Arc<Locator>,
+    pub locator: Arc<Locator>,
     /// The global names, prepared for answering.
     pub(crate) globals: Arc<Globals>,
     /// Which replicas of each registry may be answered, from the health book.
@@ -477,15 +477,24 @@ fn load_locator(config: &Config) -> Result<Locator, Vec<Problem>> {
         },
         None => None,
     };
-    let geo = match &config.mmdb {
-        Some(path) => match GeoDb::open(path) {
-            Ok(g) => Some(g),
+    // Every file is opened (and its schema detected) before the family rule is applied, so
+    // each unusable file is reported.
+    let mut dbs = Vec::with_capacity(config.mmdb.len());
+    for path in &config.mmdb {
+        match GeoDb::open(path) {
+            Ok(db) => dbs.push(db),
+            Err(e) => problems.push(geo_problem(e)),
+        }
+    }
+    let geo = match dbs.is_empty() {
+        true => None,
+        false => match GeoSet::new(dbs) {
+            Ok(set) => Some(set),
             Err(e) => {
                 problems.push(geo_problem(e));
                 None
             }
         },
-        None => None,
     };
     if !problems.is_empty() {
         return Err(problems);

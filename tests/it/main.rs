@@ -18,6 +18,9 @@ mod config_examples;
 /// Performance routing of global names over the wire.
 mod routing;
 
+/// Geo databases in each City schema, one file or an IPv4 + IPv6 pair; explain; check-config.
+mod geo;
+
 /// Health-aware failover against real HTTP replicas.
 mod failover;
 

@@ -72,12 +72,36 @@ impl TestServer {
         Self::start_in(dir, config, files, listen).await
     }
 
+    /// Start with the admin API too, on 127.0.0.1 port 0 (its address: `handles.admin`).
+    pub async fn start_with_admin(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let admin = "127.0.0.1:0".parse().expect("addr");
+        Self::launch(
+            dir,
+            config,
+            &[],
+            "127.0.0.1:0".parse().expect("addr"),
+            Some(admin),
+        )
+        .await
+    }
+
     /// Start in a given directory (a restart keeps its files).
     pub async fn start_in(
         dir: tempfile::TempDir,
         config: &str,
         files: &[(&str, &str)],
         listen: SocketAddr,
+    ) -> Self {
+        Self::launch(dir, config, files, listen, None).await
+    }
+
+    async fn launch(
+        dir: tempfile::TempDir,
+        config: &str,
+        files: &[(&str, &str)],
+        listen: SocketAddr,
+        admin: Option<SocketAddr>,
     ) -> Self {
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write file");
@@ -86,7 +110,10 @@ impl TestServer {
         std::fs::write(&path, config).expect("write config");
         let snapshot =
             Snapshot::load(&path).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
-        let sockets = Sockets::bind(&[listen]).expect("bind");
+        let mut sockets = Sockets::bind(&[listen]).expect("bind");
+        if let Some(a) = admin {
+            sockets = sockets.with_admin(a).expect("bind admin");
+        }
         let addr = sockets.udp[0].local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         let (handles, task) = app::spawn(snapshot, sockets, shutdown.clone()).expect("start");
