@@ -347,6 +347,11 @@ fn check_config(config: PathBuf) -> ExitCode {
             set_line(&format!("template {}", t.key), t);
         }
     }
+    let g = &snapshot.globals;
+    outln!(
+        "  zone tree   {} empty non-terminals above global names",
+        g.ent_count()
+    );
     ExitCode::SUCCESS
 }
 
