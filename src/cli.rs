@@ -349,8 +349,9 @@ fn check_config(config: PathBuf) -> ExitCode {
     }
     let g = &snapshot.globals;
     outln!(
-        "  zone tree   {} empty non-terminals above global names",
-        g.ent_count()
+        "  zone tree   {} empty non-terminals above global names, {} global names at a zone apex",
+        g.ent_count(),
+        g.iter().filter(|r| r.apex).count()
     );
     ExitCode::SUCCESS
 }

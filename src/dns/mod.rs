@@ -145,11 +145,18 @@ fn answer(
         _ => {}
     }
 
-    // Global names: an exact match on the lower-cased wire name, no allocation.
+    // Global names: an exact match on the lower-cased wire name, no allocation. A global
+    // name at a zone apex answers only the address types; the zone answers the rest.
     if !snap.globals.is_empty() {
         let mut lower = [0u8; wire::MAX_NAME_LEN];
         let key = wire::lowercase_wire(q.qname_wire(), &mut lower);
-        if let Some(reg) = snap.globals.find(key) {
+        if let Some(reg) = snap.globals.find(key)
+            && (!reg.apex
+                || matches!(
+                    q.qtype,
+                    global::qtype::A | global::qtype::AAAA | global::qtype::ANY
+                ))
+        {
             return global_answer(snap, q, reg, &[], source, limit, out, counters);
         }
     }

@@ -345,6 +345,9 @@ pub(crate) struct Registry {
     pub(crate) answers: u8,
     /// Index of the enclosing zone in [`Globals::zones`].
     pub(crate) zone: u16,
+    /// The global name is its zone's apex: only A, AAAA and ANY are answered per client;
+    /// every other type comes from the zone file.
+    pub(crate) apex: bool,
     /// Stable id (exceptions in the health masks, per-registry counters).
     pub(crate) id: u32,
     /// Index in [`Globals::profiles`].
@@ -365,6 +368,7 @@ impl Registry {
             bytes: bytes.into_boxed_slice(),
             answers: ids.answers,
             zone: ids.zone,
+            apex: ids.apex,
             id: ids.id,
             profile: ids.profile,
             answer_set: ids.answer_set,
@@ -399,6 +403,8 @@ pub(crate) struct RegistryIds {
     pub(crate) answer_set: u32,
     /// Zone index.
     pub(crate) zone: u16,
+    /// The name is the zone's apex.
+    pub(crate) apex: bool,
     /// Replicas per answer.
     pub(crate) answers: u8,
 }
@@ -570,6 +576,7 @@ mod tests {
             profile: 0,
             answer_set: 0,
             zone: 0,
+            apex: false,
             answers: 1,
         }
     }

@@ -23,8 +23,8 @@ pub(crate) enum Outside {
 }
 
 /// Names that exist beside the zone data. Asked only where the zone data has no answer of
-/// its own (a name missing from the zone, an empty non-terminal of the zone), so the
-/// positive static path never pays for it.
+/// its own (a name missing from the zone, an empty non-terminal of the zone, the apex for
+/// address queries), so the positive static path never pays for it.
 pub(crate) trait OutsideNames {
     /// What `name` is, if anything.
     fn outside(&self, name: &Name) -> Option<Outside>;
@@ -230,8 +230,12 @@ impl Zone {
 
         if closest == labels {
             let node = self.nodes.get(name).filter(|n| !n.rrsets.is_empty());
-            // A global name owns no zone data.
-            if node.is_none() && outside.outside(name) == Some(Outside::Global) {
+            // A global name owns no zone data, except at the apex, where it answers only the
+            // address types and the apex keeps its SOA, NS and the rest.
+            let address = matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY);
+            if (node.is_none() || (labels == origin_labels && address))
+                && outside.outside(name) == Some(Outside::Global)
+            {
                 return Step::Global;
             }
             return match node {

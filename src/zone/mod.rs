@@ -100,6 +100,13 @@ impl Zone {
         self.nodes.get(name).is_some_and(|n| !n.rrsets.is_empty())
     }
 
+    /// Whether a name owns an RRset of this type.
+    pub(crate) fn has_rrset(&self, name: &Name, rtype: RecordType) -> bool {
+        self.nodes
+            .get(name)
+            .is_some_and(|n| n.rrset(rtype).is_some())
+    }
+
     /// Whether `name` lies at or below a zone cut of this zone (so the zone is not
     /// authoritative for it).
     pub(crate) fn is_below_cut(&self, name: &Name) -> bool {
@@ -466,5 +473,45 @@ mod tests {
         let q = n("alias.example.");
         let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
         assert!(format!("{a:?}").contains("192.0.2.98"), "{a:?}");
+    }
+
+    #[test]
+    fn a_global_name_at_the_apex_owns_only_the_address_types() {
+        let z = zone(&format!("{BASE}alias CNAME example.\n@ TXT apex\n")).expect("zone");
+        let set = ZoneSet::from_zones([z]);
+        let beside = Beside(&["example."], &[]);
+        for t in [RecordType::A, RecordType::AAAA] {
+            let q = n("alias.example.");
+            let (_, a) = set.lookup(&q, t, &beside).expect("in zone");
+            assert!(
+                matches!(&a, Answer::Global { chain, .. } if chain.len() == 1),
+                "{t}: {a:?}"
+            );
+        }
+        // SOA, NS and TXT stay zone data, through the alias too.
+        for (name, t) in [
+            ("example.", RecordType::SOA),
+            ("example.", RecordType::NS),
+            ("example.", RecordType::TXT),
+            ("alias.example.", RecordType::TXT),
+        ] {
+            let q = n(name);
+            let (_, a) = set.lookup(&q, t, &beside).expect("in zone");
+            assert!(
+                matches!(&a, Answer::Authoritative { soa: None, .. }),
+                "{name} {t}: {a:?}"
+            );
+        }
+        // MX: the apex has none, NODATA.
+        let q = n("example.");
+        let (_, a) = set.lookup(&q, RecordType::MX, &beside).expect("in zone");
+        assert!(matches!(
+            &a,
+            Answer::Authoritative {
+                soa: Some(_),
+                nxdomain: false,
+                ..
+            }
+        ));
     }
 }
