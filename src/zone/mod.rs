@@ -416,17 +416,20 @@ mod tests {
     #[test]
     fn global_names_are_part_of_the_tree() {
         let z = zone(&format!(
-            "{BASE}alias CNAME g\nchain CNAME alias\n* A 192.0.2.98\n@ TXT apex\n"
+            "{BASE}alias CNAME g\nchain CNAME alias\n* A 192.0.2.98\n@ TXT apex\nus TXT zone\n"
         ))
         .expect("zone");
         let set = ZoneSet::from_zones([z]);
-        let beside = Beside(&["g.example.", "fab.eu.example."], &["eu.example."]);
+        let beside = Beside(
+            &["g.example.", "fab.eu.example.", "x.us.example."],
+            &["eu.example.", "us.example."],
+        );
         let ask = |name: &str, t: RecordType| {
             let q = n(name);
             let (_, a) = set.lookup(&q, t, &beside).expect("in zone");
             format!("{a:?}")
         };
-        let global = |name: &str, t: RecordType, chain: usize| {
+        let global_at = |name: &str, t: RecordType, chain: usize, target: &str| {
             let q = n(name);
             let (_, a) = set.lookup(&q, t, &beside).expect("in zone");
             let Answer::Global { chain: c, name: g } = a else {
@@ -434,9 +437,12 @@ mod tests {
             };
             assert_eq!(
                 (c.len(), g.to_ascii()),
-                (chain, "g.example.".into()),
+                (chain, target.to_string()),
                 "{name} {t}"
             );
+        };
+        let global = |name: &str, t: RecordType, chain: usize| {
+            global_at(name, t, chain, "g.example.");
         };
         // A chain that reaches a global name ends there, for every type the alias does not own.
         global("alias.example.", RecordType::A, 1);
@@ -466,6 +472,15 @@ mod tests {
                 "{name}"
             );
         }
+        // Where the zone file has records at an ENT above a global name, they are the answer.
+        let q = n("us.example.");
+        let (_, a) = set.lookup(&q, RecordType::TXT, &beside).expect("in zone");
+        assert!(
+            matches!(&a, Answer::Authoritative { answers, .. } if answers.len() == 1 && answers[0].0.record_type() == RecordType::TXT),
+            "{a:?}"
+        );
+        assert!(ask("us.example.", RecordType::A).contains("nxdomain: false, additionals: []"));
+        global_at("x.us.example.", RecordType::A, 0, "x.us.example.");
         // Elsewhere the wildcard still synthesises, and the zone's own ENT is still NODATA.
         assert!(ask("other.example.", RecordType::A).contains("192.0.2.98"));
         assert!(ask("b.c.example.", RecordType::A).contains("nxdomain: false"));
