@@ -356,6 +356,12 @@ fn check_config(config: PathBuf) -> ExitCode {
             set_line(&format!("template {}", t.key), t);
         }
     }
+    let g = &snapshot.globals;
+    outln!(
+        "  zone tree   {} empty non-terminals above global names, {} global names at a zone apex",
+        g.ent_count(),
+        g.iter().filter(|r| r.apex).count()
+    );
     ExitCode::SUCCESS
 }
 

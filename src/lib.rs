@@ -6,8 +6,10 @@
 //! ```text
 //!  a query:   server (UDP recvmmsg threads · TCP tasks) ─► dns::handle(&Snapshot, packet, source)
 //!               wire::parse_query ─► global name? ─► global::decide ─► prepared AnswerSet bytes
-//!                                      │ (Globals: sharded name table → Registry → profile masks)
-//!                                      └ else ─► zone lookup (RFC 1034 §4.3.2) ─► encode
+//!                                      │ (Globals: sharded name table → Registry → profile masks)   ▲
+//!                                      └ else ─► zone lookup (RFC 1034 §4.3.2) ─► encode         │
+//!                                          (global names and their ENTs are names of the tree:   │
+//!                                           a CNAME chain that reaches one ─────────────────────┘)
 //!
 //!  a change:  health::prober ─► (TargetId, ProbeOutcome) ─┐
 //!             admin API · SIGHUP ─► state::command ───────┼─► state::writer (World: one apply

@@ -13,7 +13,8 @@
 //! record set larger than 1232 bytes (fetched by the resolver over TCP after truncation);
 //! clients on different source addresses behind Unbound get their own nearest replica and
 //! Unbound's cache does not leak one subnet's answer to another; clients behind BIND get the
-//! answer for BIND's address; failing the nearest replica's deep health moves the answer within
+//! answer for BIND's address; the alias `pull CNAME contoso` resolves to the CNAME plus the same
+//! per-client answer through both; failing the nearest replica's deep health moves the answer within
 //! interval × threshold + TTL (plus slack), and recovery moves it back. Asked directly, steerdns
 //! must truncate the large set over UDP and answer each client /28 with ECS scope /28. After
 //! the lab, no process, address or port may be left.
@@ -70,6 +71,8 @@ const HARNESS: Ipv4Addr = Ipv4Addr::new(127, 0, 6, 254);
 
 const ZONE: &str = "registry.example.";
 const GLOBAL: &str = "contoso.registry.example.";
+/// `pull CNAME contoso` in the lab's zone file: an alias of the global name.
+const ALIAS: &str = "pull.registry.example.";
 /// The registry's key in `tests/lab/steerdns.toml.in` (and in its health URLs).
 const REGISTRY: &str = "contoso";
 
@@ -179,6 +182,7 @@ fn resolvers_reach_steerdns_through_a_delegation() {
         lab.check_steerdns_directly(&mut checks);
         lab.check_clients_behind_unbound(&mut checks);
         lab.check_clients_behind_bind(&mut checks);
+        lab.check_alias_through_resolvers(&mut checks);
         lab.check_failover(&mut checks);
     } else {
         eprintln!(
@@ -678,6 +682,33 @@ impl Lab {
         }
     }
 
+    /// The alias `pull CNAME contoso` through each resolver: the CNAME plus the per-client
+    /// answer of the global name — each Unbound client /28 its own region (Unbound caches the
+    /// chained answer by the scope steerdns gave the final record), every BIND client the
+    /// region for BIND's address.
+    fn check_alias_through_resolvers(&self, checks: &mut Checks) {
+        for tcp in [false, true] {
+            for (client, region) in [
+                (CLIENT_A, WESTEUROPE),
+                (CLIENT_B, EASTUS),
+                (CLIENT_C, SOUTHEASTASIA),
+                (CLIENT_A2, WESTEUROPE),
+            ] {
+                let q = Query::new(UNBOUND, client, ALIAS, "A").tcp(tcp);
+                let r = self.ask(&q);
+                checks.record("unbound", &q, &r, expect_alias(&r, "A", region));
+            }
+            let q = Query::new(UNBOUND, CLIENT_B, ALIAS, "AAAA").tcp(tcp);
+            let r = self.ask(&q);
+            checks.record("unbound", &q, &r, expect_alias(&r, "AAAA", EASTUS));
+            for client in [CLIENT_A, CLIENT_B] {
+                let q = Query::new(BIND, client, ALIAS, "A").tcp(tcp);
+                let r = self.ask(&q);
+                checks.record("bind", &q, &r, expect_alias(&r, "A", SOUTHEASTASIA));
+            }
+        }
+    }
+
     /// Failing the nearest replica's deep health moves the answer seen through each resolver
     /// within interval × failure_threshold + TTL (+ slack); recovery moves it back within
     /// interval × success_threshold + TTL (+ slack).
@@ -941,6 +972,34 @@ fn expect_region(r: &Reply, qtype: &str, region: usize) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The alias's CNAME to the global name, then exactly the region's address of `qtype` with
+/// at most the registry's TTL.
+fn expect_alias(r: &Reply, qtype: &str, region: usize) -> Result<(), String> {
+    expect_status(r, "NOERROR")?;
+    let cname = r.answer_data("CNAME");
+    if cname != [GLOBAL] {
+        return Err(format!("expected CNAME {GLOBAL}, got {cname:?}"));
+    }
+    let want = &REGIONS[region];
+    let addr = if qtype == "AAAA" { want.v6 } else { want.v4 };
+    let got: Vec<(&str, &str, u32)> = r
+        .answer
+        .iter()
+        .filter(|rr| rr.rtype == qtype)
+        .map(|rr| (rr.name.as_str(), rr.rdata.as_str(), rr.ttl))
+        .collect();
+    match got.as_slice() {
+        [(name, a, ttl)] if *name == GLOBAL && *a == addr && u64::from(*ttl) <= TTL.as_secs() => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "expected {GLOBAL} {qtype} {addr} ({}) with TTL <= {}s, got {got:?}",
+            want.name,
+            TTL.as_secs()
+        )),
+    }
 }
 
 /// The TXT strings at big.registry.example., read from the lab's zone file.

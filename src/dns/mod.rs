@@ -3,7 +3,9 @@
 //! ```text
 //!  packet ─► wire::parse_query ─┬─ Reject::Drop ───────────────► (nothing sent)
 //!                               ├─ Reject::Error ──────────────► FORMERR / NOTIMP / BADVERS
-//!                               └─ Query ─► class/type checks ─► zones.lookup ─► encode
+//!                               └─ Query ─► class/type checks ─┬─ global name ─► global_answer
+//!                                                              └─ zones.lookup ─┬─► encode
+//!                                         (a CNAME chain to a global name) ─────┴─► global_answer
 //! ```
 //!
 //! Everything an answer depends on comes from the one [`Snapshot`] passed in. The socket loops
@@ -15,11 +17,14 @@ use std::net::IpAddr;
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 
-use crate::global::{self, Registry};
+use crate::global::{self, Registry, copy_owned_by, wire_lower_into};
 use crate::metrics::DnsCounters;
 use crate::state::Snapshot;
 use crate::wire::{self, ClientSubnet, HEADER_LEN, Query, Rcode, Reject};
 use crate::zone::{Answer, Owner, emit_record};
+
+/// The answer a `CNAME` chain (the zones' records and where its target starts) contributes.
+type Chain<'a, 'z> = &'a [(&'z Record, Owner<'z>)];
 
 /// How the query arrived; decides the size limit of the answer.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -140,12 +145,19 @@ fn answer(
         _ => {}
     }
 
-    // Global names: an exact match on the lower-cased wire name, no allocation.
+    // Global names: an exact match on the lower-cased wire name, no allocation. A global
+    // name at a zone apex answers only the address types; the zone answers the rest.
     if !snap.globals.is_empty() {
         let mut lower = [0u8; wire::MAX_NAME_LEN];
         let key = wire::lowercase_wire(q.qname_wire(), &mut lower);
-        if let Some(reg) = snap.globals.find(key) {
-            return global_answer(snap, q, reg, source, limit, out, counters);
+        if let Some(reg) = snap.globals.find(key)
+            && (!reg.apex
+                || matches!(
+                    q.qtype,
+                    global::qtype::A | global::qtype::AAAA | global::qtype::ANY
+                ))
+        {
+            return global_answer(snap, q, reg, &[], source, limit, out, counters);
         }
     }
 
@@ -153,7 +165,7 @@ fn answer(
         return error(q, Rcode::FormErr, ecs, out);
     };
     let qtype = RecordType::from(q.qtype);
-    let Some((_, result)) = snap.zones.lookup(&qname, qtype) else {
+    let Some((_, result)) = snap.zones.lookup(&qname, qtype, &*snap.globals) else {
         // Not in any of our zones: we are not authoritative and do not recurse.
         return error(q, Rcode::Refused, ecs, out);
     };
@@ -188,6 +200,14 @@ fn answer(
                 limit,
             )
         }
+        Answer::Global { chain, name } => {
+            let mut lower = [0u8; wire::MAX_NAME_LEN];
+            match wire_lower_into(name, &mut lower).and_then(|w| snap.globals.find(w)) {
+                Some(reg) => global_answer(snap, q, reg, &chain, source, limit, out, counters),
+                // The lookup found it in this very table: an internal fault, never a panic.
+                None => error(q, Rcode::ServFail, ecs, out),
+            }
+        }
         Answer::Referral { ns, glue } => {
             let authority: Vec<&Record> = ns.iter().collect();
             encode(
@@ -211,10 +231,16 @@ fn answer(
 }
 
 /// Answer a global name: rank the replicas for the client and copy their prepared records.
+/// `chain` is the CNAME chain from the query name that led here (empty when the query name is
+/// the global name): its records come first, and the global name's records are then owned by
+/// the last CNAME's target. Everything per client — health, overrides, fail-open, the ECS
+/// scope — is decided exactly as for a direct query.
+#[allow(clippy::too_many_arguments)]
 fn global_answer(
     snap: &Snapshot,
     q: &Query<'_>,
     reg: &Registry,
+    chain: Chain<'_, '_>,
     source: IpAddr,
     limit: usize,
     out: &mut Vec<u8>,
@@ -244,34 +270,54 @@ fn global_answer(
             .answer(answers.set as usize, usize::from(*p), label);
         snap.counters.answer_registry(reg.id, usize::from(*p));
     }
-    let negative_soa = snap.globals.negative_soas.get(usize::from(reg.zone));
+    let negative_soa = snap
+        .globals
+        .zones
+        .get(usize::from(reg.zone))
+        .map(|z| &z.negative_soa);
     let rcode = Rcode::NoError;
+    // RFC 7871 §7.2.1: the scope is the one that decided the final answer; the CNAMEs before
+    // it are the same for everybody.
+    let ecs_echo = ecs.as_ref().map(|cs| (cs, decision.scope));
+    let header = |out: &mut Vec<u8>, truncated: bool| {
+        wire::write_header(
+            out,
+            q.id,
+            q.opcode,
+            true,
+            truncated,
+            q.recursion_desired,
+            q.checking_disabled,
+            rcode,
+            [1, 0, 0, 0],
+        );
+        out.extend_from_slice(q.question);
+    };
+    header(out, false);
+    let opt_room = q.edns.map_or(0, |_| wire::opt_len(ecs.as_ref()));
     let mut counts = [1u16, 0, 0, 0];
-    let mut size = HEADER_LEN + q.question.len();
+    // The owner of the global name's records: the question (offset 12), or the name the
+    // chain ends in.
+    let owner = if chain.is_empty() {
+        Some(HEADER_LEN as u16)
+    } else {
+        emit_chain(out, q, chain, limit.saturating_sub(opt_room), &mut counts)
+    };
+    let mut size = out.len() + opt_room;
     for p in &decision.picks[..decision.count] {
         size += answers.for_type(usize::from(*p), q.qtype).bytes.len();
     }
     if decision.count == 0 {
         size += negative_soa.map_or(0, |s| s.bytes.len());
     }
-    let ecs_echo = ecs.as_ref().map(|cs| (cs, decision.scope));
-    if q.edns.is_some() {
-        size += wire::opt_len(ecs.as_ref());
-    }
-    let truncated = size > limit;
-    wire::write_header(
-        out,
-        q.id,
-        q.opcode,
-        true,
-        truncated,
-        q.recursion_desired,
-        q.checking_disabled,
-        rcode,
-        [1, 0, 0, 0],
-    );
-    out.extend_from_slice(q.question);
-    if !truncated {
+    let truncated = match owner {
+        Some(_) => size > limit,
+        None => true,
+    };
+    if truncated {
+        header(out, true);
+        counts = [1, 0, 0, 0];
+    } else if let Some(owner) = owner {
         if decision.count == 0
             && let Some(soa) = negative_soa
         {
@@ -281,7 +327,11 @@ fn global_answer(
         }
         for p in &decision.picks[..decision.count] {
             let e = answers.for_type(usize::from(*p), q.qtype);
-            out.extend_from_slice(&e.bytes);
+            if chain.is_empty() {
+                out.extend_from_slice(&e.bytes);
+            } else {
+                copy_owned_by(out, &e.bytes, owner);
+            }
             counts[1] += e.count;
         }
     }
@@ -294,6 +344,70 @@ fn global_answer(
         rcode,
         qtype: q.qtype,
         truncated,
+    }
+}
+
+/// Emit a CNAME chain after the question (names compressed against it), counting the records.
+/// Returns the message offset of the last CNAME's target name, to own the records that follow;
+/// None when the chain does not fit in `budget` octets.
+fn emit_chain(
+    out: &mut Vec<u8>,
+    q: &Query<'_>,
+    chain: Chain<'_, '_>,
+    budget: usize,
+    counts: &mut [u16; 4],
+) -> Option<u16> {
+    let start = out.len();
+    let mut last = start;
+    {
+        let mut enc = BinEncoder::with_offset(out, start as u32);
+        enc.set_max_size(budget.min(usize::from(u16::MAX)) as u16);
+        store_question_labels(&mut enc, q);
+        for (rec, owner) in chain {
+            last = enc.offset();
+            emit_record(&mut enc, rec, *owner).ok()?;
+            counts[1] += 1;
+        }
+    }
+    // The last record's RDATA: past its owner name and the 10 octets of type, class, TTL and
+    // RDLENGTH. Follow a compression pointer there to where the name is written out.
+    let mut at = skip_name(out, last)? + 10;
+    while let [hi, lo, ..] = out.get(at..)? {
+        if hi & 0xc0 != 0xc0 {
+            break;
+        }
+        let to = usize::from(u16::from_be_bytes([hi & 0x3f, *lo]));
+        // Pointers go backwards (RFC 1035 §4.1.4: to a prior occurrence).
+        if to >= at {
+            return None;
+        }
+        at = to;
+    }
+    // A pointer has 14 bits; the chain is short (MAX_CNAME_CHAIN), so this always holds.
+    u16::try_from(at).ok().filter(|a| *a < 0x4000)
+}
+
+/// The offset just past the (possibly compressed) name at `at`.
+fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(at)?;
+        if len & 0xc0 == 0xc0 {
+            return Some(at + 2);
+        }
+        at += 1 + usize::from(len);
+        if len == 0 {
+            return Some(at);
+        }
+    }
+}
+
+/// Let later names compress against the question (the 0x20 case as sent).
+fn store_question_labels(enc: &mut BinEncoder<'_>, q: &Query<'_>) {
+    let qname_end = HEADER_LEN + q.qname_len - 1;
+    let mut p = HEADER_LEN;
+    while p < qname_end {
+        enc.store_label_pointer(p, qname_end);
+        p += 1 + usize::from(q.question[p - HEADER_LEN]);
     }
 }
 
@@ -365,13 +479,7 @@ fn encode(out: &mut Vec<u8>, q: &Query<'_>, r: Response<'_, '_>, limit: usize) -
         let start = out.len();
         let mut enc = BinEncoder::with_offset(out, start as u32);
         enc.set_max_size(budget as u16);
-        // Let later names compress against the question (the 0x20 case as sent).
-        let qname_end = HEADER_LEN + q.qname_len - 1;
-        let mut p = HEADER_LEN;
-        while p < qname_end {
-            enc.store_label_pointer(p, qname_end);
-            p += 1 + usize::from(q.question[p - HEADER_LEN]);
-        }
+        store_question_labels(&mut enc, q);
         emit_sections(&mut enc, &r, &mut counts)
     };
     if !fitted {

@@ -18,6 +18,9 @@
 //! - [`Registry`] records live in [`Globals`], a hash table split into [`SHARDS`] shards behind
 //!   `Arc`s, found by their lower-cased wire name: adding or removing one registry copies one
 //!   shard (about 1/1024 of the table), never the whole table.
+//! - The empty non-terminals above global names ([`ents`]) are kept beside the name table, in
+//!   step with it, so the zone lookup sees the global names as part of the zone tree
+//!   ([`tree`]).
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -34,11 +37,14 @@ use crate::health::spec::HealthMode;
 use crate::routing::ReplicaMask;
 use crate::routing::{Candidate, Candidates, RegionOrder, Regions};
 use crate::wire::MAX_NAME_LEN;
-use crate::zone::{Answer, Owner, ZoneSet, emit_record};
+use crate::zone::{Answer, NoOutside, Owner, ZoneSet, emit_record};
 
 mod decide;
+mod ents;
+mod tree;
 
 pub(crate) use decide::{Explained, Target, decide_with_health, explain};
+pub(crate) use tree::{copy_owned_by, wire_lower_into};
 
 /// How many shards the name table has.
 pub(crate) const SHARDS: usize = 1024;
@@ -218,7 +224,11 @@ fn replica_records(
         }
         // Chase the target inside our zones (its own TTLs), like a static CNAME would be.
         for (o, rtype) in [(0, RecordType::A), (1, RecordType::AAAA)] {
-            if let Some((_, Answer::Authoritative { answers, .. })) = zones.lookup(target, rtype) {
+            // (Zone data only: the answer set is shared by every client, so it cannot hold a
+            // global name's per-client records.)
+            if let Some((_, Answer::Authoritative { answers, .. })) =
+                zones.lookup(target, rtype, &NoOutside)
+            {
                 out[o].extend(answers.into_iter().map(|(r, _)| r.clone()));
             }
         }
@@ -334,8 +344,11 @@ pub(crate) struct Registry {
     name_len: u8,
     /// Replicas per answer.
     pub(crate) answers: u8,
-    /// Index of the enclosing zone's negative SOA in [`Globals::negative_soas`].
+    /// Index of the enclosing zone in [`Globals::zones`].
     pub(crate) zone: u16,
+    /// The global name is its zone's apex: only A, AAAA and ANY are answered per client;
+    /// every other type comes from the zone file.
+    pub(crate) apex: bool,
     /// Stable id (exceptions in the health masks, per-registry counters).
     pub(crate) id: u32,
     /// Index in [`Globals::profiles`].
@@ -356,6 +369,7 @@ impl Registry {
             bytes: bytes.into_boxed_slice(),
             answers: ids.answers,
             zone: ids.zone,
+            apex: ids.apex,
             id: ids.id,
             profile: ids.profile,
             answer_set: ids.answer_set,
@@ -388,27 +402,40 @@ pub(crate) struct RegistryIds {
     pub(crate) profile: u32,
     /// Answer set index.
     pub(crate) answer_set: u32,
-    /// Zone (negative SOA) index.
+    /// Zone index.
     pub(crate) zone: u16,
+    /// The name is the zone's apex.
+    pub(crate) apex: bool,
     /// Replicas per answer.
     pub(crate) answers: u8,
 }
 
 type Shard = HashTable<Registry>;
 
+/// What a global name needs of its zone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct GlobalZone {
+    /// The negative SOA (owner in full, TTL per RFC 2308), for NODATA.
+    pub(crate) negative_soa: Encoded,
+    /// Labels of the apex (where the empty non-terminals above a global name end).
+    pub(crate) apex_labels: u8,
+}
+
 /// All global names: the sharded name table and the data its records point into.
 #[derive(Clone, Debug)]
 pub(crate) struct Globals {
     shards: Box<[Arc<Shard>]>,
     len: usize,
+    /// The empty non-terminals above the global names, in step with the name table.
+    ents: ents::Ents,
     /// Replica sets (templates, config registries).
     pub(crate) sets: Arc<[ReplicaSet]>,
     /// Prepared answers by (set, ttl).
     pub(crate) answer_sets: Vec<Arc<AnswerSet>>,
     /// Health profiles by (set, depends_on).
     pub(crate) profiles: Vec<Arc<Profile>>,
-    /// Per zone: its negative SOA (owner in full, TTL per RFC 2308).
-    pub(crate) negative_soas: Arc<[Encoded]>,
+    /// Per zone (the registries' `zone` index).
+    pub(crate) zones: Arc<[GlobalZone]>,
 }
 
 impl Default for Globals {
@@ -417,27 +444,28 @@ impl Default for Globals {
     }
 }
 
-fn hash(name_wire: &[u8]) -> u64 {
+pub(super) fn hash(name_wire: &[u8]) -> u64 {
     FxBuildHasher.hash_one(name_wire)
 }
 
 /// The shard of a hash: the top bits of the hash mixed once more (Fibonacci hashing), so
 /// that the entries of one shard do not share the bits the shard's own table reads for its
 /// buckets (low bits) and control bytes (top 7 bits).
-fn shard_of(h: u64) -> usize {
+pub(super) fn shard_of(h: u64) -> usize {
     (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54) as usize % SHARDS
 }
 
 impl Globals {
-    /// No registries yet, over these sets and zone SOAs.
-    pub(crate) fn new(sets: Arc<[ReplicaSet]>, negative_soas: Arc<[Encoded]>) -> Self {
+    /// No registries yet, over these sets and zones.
+    pub(crate) fn new(sets: Arc<[ReplicaSet]>, zones: Arc<[GlobalZone]>) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Arc::new(Shard::new())).collect(),
             len: 0,
+            ents: ents::Ents::default(),
             sets,
             answer_sets: Vec::new(),
             profiles: Vec::new(),
-            negative_soas,
+            zones,
         }
     }
 
@@ -453,14 +481,21 @@ impl Globals {
         self.find(&wire_lower(name))
     }
 
-    /// Insert or replace the record for its name; returns the one it replaced. Copies one
-    /// shard when a snapshot still shares it.
+    /// Insert or replace the record for its name; returns the one it replaced. The empty
+    /// non-terminals above a new name (up to its zone apex) are counted. Copies one shard
+    /// when a snapshot still shares it (and one per ancestor whose count changes).
     pub(crate) fn insert(&mut self, reg: Registry) -> Option<Registry> {
         let h = hash(reg.name_wire());
         let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
         match shard.find_mut(h, |r| r.name_wire() == reg.name_wire()) {
+            // Same name, so the same ancestors: the empty non-terminals stay as they are.
             Some(slot) => Some(std::mem::replace(slot, reg)),
             None => {
+                let apex_labels = self
+                    .zones
+                    .get(usize::from(reg.zone))
+                    .map_or(u8::MAX, |z| z.apex_labels);
+                self.ents.add(reg.name_wire(), apex_labels);
                 shard.insert_unique(h, reg, |r| hash(r.name_wire()));
                 self.len += 1;
                 None
@@ -475,7 +510,22 @@ impl Globals {
         let entry = shard.find_entry(h, |r| r.name_wire() == lower_wire).ok()?;
         let (r, _) = entry.remove();
         self.len -= 1;
+        let apex_labels = self
+            .zones
+            .get(usize::from(r.zone))
+            .map_or(u8::MAX, |z| z.apex_labels);
+        self.ents.remove(r.name_wire(), apex_labels);
         Some(r)
+    }
+
+    /// Whether this lower-cased wire name is an empty non-terminal above a global name.
+    pub(crate) fn is_ent(&self, lower_wire: &[u8]) -> bool {
+        self.ents.contains(lower_wire)
+    }
+
+    /// How many empty non-terminals the global names make.
+    pub(crate) fn ent_count(&self) -> usize {
+        self.ents.len()
     }
 
     /// How many registries.
@@ -527,6 +577,7 @@ mod tests {
             profile: 0,
             answer_set: 0,
             zone: 0,
+            apex: false,
             answers: 1,
         }
     }

@@ -5,12 +5,15 @@
 //! Rules a registry must pass (the config file's, the catalog file's and the admin API's
 //! alike): its global name lies inside a served zone, is not a name with data in the zone
 //! file, does not lie below a delegation, and is not another registry's name; `answers` is
-//! 1..=8 and the TTL at most 1 h.
+//! 1..=8 and the TTL at most 1 h. A global name may be its zone's apex: the registry then
+//! answers A, AAAA and ANY there, so the zone file must have no addresses at the apex and the
+//! replicas no CNAME (none may be at an apex, RFC 1034 §3.6.2); the apex keeps its SOA, NS
+//! and every other type from the zone file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{Name, RecordType};
 
 use crate::config::{MAX_ANSWERS, MAX_REGISTRY_TTL};
 use crate::global::{AnswerSet, Deps, Globals, Profile, Registry, RegistryIds, wire_lower};
@@ -162,7 +165,33 @@ impl CatalogIndex {
                 e.key, e.name
             )
         })?;
-        if zone.has_data(&e.name) {
+        let apex = e.name == *zone.origin();
+        if apex {
+            if let Some(rtype) = [RecordType::A, RecordType::AAAA]
+                .into_iter()
+                .find(|t| zone.has_rrset(&e.name, *t))
+            {
+                return Err(format!(
+                    "registry {}: global name {} is the apex of the zone in {}, which has {rtype} \
+                     records there; at the apex the registry answers A and AAAA per client, so \
+                     remove them from the zone file",
+                    e.key,
+                    e.name,
+                    zone.file().display()
+                ));
+            }
+            if let Some(rep) = set.replicas.iter().find(|r| r.spec.cname.is_some()) {
+                return Err(format!(
+                    "registry {}: global name {} is the apex of the zone in {}, where a CNAME \
+                     cannot be (RFC 1034 §3.6.2), and replica {} of {} answers with a CNAME",
+                    e.key,
+                    e.name,
+                    zone.file().display(),
+                    rep.key,
+                    set.key
+                ));
+            }
+        } else if zone.has_data(&e.name) {
             return Err(format!(
                 "registry {}: global name {} collides with a name in {}",
                 e.key,
@@ -264,6 +293,7 @@ impl CatalogIndex {
                 profile,
                 answer_set,
                 zone,
+                apex,
                 answers,
             },
         );

@@ -22,7 +22,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, Replica};
-use crate::global::{Deps, Encoded, Globals, Registry, ReplicaSet, SetKind, SetReplica, encode_rr};
+use crate::global::{
+    Deps, GlobalZone, Globals, Registry, ReplicaSet, SetKind, SetReplica, encode_rr,
+};
 use crate::health::book::{Masks, TargetTable};
 use crate::health::spec::HealthSpec;
 use crate::metrics::{ClientLabels, RegistryKeys, ReplicaCounters};
@@ -151,18 +153,22 @@ impl Snapshot {
             }
         };
         let (targets, sets) = replica_sets(&config, &locator).map_err(Problems)?;
-        let mut negative_soas = Vec::new();
+        // In the order of zones.zones(), which CatalogIndex::new numbers the same way.
+        let mut global_zones = Vec::new();
         for z in zones.zones() {
-            let mut e = Encoded::default();
-            encode_rr(&mut e, z.negative_soa(), false).map_err(|e| {
+            let mut g = GlobalZone {
+                apex_labels: z.origin().num_labels(),
+                ..GlobalZone::default()
+            };
+            encode_rr(&mut g.negative_soa, z.negative_soa(), false).map_err(|e| {
                 Problems(vec![Problem::file(
                     &config.path,
                     format!("cannot encode a SOA: {e}"),
                 )])
             })?;
-            negative_soas.push(e);
+            global_zones.push(g);
         }
-        let mut globals = Globals::new(sets.into(), negative_soas.into());
+        let mut globals = Globals::new(sets.into(), global_zones.into());
         let mut index = CatalogIndex::new(&zones, &globals);
         let mut problems = Vec::new();
         let sets = globals.sets.clone();

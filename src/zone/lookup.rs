@@ -1,18 +1,53 @@
 //! The lookup an authoritative server performs (RFC 1034 §4.3.2 steps 2–6, without
 //! recursion): delegations, CNAME chains, wildcards, empty non-terminals, NXDOMAIN versus
 //! NODATA, and the additional section.
+//!
+//! The zone tree is more than the zone files: the global names (answered per client by the
+//! caller) and the empty non-terminals above them exist too ([`OutsideNames`]). The lookup
+//! treats them as existing names, so a CNAME chain ends at a global name instead of in
+//! NXDOMAIN, an ancestor of a global name is NODATA (RFC 8020: NXDOMAIN would deny the
+//! global name below it), and a wildcard never synthesises at or below them (RFC 4592 §2.2:
+//! they are closer enclosers than the wildcard's parent).
 
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::{Answer, MAX_CNAME_CHAIN, Node, Owner, Zone, ZoneSet};
 
+/// What a name without data in the zone files can be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outside {
+    /// A global name: the caller answers it per client.
+    Global,
+    /// An empty non-terminal above a global name.
+    Ent,
+}
+
+/// Names that exist beside the zone data. Asked only where the zone data has no answer of
+/// its own (a name missing from the zone, an empty non-terminal of the zone, the apex for
+/// address queries), so the positive static path never pays for it.
+pub(crate) trait OutsideNames {
+    /// What `name` is, if anything.
+    fn outside(&self, name: &Name) -> Option<Outside>;
+}
+
+/// Only the zone data.
+pub(crate) struct NoOutside;
+
+impl OutsideNames for NoOutside {
+    fn outside(&self, _: &Name) -> Option<Outside> {
+        None
+    }
+}
+
 impl ZoneSet {
-    /// Resolve `qname`/`qtype` in our zones (RFC 1034 §4.3.2 steps 2–6, without recursion).
-    /// `None` when no zone encloses the name (the caller answers REFUSED).
+    /// Resolve `qname`/`qtype` in our zones (RFC 1034 §4.3.2 steps 2–6, without recursion),
+    /// with `outside` naming what exists beside the zone data. `None` when no zone encloses
+    /// the name (the caller answers REFUSED).
     pub(crate) fn lookup<'z>(
         &'z self,
         qname: &'z Name,
         qtype: RecordType,
+        outside: &dyn OutsideNames,
     ) -> Option<(&'z Zone, Answer<'z>)> {
         let first_zone = self.find(qname)?;
         let mut answers: Vec<(&'z Record, Owner<'z>)> = Vec::new();
@@ -22,8 +57,17 @@ impl ZoneSet {
         let mut owner_is_query = true;
 
         for _ in 0..=MAX_CNAME_CHAIN {
-            let step = zone.step(name, qtype);
+            let step = zone.step(name, qtype, outside);
             match step {
+                Step::Global => {
+                    return Some((
+                        first_zone,
+                        Answer::Global {
+                            chain: answers,
+                            name,
+                        },
+                    ));
+                }
                 Step::Referral { ns, glue } => {
                     if answers.is_empty() {
                         return Some((first_zone, Answer::Referral { ns, glue }));
@@ -115,6 +159,8 @@ impl Owner<'_> {
 }
 
 enum Step<'z> {
+    /// The name is a global name.
+    Global,
     Referral {
         ns: &'z [Record],
         glue: Vec<&'z Record>,
@@ -133,17 +179,36 @@ enum Step<'z> {
 
 impl Zone {
     /// One lookup step for a name inside this zone.
-    fn step<'z>(&'z self, name: &'z Name, qtype: RecordType) -> Step<'z> {
+    fn step<'z>(
+        &'z self,
+        name: &'z Name,
+        qtype: RecordType,
+        outside: &dyn OutsideNames,
+    ) -> Step<'z> {
         let origin_labels = usize::from(self.origin.num_labels());
         let labels = usize::from(name.num_labels());
 
         // Walk down from the apex looking for a zone cut (RFC 1034 §4.3.2 step 3b), and find
-        // the closest encloser on the way.
+        // the closest encloser on the way. Below the last zone node, global names and the
+        // empty non-terminals above them still exist (never below a cut: a registry's name
+        // is refused there).
         let mut closest = origin_labels;
+        let mut in_zone = true;
         for n in origin_labels + 1..=labels {
             let ancestor = name.trim_to(n);
-            let Some(node) = self.nodes.get(&ancestor) else {
-                break;
+            let node = if in_zone {
+                self.nodes.get(&ancestor)
+            } else {
+                None
+            };
+            let Some(node) = node else {
+                // Zone nodes have every ancestor as a node, so none lies deeper.
+                in_zone = false;
+                if outside.outside(&ancestor).is_none() {
+                    break;
+                }
+                closest = n;
+                continue;
             };
             closest = n;
             // DS lives in the parent zone (RFC 4035 §3.1.4.1): a DS query at the cut is
@@ -164,10 +229,20 @@ impl Zone {
         }
 
         if closest == labels {
-            let Some(node) = self.nodes.get(name) else {
-                return Step::NxDomain;
+            let node = self.nodes.get(name).filter(|n| !n.rrsets.is_empty());
+            // A global name owns no zone data, except at the apex, where it answers only the
+            // address types and the apex keeps its SOA, NS and the rest.
+            let address = matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY);
+            if (node.is_none() || (labels == origin_labels && address))
+                && outside.outside(name) == Some(Outside::Global)
+            {
+                return Step::Global;
+            }
+            return match node {
+                Some(node) => Self::from_node(node, qtype, Owner::Own),
+                // An empty non-terminal, of the zone or above a global name.
+                None => Step::NoData,
             };
-            return Self::from_node(node, qtype, Owner::Own);
         }
 
         // The name does not exist. RFC 4592: a wildcard child of the closest encloser

@@ -22,6 +22,8 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 mod load;
 mod lookup;
 
+pub(crate) use lookup::{NoOutside, Outside, OutsideNames};
+
 /// Longest CNAME chain followed inside our zones.
 const MAX_CNAME_CHAIN: usize = 8;
 
@@ -98,6 +100,13 @@ impl Zone {
         self.nodes.get(name).is_some_and(|n| !n.rrsets.is_empty())
     }
 
+    /// Whether a name owns an RRset of this type.
+    pub(crate) fn has_rrset(&self, name: &Name, rtype: RecordType) -> bool {
+        self.nodes
+            .get(name)
+            .is_some_and(|n| n.rrset(rtype).is_some())
+    }
+
     /// Whether `name` lies at or below a zone cut of this zone (so the zone is not
     /// authoritative for it).
     pub(crate) fn is_below_cut(&self, name: &Name) -> bool {
@@ -116,9 +125,9 @@ impl Zone {
 /// The outcome of a lookup, borrowing records from the zones.
 #[derive(Debug)]
 pub(crate) enum Answer<'z> {
-    /// Authoritative data (possibly through a CNAME chain). `rcode_nx` is set when the chain
-    /// ends in a name that does not exist (RFC 6604), `nodata` when it ends in a name without
-    /// the type; `soa` is then the negative SOA of the zone where the chain ended.
+    /// Authoritative data (possibly through a CNAME chain). `nxdomain` is set when the chain
+    /// ends in a name that does not exist (RFC 6604); `soa` is the negative SOA of the zone
+    /// where the chain ended when it ends in no data.
     Authoritative {
         /// Answer records, each with the owner to write (None = the record's own owner;
         /// Some(()) = the query name, for wildcard-synthesised records).
@@ -129,6 +138,14 @@ pub(crate) enum Answer<'z> {
         nxdomain: bool,
         /// Additional-section records (A/AAAA for NS, MX and SRV targets in our zones).
         additionals: Vec<&'z Record>,
+    },
+    /// The query name, or the end of a CNAME chain from it, is a global name: the caller
+    /// answers `chain` followed by the global name's per-client records.
+    Global {
+        /// The CNAME records that led there (empty when the query name itself is global).
+        chain: Vec<(&'z Record, Owner<'z>)>,
+        /// The global name (as written in the last CNAME's target, or the query name).
+        name: &'z Name,
     },
     /// A referral to a delegated child zone: NS in authority, glue in additional, AA unset.
     Referral {
@@ -269,27 +286,27 @@ mod tests {
         let set = ZoneSet::from_zones([z]);
 
         let q = n("www.example.");
-        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
         assert!(
             matches!(a, Answer::Authoritative { ref answers, nxdomain: false, soa: None, .. } if answers.len() == 1)
         );
 
         let q = n("alias.example.");
-        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
         let Answer::Authoritative { answers, .. } = a else {
             panic!("{a:?}")
         };
         assert_eq!(answers.len(), 2);
 
         let q = n("loop1.example.");
-        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
         let Answer::Authoritative { answers, .. } = a else {
             panic!("{a:?}")
         };
         assert_eq!(answers.len(), 2, "loop stops");
 
         let q = n("out.example.");
-        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
         let Answer::Authoritative { answers, soa, .. } = a else {
             panic!("{a:?}")
         };
@@ -297,20 +314,20 @@ mod tests {
 
         // RFC 4592 §2.2: the wildcard under the closest encloser covers several labels...
         let q = n("x.y.wild.example.");
-        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
         assert!(
             matches!(a, Answer::Authoritative { nxdomain: false, ref answers, .. } if answers.len() == 1),
             "{a:?}"
         );
         // ...but not below an existing name (z.wild), whose closest encloser has no wildcard.
         let q = n("x.z.wild.example.");
-        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
         assert!(
             matches!(a, Answer::Authoritative { nxdomain: true, .. }),
             "{a:?}"
         );
         let q = n("x.wild.example.");
-        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
         let Answer::Authoritative { answers, .. } = a else {
             panic!("{a:?}")
         };
@@ -318,7 +335,7 @@ mod tests {
 
         // Empty non-terminal: NODATA, not NXDOMAIN.
         let q = n("b.c.example.");
-        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
         assert!(matches!(
             a,
             Answer::Authoritative {
@@ -328,7 +345,7 @@ mod tests {
             }
         ));
         let q = n("nope.example.");
-        let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+        let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
         let Answer::Authoritative {
             nxdomain: true,
             soa: Some(soa),
@@ -341,21 +358,21 @@ mod tests {
 
         for name in ["sub.example.", "host.sub.example.", "ns.sub.example."] {
             let q = n(name);
-            let (_, a) = set.lookup(&q, RecordType::A).expect("in zone");
+            let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
             let Answer::Referral { ns, glue } = a else {
                 panic!("{name}: {a:?}")
             };
             assert_eq!((ns.len(), glue.len()), (1, 1), "{name}");
         }
         let q = n("sub.example.");
-        let (_, a) = set.lookup(&q, RecordType::DS).expect("in zone");
+        let (_, a) = set.lookup(&q, RecordType::DS, &NoOutside).expect("in zone");
         assert!(
             matches!(a, Answer::Authoritative { soa: Some(_), .. }),
             "DS at the cut is the parent's"
         );
 
         let q = n("example.");
-        let (_, a) = set.lookup(&q, RecordType::NS).expect("apex");
+        let (_, a) = set.lookup(&q, RecordType::NS, &NoOutside).expect("apex");
         let Answer::Authoritative {
             answers,
             additionals,
@@ -370,7 +387,146 @@ mod tests {
             "glue for both NS"
         );
 
-        assert!(set.lookup(&n("xexample."), RecordType::A).is_none());
-        assert!(set.lookup(&n("example.com."), RecordType::A).is_none());
+        assert!(
+            set.lookup(&n("xexample."), RecordType::A, &NoOutside)
+                .is_none()
+        );
+        assert!(
+            set.lookup(&n("example.com."), RecordType::A, &NoOutside)
+                .is_none()
+        );
+    }
+
+    /// Names beside the zone data: global names and empty non-terminals, by name.
+    struct Beside(&'static [&'static str], &'static [&'static str]);
+
+    impl OutsideNames for Beside {
+        fn outside(&self, name: &Name) -> Option<Outside> {
+            let name = name.to_ascii().to_ascii_lowercase();
+            if self.0.contains(&name.as_str()) {
+                Some(Outside::Global)
+            } else if self.1.contains(&name.as_str()) {
+                Some(Outside::Ent)
+            } else {
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn global_names_are_part_of_the_tree() {
+        let z = zone(&format!(
+            "{BASE}alias CNAME g\nchain CNAME alias\n* A 192.0.2.98\n@ TXT apex\nus TXT zone\n"
+        ))
+        .expect("zone");
+        let set = ZoneSet::from_zones([z]);
+        let beside = Beside(
+            &["g.example.", "fab.eu.example.", "x.us.example."],
+            &["eu.example.", "us.example."],
+        );
+        let ask = |name: &str, t: RecordType| {
+            let q = n(name);
+            let (_, a) = set.lookup(&q, t, &beside).expect("in zone");
+            format!("{a:?}")
+        };
+        let global_at = |name: &str, t: RecordType, chain: usize, target: &str| {
+            let q = n(name);
+            let (_, a) = set.lookup(&q, t, &beside).expect("in zone");
+            let Answer::Global { chain: c, name: g } = a else {
+                panic!("{name} {t}: {a:?}")
+            };
+            assert_eq!(
+                (c.len(), g.to_ascii()),
+                (chain, target.to_string()),
+                "{name} {t}"
+            );
+        };
+        let global = |name: &str, t: RecordType, chain: usize| {
+            global_at(name, t, chain, "g.example.");
+        };
+        // A chain that reaches a global name ends there, for every type the alias does not own.
+        global("alias.example.", RecordType::A, 1);
+        global("chain.example.", RecordType::AAAA, 2);
+        global("alias.example.", RecordType::TXT, 1);
+        // The alias's own CNAME (and ANY, which it matches) is the answer, as for any alias.
+        for t in [RecordType::CNAME, RecordType::ANY] {
+            let q = n("alias.example.");
+            let (_, a) = set.lookup(&q, t, &beside).expect("in zone");
+            assert!(
+                matches!(&a, Answer::Authoritative { answers, soa: None, .. } if answers.len() == 1),
+                "{t}: {a:?}"
+            );
+        }
+        // The ancestor of a global name is an empty non-terminal: NODATA, not the wildcard.
+        let q = n("eu.example.");
+        let (_, a) = set.lookup(&q, RecordType::A, &beside).expect("in zone");
+        assert!(
+            matches!(&a, Answer::Authoritative { answers, soa: Some(_), nxdomain: false, .. } if answers.is_empty()),
+            "{a:?}"
+        );
+        // Below a global name or an ENT, the closest encloser is that name, which has no
+        // wildcard child (RFC 4592 §2.2.1): NXDOMAIN.
+        for name in ["x.g.example.", "x.eu.example.", "y.x.eu.example."] {
+            assert!(
+                ask(name, RecordType::A).contains("nxdomain: true"),
+                "{name}"
+            );
+        }
+        // Where the zone file has records at an ENT above a global name, they are the answer.
+        let q = n("us.example.");
+        let (_, a) = set.lookup(&q, RecordType::TXT, &beside).expect("in zone");
+        assert!(
+            matches!(&a, Answer::Authoritative { answers, .. } if answers.len() == 1 && answers[0].0.record_type() == RecordType::TXT),
+            "{a:?}"
+        );
+        assert!(ask("us.example.", RecordType::A).contains("nxdomain: false, additionals: []"));
+        global_at("x.us.example.", RecordType::A, 0, "x.us.example.");
+        // Elsewhere the wildcard still synthesises, and the zone's own ENT is still NODATA.
+        assert!(ask("other.example.", RecordType::A).contains("192.0.2.98"));
+        assert!(ask("b.c.example.", RecordType::A).contains("nxdomain: false"));
+        // Without the names beside the zone, the alias ends in the wildcard (today's bug).
+        let q = n("alias.example.");
+        let (_, a) = set.lookup(&q, RecordType::A, &NoOutside).expect("in zone");
+        assert!(format!("{a:?}").contains("192.0.2.98"), "{a:?}");
+    }
+
+    #[test]
+    fn a_global_name_at_the_apex_owns_only_the_address_types() {
+        let z = zone(&format!("{BASE}alias CNAME example.\n@ TXT apex\n")).expect("zone");
+        let set = ZoneSet::from_zones([z]);
+        let beside = Beside(&["example."], &[]);
+        for t in [RecordType::A, RecordType::AAAA] {
+            let q = n("alias.example.");
+            let (_, a) = set.lookup(&q, t, &beside).expect("in zone");
+            assert!(
+                matches!(&a, Answer::Global { chain, .. } if chain.len() == 1),
+                "{t}: {a:?}"
+            );
+        }
+        // SOA, NS and TXT stay zone data, through the alias too.
+        for (name, t) in [
+            ("example.", RecordType::SOA),
+            ("example.", RecordType::NS),
+            ("example.", RecordType::TXT),
+            ("alias.example.", RecordType::TXT),
+        ] {
+            let q = n(name);
+            let (_, a) = set.lookup(&q, t, &beside).expect("in zone");
+            assert!(
+                matches!(&a, Answer::Authoritative { soa: None, .. }),
+                "{name} {t}: {a:?}"
+            );
+        }
+        // MX: the apex has none, NODATA.
+        let q = n("example.");
+        let (_, a) = set.lookup(&q, RecordType::MX, &beside).expect("in zone");
+        assert!(matches!(
+            &a,
+            Answer::Authoritative {
+                soa: Some(_),
+                nxdomain: false,
+                ..
+            }
+        ));
     }
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::repo;
+use crate::support::{field, flags, repo, section};
 
 /// The binary, killed by PID when dropped (so a failing check leaves nothing running).
 pub struct Binary {
@@ -119,13 +119,7 @@ impl Binary {
 
     /// Run dig against it.
     pub fn dig(&self, args: &[&str]) -> String {
-        let out = Command::new("dig")
-            .arg(format!("@{}", self.addr.ip()))
-            .args(["-p", &self.addr.port().to_string(), "+time=3", "+tries=1"])
-            .args(args)
-            .output()
-            .expect("dig is installed (tests/run.sh installs dnsutils)");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::support::dig(self.addr, args)
     }
 }
 
@@ -134,39 +128,6 @@ impl Drop for Binary {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The value after `label` in dig's header lines, e.g. `status` or `ANSWER`.
-fn field<'a>(out: &'a str, label: &str) -> &'a str {
-    let key = format!("{label}: ");
-    out.split(&key)
-        .nth(1)
-        .and_then(|rest| rest.split([',', '\n', ';']).next())
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no {label} in dig output:\n{out}"))
-}
-
-/// The header flags dig prints (`qr aa rd`), as a list.
-fn flags(out: &str) -> Vec<&str> {
-    out.split("flags: ")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .map(|f| f.split_whitespace().collect())
-        .unwrap_or_else(|| panic!("no flags in dig output:\n{out}"))
-}
-
-/// Lines of one dig section (e.g. "AUTHORITY").
-fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
-    let marker = format!(";; {name} SECTION:");
-    out.split(&marker)
-        .nth(1)
-        .map(|rest| {
-            rest.lines()
-                .skip(1)
-                .take_while(|l| !l.trim().is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]

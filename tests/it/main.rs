@@ -24,6 +24,9 @@ mod geo;
 /// Health-aware failover against real HTTP replicas.
 mod failover;
 
+/// Global names in the zone tree: aliases, empty non-terminals, wildcards, the apex.
+mod zone_tree;
+
 /// Registries as data: the catalog, runtime changes, consistency during changes, status pages.
 mod catalog;
 

@@ -291,3 +291,48 @@ pub async fn ask<T>(
 pub async fn status(s: &TestServer, query: StatusQuery) -> Result<StatusView, AdminError> {
     ask(s, |reply| Command::Status { query, reply }).await
 }
+
+/// Run the real `dig` (Debian dnsutils, installed by tests/run.sh) against `server`; its
+/// standard output.
+pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = std::process::Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+time=3", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig is installed (tests/run.sh installs dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value after `label` in dig's header lines, e.g. `status` or `ANSWER`.
+pub fn field<'a>(out: &'a str, label: &str) -> &'a str {
+    let key = format!("{label}: ");
+    out.split(&key)
+        .nth(1)
+        .and_then(|rest| rest.split([',', '\n', ';']).next())
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {label} in dig output:\n{out}"))
+}
+
+/// The header flags dig prints (`qr aa rd`), as a list.
+pub fn flags(out: &str) -> Vec<&str> {
+    out.split("flags: ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .map(|f| f.split_whitespace().collect())
+        .unwrap_or_else(|| panic!("no flags in dig output:\n{out}"))
+}
+
+/// Lines of one dig section (e.g. "AUTHORITY").
+pub fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    let marker = format!(";; {name} SECTION:");
+    out.split(&marker)
+        .nth(1)
+        .map(|rest| {
+            rest.lines()
+                .skip(1)
+                .take_while(|l| !l.trim().is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
