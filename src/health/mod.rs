@@ -17,6 +17,7 @@
 
 pub mod book;
 pub mod check;
+pub(crate) mod keys;
 pub mod outcome;
 pub(crate) mod plan;
 pub mod prober;
