@@ -25,12 +25,18 @@
 //! (`server`, `admin`, `cli`, `app`, `demo_replica`) sit on top, and nothing below them
 //! imports them.
 //!
+//! Visibility is `pub(crate)` by default: what stays `pub` is the seam the binary, the tests
+//! and the benches use, so the compiler reports dead code everywhere else.
+//!
 //! # Modules
 //!
 //! - `wire`: the DNS message parser and header/OPT writers, RFC text beside each check.
 //! - `zone`: zone files loaded into an in-memory tree with RFC 1034 lookup.
-//! - `routing`: pure selection of replicas for a client (latency table, mmdb, default order).
-//! - `health`: probe settings, outcomes, the state machine, the health book, checker, prober.
+//! - `routing`: pure selection of replicas for a client (latency table, City databases in
+//!   every common schema, default order) and `ReplicaMask`, the set of replicas every
+//!   per-replica verdict is.
+//! - `health`: probe settings, outcomes, the state machine, the health book (`book`) and its
+//!   vocabulary (`keys`: keys, masks, details), checker, prober.
 //! - `config`: the TOML file format (`config::file`, `config::admin`) and the runtime types.
 //! - `catalog`: the registry catalog file and its journal of runtime changes.
 //! - `global`: global names prepared for answering: replica sets, answer sets, profiles,
