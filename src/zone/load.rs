@@ -2,7 +2,9 @@
 //! every problem with its file and line (hickory's parser gives none: `locate_parse_error`
 //! finds it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -51,7 +53,7 @@ impl Zone {
             reason,
         };
 
-        let mut nodes: HashMap<Name, Node> = HashMap::new();
+        let mut nodes: HashMap<Name, Node> = HashMap::default();
         let mut record_count = 0;
         for (key, set) in records {
             let name = Name::from(key.name.clone());

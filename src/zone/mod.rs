@@ -11,7 +11,7 @@
 //! Here: the model (zone, node, RRset, the set of zones) and the one resource-record emitter;
 //! `load` (parsing, the checks, error lines) and `lookup` (RFC 1034 §4.3.2) beside it.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
