@@ -17,7 +17,8 @@ use steerdns::overrides::AuditEvent;
 use steerdns::state::readiness::{Liveness, Readiness};
 use steerdns::state::view::{
     Ack, DependencyView, EventKind, EventView, ExplainQuery, OverrideView, ProbeView,
-    RegistryRequest, RegistryStatus, ReplicaStatus, ServerFacts, StatusQuery, StatusView, ZoneFact,
+    RegistryRequest, RegistryStatus, ReplicaState, ReplicaStatus, ServerFacts, ShadowView,
+    StatusQuery, StatusView, ZoneFact,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -111,7 +112,18 @@ impl Showcase {
                     name: "fabrikam.registry.example.".into(),
                     mode: "shadow".into(),
                     fail_open: true,
-                    replicas: vec![replica("westeurope", "westeurope", "degraded")],
+                    replicas: vec![
+                        replica("westeurope", "westeurope", "degraded"),
+                        ReplicaStatus {
+                            shadow: Some(ShadowView {
+                                routed: ReplicaState::Healthy,
+                                deep: ReplicaState::Degraded,
+                                deep_routable: false,
+                                reason: Some("dependencies failing: storage".into()),
+                            }),
+                            ..replica("eastus", "eastus", "healthy")
+                        },
+                    ],
                 },
             ],
             ..StatusView::default()
@@ -245,6 +257,7 @@ async fn status_page_renders_in_chromium() {
         "failing dependencies: storage",
         "48.0 ms",
         "Registry fabrikam is failing open",
+        "shadow: deep degraded (would drop it): dependencies failing: storage",
         "config generation 3",
         "registry.example.",
         "2026112701",
