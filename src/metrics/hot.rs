@@ -375,8 +375,9 @@ pub(super) struct ReplicaHub {
 }
 
 impl ReplicaHub {
-    /// Totals by key: baseline + retired + current. Folds retired counters nobody else holds.
-    pub(super) fn totals(&mut self) -> (KeyTotals, ClientTotals) {
+    /// Fold the retired counters nobody else holds into the baseline: done at every install
+    /// too, so a server reloaded often and never scraped does not keep one set per reload.
+    pub(super) fn fold(&mut self) {
         let mut i = 0;
         while i < self.retired.len() {
             if Arc::strong_count(&self.retired[i]) == 1 {
@@ -386,6 +387,11 @@ impl ReplicaHub {
                 i += 1;
             }
         }
+    }
+
+    /// Totals by key: baseline + retired + current.
+    pub(super) fn totals(&mut self) -> (KeyTotals, ClientTotals) {
+        self.fold();
         let mut replica = self.baseline_replica.clone();
         let mut client = self.baseline_client.clone();
         for r in &self.retired {

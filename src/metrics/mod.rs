@@ -289,6 +289,7 @@ impl Metrics {
         if let Some(prev) = hub.current.replace(next) {
             hub.retired.push(prev);
         }
+        hub.fold();
     }
 
     /// Record one probe result for `target` (e.g. `contoso/westeurope` or a shared probe
@@ -701,6 +702,23 @@ mod tests {
             !t.contains("client=\"US\""),
             "zero cells are not exported: {t}"
         );
+    }
+
+    #[test]
+    fn reloads_without_scrapes_keep_no_retired_counters() {
+        let m = Metrics::new();
+        for i in 0..50u64 {
+            let c = Arc::new(ReplicaCounters::new(
+                &layout(&[("contoso", &["westeurope"])]),
+                ClientLabels::new(["NL"]),
+            ));
+            c.answer(0, 0, LabelIndex(0));
+            m.install_replica_counters(c);
+            // Only the installed set is held (by the hub); nothing is retired for good.
+            assert_eq!(m.hub.lock().retired.len(), 0, "after {} reloads", i + 1);
+        }
+        let want = "steerdns_answers_total{registry=\"contoso\",replica=\"westeurope\"}";
+        assert_eq!(sample(&m.render(), want), Some("50"));
     }
 
     #[test]
