@@ -60,6 +60,8 @@ right=0 wrong=0 transition=0 wrongs=()
 start=$(date +%s)
 last_reload=$start
 phase_seen=-1
+series=()
+last_sample=$start
 while :; do
   now=$(date +%s)
   t=$((now - start))
@@ -76,6 +78,10 @@ while :; do
          "$bin" replica disable contoso eastus --reason soak >/dev/null ;;
     esac
     phase_seen=$phase
+  fi
+  if [ $((now - last_sample)) -ge 60 ]; then
+    series+=("$(rss)")
+    last_sample=$now
   fi
   if [ $((now - last_reload)) -ge 30 ]; then
     kill -HUP "$pid"
@@ -114,6 +120,7 @@ errors=$(grep -c ' ERROR ' "$work/log" || true)
 echo "soak: ${secs} s at ${rate} queries/s (2 x ${load}), reload every 30 s, 60 s flap/override cycle"
 echo "dnsperf: sent ${sent}, completed ${done_q}, lost ${lost}"
 awk -v a="$rss_start" -v b="$rss_end" 'BEGIN { printf "RSS: %d kB after warm-up, %d kB at the end (%+.1f %%)\n", a, b, (b - a) * 100 / a }'
+echo "RSS every 60 s (kB): ${series[*]}"
 echo "log: ${warns} warnings, ${errors} errors; by message:"
 grep -E ' (WARN|ERROR) ' "$work/log" | sed -E 's/^[^ ]+ +//; s/ [a-z_]+=[^ ]+//g' | cut -c1-100 | sort | uniq -c | sort -rn | head -10
 echo "checker: ${right} right, ${wrong} wrong, ${transition} in transition (any replica accepted)"
