@@ -609,8 +609,10 @@ mod tests {
         let mut o = Overrides::load(&path, t(0)).expect("load");
         o.disable(rep("a", "b"), "r", "ops", None, t(1))
             .expect("ok");
-        let mut m = Modes::default();
-        m.server = Some(HealthMode::Off);
+        let mut m = Modes {
+            server: Some(HealthMode::Off),
+            ..Default::default()
+        };
         m.registries.insert("contoso".into(), HealthMode::Shallow);
         o.set_modes(m.clone()).expect("persist");
         let fresh = Overrides::load(&path, t(2)).expect("reload");
@@ -635,7 +637,7 @@ mod tests {
         let blocked = dir.path().join("blocked");
         fs::create_dir(&blocked).expect("dir");
         fs::write(blocked.join("x"), b"x").expect("file");
-        o.path = blocked.clone();
+        o.path = blocked;
         let err = o
             .disable(rep("c", "d"), "r", "ops", None, t(2))
             .expect_err("rename over a non-empty directory fails");
