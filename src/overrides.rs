@@ -6,7 +6,13 @@
 //! to the config), written atomically: a temp file in the same directory, write, fsync the
 //! file, rename over the old one, fsync the directory. A reader (or a restart after
 //! `kill -9`) sees the old file or the new one, never a torn mix; a change is acknowledged
-//! only after the directory fsync.
+//! only after the directory fsync. Failures are classified by the rename: before it, the old
+//! file stays and nothing changes; after it (the directory fsync failed) the new file is in
+//! place, so the change counts as committed in memory too (memory and disk agree), with an
+//! error logged that its durability across a power loss is in doubt.
+//!
+//! The same file holds the runtime health modes (the kill switch, [`Modes`]), written with
+//! the same discipline, so a mode switched through the admin API survives a restart.
 //!
 //! A corrupt state file is an error naming the file and the reason: the server must not start
 //! with silently dropped overrides. A missing file means no overrides.
@@ -15,6 +21,7 @@
 //! and logs one line. Writes block on fsync: the state task calls the mutating methods from
 //! `tokio::task::spawn_blocking` (or accepts a few ms of blocking; there is one writer).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -22,7 +29,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tracing::info;
+
+use crate::health::spec::HealthMode;
+use tracing::{error, info};
 
 /// Default state file name, next to the config file.
 pub(crate) const DEFAULT_STATE_FILE: &str = "steerdns-state.json";
@@ -182,6 +191,29 @@ pub enum OverrideError {
 struct StateFile {
     version: u32,
     overrides: Vec<Override>,
+    /// Runtime health modes (the kill switch); absent in files written before they
+    /// persisted.
+    #[serde(default, skip_serializing_if = "Modes::is_empty")]
+    modes: Modes,
+}
+
+/// Runtime health modes set through the admin API (the kill switch), persisted in the state
+/// file beside the overrides so they survive restarts.
+#[derive(Clone, Debug, Default, Deserialize, Eq, PartialEq, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Modes {
+    /// Server-wide mode (None: each registry's configured mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) server: Option<HealthMode>,
+    /// Per-registry modes by registry key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) registries: BTreeMap<String, HealthMode>,
+}
+
+impl Modes {
+    fn is_empty(&self) -> bool {
+        self.server.is_none() && self.registries.is_empty()
+    }
 }
 
 /// The set of overrides and the file it persists to. Owned by the single writer (the state
@@ -190,6 +222,10 @@ struct StateFile {
 pub struct Overrides {
     path: PathBuf,
     entries: Vec<Override>,
+    modes: Modes,
+    /// Syncs the state file's directory after the rename: `sync_dir` in service; a fault
+    /// seam for tests (a failing directory fsync cannot be produced otherwise).
+    sync_dir: fn(&Path) -> io::Result<()>,
 }
 
 impl Overrides {
@@ -202,6 +238,8 @@ impl Overrides {
                 return Ok(Self {
                     path: path.to_path_buf(),
                     entries: Vec::new(),
+                    modes: Modes::default(),
+                    sync_dir,
                 });
             }
             Err(source) => {
@@ -232,6 +270,8 @@ impl Overrides {
         Ok(Self {
             path: path.to_path_buf(),
             entries,
+            modes: file.modes,
+            sync_dir,
         })
     }
 
@@ -349,26 +389,55 @@ impl Overrides {
             .collect())
     }
 
+    /// The runtime health modes in force.
+    pub(crate) fn modes(&self) -> &Modes {
+        &self.modes
+    }
+
+    /// Replace the runtime health modes and persist them. On a write error nothing changes.
+    pub(crate) fn set_modes(&mut self, modes: Modes) -> Result<(), OverrideError> {
+        let entries = self.entries.clone();
+        self.write(entries, modes)
+    }
+
     /// The earliest `until` among the entries, for the state task's prune timer.
     pub(crate) fn next_expiry(&self) -> Option<SystemTime> {
         self.entries.iter().filter_map(|o| o.until).min()
     }
 
     fn commit(&mut self, next: Vec<Override>) -> Result<(), OverrideError> {
+        let modes = self.modes.clone();
+        self.write(next, modes)
+    }
+
+    fn write(&mut self, next: Vec<Override>, modes: Modes) -> Result<(), OverrideError> {
         let file = StateFile {
             version: STATE_VERSION,
             overrides: next,
+            modes,
         };
         let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| OverrideError::Corrupt {
             path: self.path.clone(),
             reason: e.to_string(),
         })?;
         bytes.push(b'\n');
-        write_atomically(&self.path, &bytes).map_err(|source| OverrideError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        match write_atomically(&self.path, &bytes, self.sync_dir) {
+            Ok(()) => {}
+            // The new file is in place: a restart (or any reader) sees it, so memory must
+            // agree with it. Only its durability across a power loss is in doubt.
+            Err(WriteError::AfterRename(e)) => {
+                error!(path = %self.path.display(), error = %e,
+                    "state file renamed into place but its directory fsync failed; the change is in force and may not survive a power loss");
+            }
+            Err(WriteError::BeforeRename(source)) => {
+                return Err(OverrideError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        }
         self.entries = file.overrides;
+        self.modes = file.modes;
         Ok(())
     }
 }
@@ -378,16 +447,38 @@ fn audit(e: AuditEvent) -> AuditEvent {
     e
 }
 
+/// Where an atomic write failed: before the rename the old file is in place (nothing
+/// changed); after it the new file is (the change is committed, its durability in doubt).
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// Temp file, write, file fsync or rename failed: the old content stays.
+    BeforeRename(io::Error),
+    /// The rename succeeded; the directory fsync failed: the new content is in place.
+    AfterRename(io::Error),
+}
+
+/// fsync a directory (makes a rename in it durable).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 /// Write `bytes` to `path` so that the file is always either the old or the new content:
-/// temp file in the same directory, write, fsync, rename, fsync the directory.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// temp file in the same directory, write, fsync, rename, fsync the directory (`sync`).
+pub(crate) fn write_atomically(
+    path: &Path,
+    bytes: &[u8],
+    sync: fn(&Path) -> io::Result<()>,
+) -> Result<(), WriteError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "state file has no name"))?;
+    let name = path.file_name().ok_or_else(|| {
+        WriteError::BeforeRename(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "state file has no name",
+        ))
+    })?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp.{}", std::process::id()));
@@ -401,13 +492,13 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()
+        fs::rename(&tmp, path)
     })();
-    if result.is_err() {
+    if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
+        return Err(WriteError::BeforeRename(e));
     }
-    result
+    sync(&dir).map_err(WriteError::AfterRename)
 }
 
 //------------ time formats ------------------------------------------------------------------
@@ -472,6 +563,88 @@ mod rfc3339_opt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failing_sync(_: &Path) -> io::Result<()> {
+        Err(io::Error::other("injected directory fsync failure"))
+    }
+
+    /// A rename that succeeded is committed even when the directory fsync after it fails:
+    /// memory agrees with what a fresh load of the file gives, for disable, enable and
+    /// prune alike.
+    #[test]
+    fn a_failed_directory_fsync_after_the_rename_is_committed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("s.json");
+        let mut o = Overrides::load(&path, t(0)).expect("load");
+        o.sync_dir = failing_sync;
+        let agree = |o: &Overrides, now| {
+            let fresh = Overrides::load(&path, now).expect("reload");
+            assert_eq!(
+                o.active(now).collect::<Vec<_>>(),
+                fresh.active(now).collect::<Vec<_>>()
+            );
+        };
+        o.disable(rep("contoso", "westeurope"), "incident", "ops", None, t(1))
+            .expect("committed despite the fsync failure");
+        assert!(o.is_disabled("contoso", "westeurope", "we", t(2)).is_some());
+        agree(&o, t(2));
+        o.disable(region("eastus"), "m", "ops", Some(t(10)), t(3))
+            .expect("committed");
+        agree(&o, t(4));
+        o.enable(rep("contoso", "westeurope"), "", "ops", t(5))
+            .expect("committed");
+        assert!(o.is_disabled("contoso", "westeurope", "we", t(6)).is_none());
+        agree(&o, t(6));
+        assert_eq!(o.prune(t(11)).expect("committed").len(), 1);
+        agree(&o, t(11));
+        assert_eq!(o.active(t(11)).count(), 0);
+    }
+
+    /// Modes persist with the same discipline and survive a fresh load; a truncated file is
+    /// an error naming it.
+    #[test]
+    fn modes_persist_and_a_truncated_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("s.json");
+        let mut o = Overrides::load(&path, t(0)).expect("load");
+        o.disable(rep("a", "b"), "r", "ops", None, t(1))
+            .expect("ok");
+        let mut m = Modes {
+            server: Some(HealthMode::Off),
+            ..Default::default()
+        };
+        m.registries.insert("contoso".into(), HealthMode::Shallow);
+        o.set_modes(m.clone()).expect("persist");
+        let fresh = Overrides::load(&path, t(2)).expect("reload");
+        assert_eq!(fresh.modes(), &m);
+        assert_eq!(fresh.active(t(2)).count(), 1);
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.contains("\"server\": \"off\""), "{text}");
+        fs::write(&path, &text[..text.len() / 2]).expect("truncate");
+        let err = Overrides::load(&path, t(3)).expect_err("truncated");
+        assert!(err.to_string().contains("s.json"), "{err}");
+    }
+
+    /// A failure before the rename changes nothing, in memory or on disk.
+    #[test]
+    fn a_failure_before_the_rename_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("s.json");
+        let mut o = Overrides::load(&path, t(0)).expect("load");
+        o.disable(rep("a", "b"), "r", "ops", None, t(1))
+            .expect("ok");
+        // The state file's path is now a directory: the rename over it fails.
+        let blocked = dir.path().join("blocked");
+        fs::create_dir(&blocked).expect("dir");
+        fs::write(blocked.join("x"), b"x").expect("file");
+        o.path = blocked;
+        let err = o
+            .disable(rep("c", "d"), "r", "ops", None, t(2))
+            .expect_err("rename over a non-empty directory fails");
+        assert!(err.to_string().contains("blocked"), "{err}");
+        assert!(o.is_disabled("c", "d", "x", t(3)).is_none());
+        assert!(o.is_disabled("a", "b", "x", t(3)).is_some());
+    }
 
     fn t(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)

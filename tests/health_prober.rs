@@ -324,6 +324,40 @@ async fn failure_reasons_against_real_servers() {
     demo.shutdown().await;
 }
 
+/// A 200 whose deep-health document says `{"status":"unhealthy"}` (no dependency list) fails
+/// the probe on its status word, keeps the document, and is not a prober-side failure (the
+/// replica answered); a passing word on the same shape passes.
+#[tokio::test]
+async fn a_failing_document_status_fails_a_200() {
+    let c = Checker::new().unwrap();
+    let sick = raw_server(
+        "127.0.3.11",
+        Misbehave::Raw(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n{\"status\":\"unhealthy\"}",
+        ),
+    )
+    .await;
+    let o = probe(&c, &http(&format!("http://{sick}/health"))).await;
+    assert_eq!(o.result, Err(Failure::DocumentStatus("unhealthy".into())));
+    assert_eq!(
+        o.result.as_ref().unwrap_err().to_string(),
+        "deep-health status \"unhealthy\""
+    );
+    let doc = o.document.as_ref().expect("the document is kept");
+    assert_eq!(doc.status.as_deref(), Some("unhealthy"));
+    assert!(doc.dependencies.is_empty());
+
+    let fine = raw_server(
+        "127.0.3.12",
+        Misbehave::Raw(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"UP\"}",
+        ),
+    )
+    .await;
+    let o = probe(&c, &http(&format!("http://{fine}/health"))).await;
+    assert!(o.passed(), "{:?}", o.result);
+}
+
 /// Probe targets and one health profile per registry.
 struct Plan {
     table: TargetTable,

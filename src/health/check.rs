@@ -160,6 +160,13 @@ fn judge(
     if !failing.is_empty() {
         return Err(Failure::Dependencies(failing));
     }
+    if let Some(doc) = doc
+        && doc.status_failing()
+    {
+        return Err(Failure::DocumentStatus(
+            doc.status.clone().unwrap_or_default(),
+        ));
+    }
     Ok(Pass {
         status: Some(status),
     })
@@ -311,6 +318,25 @@ mod tests {
             run(&base, 200, &doc),
             Err(Failure::Dependencies(vec!["storage".into()]))
         );
+        // A failing top-level status fails a 200 even with no dependency list.
+        assert_eq!(
+            run(&base, 200, r#"{"status":"unhealthy"}"#),
+            Err(Failure::DocumentStatus("unhealthy".into()))
+        );
+        assert_eq!(
+            run(
+                &base,
+                200,
+                r#"{"status":"degraded","checks":{"cache":"ok"}}"#
+            ),
+            Err(Failure::DocumentStatus("degraded".into()))
+        );
+        assert_eq!(
+            run(&base, 200, r#"{"status":"Healthy"}"#),
+            Ok(Pass { status: Some(200) })
+        );
+        // JSON with no status and no dependencies is not a document: the status decides.
+        assert!(run(&base, 200, r#"{"version":"1.2"}"#).is_ok());
         let mut c = h();
         c.expect_status = vec![StatusRange { lo: 301, hi: 302 }];
         assert!(run(&c, 302, "").is_ok());

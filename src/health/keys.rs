@@ -41,7 +41,10 @@ pub(crate) enum Resource {
 pub(crate) fn judge_deps(o: &ProbeOutcome, deps: &[String]) -> ProbeOutcome {
     use super::outcome::{Failure, Pass};
     let result = match (&o.result, &o.document) {
-        (Ok(_) | Err(Failure::Status(_) | Failure::Dependencies(_)), Some(doc)) => {
+        (
+            Ok(_) | Err(Failure::Status(_) | Failure::Dependencies(_) | Failure::DocumentStatus(_)),
+            Some(doc),
+        ) => {
             let failing: Vec<String> = deps
                 .iter()
                 .filter(|d| !doc.dependencies.iter().any(|r| &r.name == *d && r.ok))

@@ -15,7 +15,10 @@
 //!
 //! A status counts as passing when it is (case-insensitively) `ok`, `healthy`, `up`, `pass`,
 //! `passed`, `passing`, `green`, `warn`, `warning`, `true` or `online`; anything else (`down`,
-//! `fail`, `unhealthy`, `degraded`, `error`, …) is failing.
+//! `fail`, `unhealthy`, `degraded`, `error`, …) is failing. A top-level `status` that is
+//! present and failing fails the probe on its own ([`Failure::DocumentStatus`]), even when the
+//! document lists no dependencies; failing dependencies, when there are any, are named instead
+//! ([`Failure::Dependencies`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -77,6 +80,9 @@ pub enum Failure {
     BodyTooLarge,
     /// The deep-health document lists failing dependencies.
     Dependencies(Vec<String>),
+    /// The deep-health document's top-level `status` is present and not a passing word
+    /// (`{"status": "unhealthy"}`), with no failing dependency to name.
+    DocumentStatus(String),
     /// Anything else (the detail says what).
     Other(String),
 }
@@ -94,6 +100,7 @@ impl Failure {
             Failure::BodyMismatch(_) => "body",
             Failure::BodyTooLarge => "body_too_large",
             Failure::Dependencies(_) => "dependencies",
+            Failure::DocumentStatus(_) => "document_status",
             Failure::Other(_) => "other",
         }
     }
@@ -118,6 +125,7 @@ impl fmt::Display for Failure {
             Failure::BodyMismatch(d) => write!(f, "body mismatch: {d}"),
             Failure::BodyTooLarge => f.write_str("body larger than 64 KiB"),
             Failure::Dependencies(d) => write!(f, "failing dependencies: {}", d.join(", ")),
+            Failure::DocumentStatus(s) => write!(f, "deep-health status {s:?}"),
             Failure::Other(d) => f.write_str(d),
         }
     }
@@ -168,6 +176,12 @@ impl DeepDoc {
             status,
             dependencies: deps,
         })
+    }
+
+    /// Whether the top-level `status` is present and not a passing word: such a document
+    /// fails the probe even when it lists no dependencies.
+    pub fn status_failing(&self) -> bool {
+        self.status.as_deref().is_some_and(|s| !status_ok(s))
     }
 
     /// Names of failing dependencies.
@@ -273,6 +287,11 @@ mod tests {
                 "dependencies",
                 "failing dependencies: storage, auth",
             ),
+            (
+                Failure::DocumentStatus("unhealthy".into()),
+                "document_status",
+                "deep-health status \"unhealthy\"",
+            ),
             (Failure::Other("x".into()), "other", "x"),
         ];
         for (f, label, text) in cases {
@@ -304,6 +323,22 @@ mod tests {
         let d = DeepDoc::parse(&json!({"status": "UP"})).unwrap();
         assert!(d.dependencies.is_empty());
         assert!(d.failing().is_empty());
+        assert!(!d.status_failing());
+
+        // A failing top-level status is failing on its own, with or without dependencies.
+        let d = DeepDoc::parse(&json!({"status": "unhealthy"})).unwrap();
+        assert!(d.dependencies.is_empty());
+        assert!(d.status_failing());
+        let d = DeepDoc::parse(&json!({"status": false})).unwrap();
+        assert!(d.status_failing());
+        let d = DeepDoc::parse(&json!({"status": {"state": "DOWN"}})).unwrap();
+        assert!(d.status_failing());
+        let d = DeepDoc::parse(&json!({"status": "degraded", "checks": {"cache": "ok"}})).unwrap();
+        assert!(d.status_failing());
+        assert!(d.failing().is_empty());
+        // No status at all is not failing (the dependency list decides).
+        let d = DeepDoc::parse(&json!({"checks": {"cache": "ok"}})).unwrap();
+        assert!(!d.status_failing());
 
         assert_eq!(DeepDoc::parse(&json!({"hello": 1})), None);
         assert_eq!(DeepDoc::parse(&json!("ok")), None);

@@ -26,13 +26,9 @@ use crate::state::events::EventLog;
 use crate::state::view::{Ack, EventKind as ViewKind};
 use crate::state::{HealthMasks, Snapshot};
 
-/// Runtime health modes set through the admin API (the kill switch). They survive reloads;
-/// a restart goes back to the configured modes.
-#[derive(Debug, Default)]
-pub(super) struct Modes {
-    pub(super) server: Option<HealthMode>,
-    pub(super) registries: HashMap<String, HealthMode>,
-}
+/// Runtime health modes set through the admin API (the kill switch). They survive reloads
+/// and, persisted in the state file, restarts.
+pub(super) use crate::overrides::Modes;
 
 /// The writer's state and its apply steps: each takes the snapshot in service and one event
 /// and returns the next snapshot to publish (None: nothing routing reads changed). No I/O but
@@ -65,8 +61,8 @@ impl World {
         let mut w = Self {
             book: HealthBook::new(&snap.targets),
             index,
+            modes: overrides.modes().clone(),
             overrides,
-            modes: Modes::default(),
             events,
             metrics,
             journal: None,
@@ -403,6 +399,16 @@ impl World {
         Ok((event, next))
     }
 
+    /// Write `modes` to the state file, then put them in force (not before: a mode that
+    /// would not survive a restart is refused).
+    fn persist_modes(&mut self, modes: Modes) -> Result<(), AdminError> {
+        self.overrides
+            .set_modes(modes)
+            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        self.modes = self.overrides.modes().clone();
+        Ok(())
+    }
+
     /// Switch the health mode of one registry or of all.
     pub(super) fn set_mode(
         &mut self,
@@ -416,7 +422,9 @@ impl World {
                 let reg = self
                     .registry(g, r)
                     .ok_or_else(|| AdminError::NotFound(format!("no registry {r}")))?;
-                self.modes.registries.insert(r.clone(), mode);
+                let mut modes = self.modes.clone();
+                modes.registries.insert(r.clone(), mode);
+                self.persist_modes(modes)?;
                 let mut h = (*snap.health).clone();
                 if let Some(m) = self.exception(g, &reg, SystemTime::now()) {
                     h.exceptions.insert(reg.id, m);
@@ -429,8 +437,10 @@ impl World {
             }
             None => {
                 // Server-wide: every registry, replacing per-registry switches.
-                self.modes.server = Some(mode);
-                self.modes.registries.clear();
+                self.persist_modes(Modes {
+                    server: Some(mode),
+                    registries: Default::default(),
+                })?;
                 self.rebuild(snap)
             }
         };
@@ -729,6 +739,44 @@ mod tests {
             w.set_mode(&next, cmd(Some("nope"), HealthMode::Off)),
             Err(AdminError::NotFound(_))
         ));
+    }
+
+    /// A mode switched through the admin API is in the state file before it is acknowledged,
+    /// and a restart (a new World on the same state file) starts with it in force.
+    #[test]
+    fn modes_survive_a_restart() {
+        let (mut w, snap, dir) = world(2);
+        let cmd = |registry: Option<&str>, mode| ModeCommand {
+            mode,
+            registry: registry.map(str::to_owned),
+            who: "test".into(),
+        };
+        w.set_mode(&snap, cmd(None, HealthMode::Shallow)).unwrap();
+        let (_, next) = w.set_mode(&snap, cmd(Some("a0"), HealthMode::Off)).unwrap();
+        drop(w);
+        let (snap2, index) =
+            Snapshot::load_indexed(&dir.path().join("steerdns.toml")).expect("reload config");
+        let overrides = Overrides::load(&dir.path().join("state.json"), SystemTime::now()).unwrap();
+        let w2 = World::new(
+            &snap2,
+            index,
+            overrides,
+            EventLog::new(64),
+            Arc::new(Metrics::new()),
+        );
+        assert_eq!(w2.modes.server, Some(HealthMode::Shallow));
+        assert_eq!(w2.modes.registries.get("a0"), Some(&HealthMode::Off));
+        let g = &next.globals;
+        assert_eq!(
+            w2.profile_mode(g, reg(&next, "a1").profile),
+            HealthMode::Shallow
+        );
+        // A truncated state file stops the start with an error naming the file.
+        let path = dir.path().join("state.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() - 3]).unwrap();
+        let err = Overrides::load(&path, SystemTime::now()).unwrap_err();
+        assert!(err.to_string().contains("state.json"), "{err}");
     }
 
     #[test]
