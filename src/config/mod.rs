@@ -100,7 +100,11 @@ pub(crate) struct RrlConfig {
 }
 
 impl RrlConfig {
-    fn from_spec(s: file::RrlSpec, problems: &mut Vec<Problem>, at: impl Fn(&str, String) -> Problem) -> Self {
+    fn from_spec(
+        s: file::RrlSpec,
+        problems: &mut Vec<Problem>,
+        at: impl Fn(&str, String) -> Problem,
+    ) -> Self {
         let file::RrlSpec {
             enabled,
             responses_per_second,
@@ -112,19 +116,31 @@ impl RrlConfig {
             table_size,
         } = s;
         if responses_per_second == 0 {
-            problems.push(at("responses_per_second", "responses_per_second must be at least 1".into()));
+            problems.push(at(
+                "responses_per_second",
+                "responses_per_second must be at least 1".into(),
+            ));
         }
         if burst == Some(0) {
             problems.push(at("burst", "burst must be at least 1".into()));
         }
         if !(1..=32).contains(&ipv4_prefix) {
-            problems.push(at("ipv4_prefix", "ipv4_prefix must be between 1 and 32".into()));
+            problems.push(at(
+                "ipv4_prefix",
+                "ipv4_prefix must be between 1 and 32".into(),
+            ));
         }
         if !(1..=128).contains(&ipv6_prefix) {
-            problems.push(at("ipv6_prefix", "ipv6_prefix must be between 1 and 128".into()));
+            problems.push(at(
+                "ipv6_prefix",
+                "ipv6_prefix must be between 1 and 128".into(),
+            ));
         }
         if !(16..=1 << 24).contains(&table_size) {
-            problems.push(at("table_size", "table_size must be between 16 and 16777216".into()));
+            problems.push(at(
+                "table_size",
+                "table_size must be between 16 and 16777216".into(),
+            ));
         }
         Self {
             enabled,

@@ -375,7 +375,10 @@ mod tests {
     fn a_burst_then_the_rate_with_slip() {
         let mut l = Limiter::new(&config(10, 2));
         // A full bucket: 10 sent; the next 10 are limited, every second one slips.
-        assert_eq!(verdicts(&mut l, "198.51.100.1", Class::Answer, 20, 0), [10, 5, 5]);
+        assert_eq!(
+            verdicts(&mut l, "198.51.100.1", Class::Answer, 20, 0),
+            [10, 5, 5]
+        );
         // 300 ms later: 3 tokens.
         assert_eq!(
             verdicts(&mut l, "198.51.100.77", Class::Answer, 5, 3 * SEC / 10),
@@ -386,25 +389,49 @@ mod tests {
     #[test]
     fn slip_zero_drops_all_and_slip_one_truncates_all() {
         let mut l = Limiter::new(&config(1, 0));
-        assert_eq!(verdicts(&mut l, "198.51.100.1", Class::Answer, 5, 0), [1, 0, 4]);
+        assert_eq!(
+            verdicts(&mut l, "198.51.100.1", Class::Answer, 5, 0),
+            [1, 0, 4]
+        );
         let mut l = Limiter::new(&config(1, 1));
-        assert_eq!(verdicts(&mut l, "198.51.100.1", Class::Answer, 5, 0), [1, 4, 0]);
+        assert_eq!(
+            verdicts(&mut l, "198.51.100.1", Class::Answer, 5, 0),
+            [1, 4, 0]
+        );
     }
 
     #[test]
     fn prefixes_classes_and_the_whitelist_are_separate() {
         let mut l = Limiter::new(&config(2, 0));
-        assert_eq!(verdicts(&mut l, "198.51.100.1", Class::Answer, 4, 0), [2, 0, 2]);
+        assert_eq!(
+            verdicts(&mut l, "198.51.100.1", Class::Answer, 4, 0),
+            [2, 0, 2]
+        );
         // Another /24, another class of the same /24: their own buckets.
-        assert_eq!(verdicts(&mut l, "198.51.101.1", Class::Answer, 2, 0), [2, 0, 0]);
-        assert_eq!(verdicts(&mut l, "198.51.100.1", Class::Nxdomain, 2, 0), [2, 0, 0]);
+        assert_eq!(
+            verdicts(&mut l, "198.51.101.1", Class::Answer, 2, 0),
+            [2, 0, 0]
+        );
+        assert_eq!(
+            verdicts(&mut l, "198.51.100.1", Class::Nxdomain, 2, 0),
+            [2, 0, 0]
+        );
         // Whitelisted: never limited.
-        assert_eq!(verdicts(&mut l, "192.0.2.200", Class::Answer, 50, 0), [50, 0, 0]);
+        assert_eq!(
+            verdicts(&mut l, "192.0.2.200", Class::Answer, 50, 0),
+            [50, 0, 0]
+        );
         // IPv6 by /56: ::1 and ::ff:1 share one bucket, the next /56 has its own.
         let a = "2001:db8:0:1::1";
         assert_eq!(verdicts(&mut l, a, Class::Error, 2, 0), [2, 0, 0]);
-        assert_eq!(verdicts(&mut l, "2001:db8:0:ff::1", Class::Error, 1, 0), [0, 0, 1]);
-        assert_eq!(verdicts(&mut l, "2001:db8:0:100::1", Class::Error, 1, 0), [1, 0, 0]);
+        assert_eq!(
+            verdicts(&mut l, "2001:db8:0:ff::1", Class::Error, 1, 0),
+            [0, 0, 1]
+        );
+        assert_eq!(
+            verdicts(&mut l, "2001:db8:0:100::1", Class::Error, 1, 0),
+            [1, 0, 0]
+        );
     }
 
     #[test]
@@ -429,7 +456,10 @@ mod tests {
         }
         assert_eq!(l.slots.len(), 64);
         // A prefix seen after the flood gets its own full burst, and no more.
-        assert_eq!(verdicts(&mut l, "203.0.113.9", Class::Answer, 10, SEC)[0], 5);
+        assert_eq!(
+            verdicts(&mut l, "203.0.113.9", Class::Answer, 10, SEC)[0],
+            5
+        );
     }
 
     #[test]
@@ -437,7 +467,10 @@ mod tests {
         let mut c = config(1, 2);
         c.enabled = false;
         let mut l = Limiter::new(&c);
-        assert_eq!(verdicts(&mut l, "198.51.100.1", Class::Answer, 9, 0), [9, 0, 0]);
+        assert_eq!(
+            verdicts(&mut l, "198.51.100.1", Class::Answer, 9, 0),
+            [9, 0, 0]
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ struct Inner {
 #[derive(Debug)]
 struct Conn {
     client: IpAddr,
-    /// Milliseconds since `epoch` at the last query received or answer written.
+    /// Nanoseconds since `epoch` at the last query received or answer written.
     active: AtomicU64,
     /// Cancelled to close it (evicted at the cap).
     close: CancellationToken,
@@ -97,8 +97,8 @@ impl Connections {
         })
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Admit a connection from `peer`: refuse it at the client's cap; at the global cap,
@@ -133,7 +133,7 @@ impl Connections {
         let id = inner.next;
         let conn = Arc::new(Conn {
             client,
-            active: AtomicU64::new(self.now_ms()),
+            active: AtomicU64::new(self.now_ns()),
             close: CancellationToken::new(),
         });
         inner.open.insert(id, conn.clone());
@@ -295,7 +295,7 @@ async fn serve_connection(
             return Ok(());
         };
         conn.active
-            .store(cx.connections.now_ms(), Ordering::Relaxed);
+            .store(cx.connections.now_ns(), Ordering::Relaxed);
         let answered = {
             let snap = cx.shared.current();
             dns::handle(
@@ -328,7 +328,7 @@ async fn serve_connection(
                 }
             }
             conn.active
-                .store(cx.connections.now_ms(), Ordering::Relaxed);
+                .store(cx.connections.now_ns(), Ordering::Relaxed);
         }
     }
 }
@@ -361,7 +361,7 @@ mod tests {
         let (b, _) = c.admit(ip("192.0.2.2"), &l).ok().expect("b");
         tokio::time::advance(Duration::from_secs(1)).await;
         // `a` answers a query now: `b` is the idlest.
-        a.conn.active.store(c.now_ms(), Ordering::Relaxed);
+        a.conn.active.store(c.now_ns(), Ordering::Relaxed);
         let (_n, evicted) = c.admit(ip("192.0.2.3"), &l).ok().expect("n");
         assert!(evicted);
         assert!(b.conn.close.is_cancelled(), "the idlest is closed");
@@ -380,10 +380,16 @@ mod tests {
         assert!(c.admit(ip("2001:db8::3"), &l).is_err(), "same /64");
         assert!(c.admit(ip("2001:db8:0:1::3"), &l).is_ok(), "next /64");
         let _v = c.admit(ip("192.0.2.1"), &l).ok().expect("v4");
-        let _w = c.admit(ip("::ffff:192.0.2.1"), &l).ok().expect("mapped: same v4");
+        let _w = c
+            .admit(ip("::ffff:192.0.2.1"), &l)
+            .ok()
+            .expect("mapped: same v4");
         assert!(c.admit(ip("192.0.2.1"), &l).is_err());
         assert!(c.admit(ip("192.0.2.2"), &l).is_ok());
         drop(b);
-        assert!(c.admit(ip("2001:db8::3"), &l).is_ok(), "a closed one frees its slot");
+        assert!(
+            c.admit(ip("2001:db8::3"), &l).is_ok(),
+            "a closed one frees its slot"
+        );
     }
 }

@@ -160,4 +160,3 @@ fn to_socket_addr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
     }
     a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
 }
-
