@@ -186,7 +186,7 @@ impl Limiter {
         let slot = &mut self.slots[at];
         slot.refused += 1;
         let slip = u64::from(self.config.slip);
-        if slip > 0 && slot.refused % slip == 0 {
+        if slip > 0 && slot.refused.is_multiple_of(slip) {
             slot.slipped += 1;
             Verdict::Slip
         } else {
@@ -310,8 +310,7 @@ pub(crate) fn truncate(out: &mut Vec<u8>) {
     let mut end = HEADER;
     if qdcount > 0 {
         // The first name of a message is never compressed; stop at anything unexpected.
-        loop {
-            let Some(&len) = out.get(end) else { break };
+        while let Some(&len) = out.get(end) {
             if len == 0 {
                 end += 1;
                 break;
