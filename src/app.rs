@@ -58,6 +58,10 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
     let limits = TcpLimits {
         idle_timeout: snapshot.config.tcp_idle_timeout,
         max_connections: snapshot.config.tcp_max_connections,
+        max_per_client: snapshot.config.tcp_max_per_client,
+        message_timeout: snapshot.config.tcp_message_timeout,
+        write_timeout: snapshot.config.tcp_write_timeout,
+        shutdown_grace: snapshot.config.shutdown_grace,
     };
     info!(
         zones = snapshot.zones.len(),

@@ -47,7 +47,9 @@
 //! - `metrics`: counters on the answer path and the OpenMetrics registry.
 //! - `overrides`: operator overrides, persisted atomically.
 //! - `problem`: a problem in an input file, with file, line and reason.
-//! - `server`: UDP and TCP listeners, TCP limits, graceful shutdown.
+//! - `server`: the transports: `server::udp` (recvmmsg threads), `server::rrl` (response rate
+//!   limiting per UDP thread), `server::tcp` (deadlines, per-client and global caps with
+//!   longest-idle eviction); shutdown bounded by a grace period.
 //! - `admin`: the admin HTTP API (maps domain errors to statuses) and its CLI client.
 //! - `app`: wiring: the writer, the admin API and the transports on sockets the caller bound.
 //! - `cli`: the command line; `demo_replica`: simulated replicas for the demo and tests.

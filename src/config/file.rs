@@ -89,6 +89,13 @@ pub(crate) struct ServerSpec {
     /// TCP limits.
     #[serde(default)]
     pub(crate) tcp: TcpSpec,
+    /// On SIGTERM/SIGINT, how long open TCP connections may take to finish the answer they
+    /// are sending before they are closed anyway. Default `3s`.
+    #[serde(default = "default_shutdown_grace")]
+    pub(crate) shutdown_grace: Dur,
+    /// Response rate limiting (UDP).
+    #[serde(default)]
+    pub(crate) rrl: RrlSpec,
 }
 
 impl Default for ServerSpec {
@@ -98,6 +105,8 @@ impl Default for ServerSpec {
             zones_dir: default_zones_dir(),
             geo_dir: default_geo_dir(),
             tcp: TcpSpec::default(),
+            shutdown_grace: default_shutdown_grace(),
+            rrl: RrlSpec::default(),
         }
     }
 }
@@ -114,6 +123,10 @@ fn default_geo_dir() -> String {
     "geo".into()
 }
 
+fn default_shutdown_grace() -> Dur {
+    Dur(Duration::from_secs(3))
+}
+
 /// `[server.tcp]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,10 +134,22 @@ pub(crate) struct TcpSpec {
     /// Close a connection idle for this long. Default `10s`.
     #[serde(default = "default_idle_timeout")]
     pub(crate) idle_timeout: Dur,
-    /// Connections open at once, over all TCP listeners; beyond it new connections are closed
-    /// at once. Default 512.
+    /// Connections open at once, over all TCP listeners; a new connection beyond it closes
+    /// the longest-idle one. Default 512.
     #[serde(default = "default_max_connections")]
     pub(crate) max_connections: usize,
+    /// Connections open at once from one client (one IPv4 address, one IPv6 /64); beyond it
+    /// new connections from that client are closed at once. Default 16.
+    #[serde(default = "default_max_per_client")]
+    pub(crate) max_per_client: usize,
+    /// Once the first byte of a query has arrived, the whole query must arrive within this.
+    /// Default `5s`.
+    #[serde(default = "default_message_timeout")]
+    pub(crate) message_timeout: Dur,
+    /// Each answer must be written (taken by the kernel) within this, else the connection is
+    /// closed: a client that does not read cannot hold it. Default `5s`.
+    #[serde(default = "default_write_timeout")]
+    pub(crate) write_timeout: Dur,
 }
 
 impl Default for TcpSpec {
@@ -132,8 +157,90 @@ impl Default for TcpSpec {
         Self {
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
+            max_per_client: default_max_per_client(),
+            message_timeout: default_message_timeout(),
+            write_timeout: default_write_timeout(),
         }
     }
+}
+
+fn default_max_per_client() -> usize {
+    16
+}
+
+fn default_message_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+
+fn default_write_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+
+/// `[server.rrl]`: response rate limiting over UDP, per source prefix and response class
+/// (answer, NXDOMAIN, referral, error), like Knot's `rrl` and BIND's `rate-limit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RrlSpec {
+    /// Limit responses. Default false.
+    #[serde(default)]
+    pub(crate) enabled: bool,
+    /// Responses per second per (prefix, class). Default 20.
+    #[serde(default = "default_rrl_rate")]
+    pub(crate) responses_per_second: u32,
+    /// Responses a quiet prefix may send at once before the rate applies. Default: the rate
+    /// (one second's worth).
+    pub(crate) burst: Option<u32>,
+    /// Every Nth limited response is sent truncated (TC, no records) so that real clients
+    /// retry over TCP; the others are dropped. 0 drops all, 1 truncates all. Default 2.
+    #[serde(default = "default_rrl_slip")]
+    pub(crate) slip: u32,
+    /// IPv4 sources are grouped by this prefix length. Default 24.
+    #[serde(default = "default_rrl_ipv4_prefix")]
+    pub(crate) ipv4_prefix: u8,
+    /// IPv6 sources are grouped by this prefix length. Default 56.
+    #[serde(default = "default_rrl_ipv6_prefix")]
+    pub(crate) ipv6_prefix: u8,
+    /// Sources never limited (`"192.0.2.0/24"`, `"2001:db8::/32"`). Default none.
+    #[serde(default)]
+    pub(crate) whitelist: Vec<ipnet::IpNet>,
+    /// Buckets per UDP socket (a fixed table: a spoofed flood cannot grow it). Default 65536.
+    #[serde(default = "default_rrl_table_size")]
+    pub(crate) table_size: usize,
+}
+
+impl Default for RrlSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            responses_per_second: default_rrl_rate(),
+            burst: None,
+            slip: default_rrl_slip(),
+            ipv4_prefix: default_rrl_ipv4_prefix(),
+            ipv6_prefix: default_rrl_ipv6_prefix(),
+            whitelist: Vec::new(),
+            table_size: default_rrl_table_size(),
+        }
+    }
+}
+
+fn default_rrl_rate() -> u32 {
+    20
+}
+
+fn default_rrl_slip() -> u32 {
+    2
+}
+
+fn default_rrl_ipv4_prefix() -> u8 {
+    24
+}
+
+fn default_rrl_ipv6_prefix() -> u8 {
+    56
+}
+
+fn default_rrl_table_size() -> usize {
+    65536
 }
 
 fn default_idle_timeout() -> Dur {

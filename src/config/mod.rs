@@ -37,6 +37,16 @@ pub struct Config {
     pub(crate) tcp_idle_timeout: Duration,
     /// TCP connection cap.
     pub(crate) tcp_max_connections: usize,
+    /// TCP connections per client (IPv4 address, IPv6 /64).
+    pub(crate) tcp_max_per_client: usize,
+    /// Deadline for reading one whole TCP query once it has begun.
+    pub(crate) tcp_message_timeout: Duration,
+    /// Deadline for writing one TCP answer.
+    pub(crate) tcp_write_timeout: Duration,
+    /// How long TCP connections may finish their answer after SIGTERM.
+    pub(crate) shutdown_grace: Duration,
+    /// Response rate limiting (UDP).
+    pub(crate) rrl: RrlConfig,
     /// The admin API settings.
     pub(crate) admin: crate::config::admin::AdminConfig,
     /// Latency table path (absolute).
@@ -65,6 +75,83 @@ impl Config {
             .iter()
             .map(|t| (t, true))
             .chain(self.registries.iter().map(|r| (&r.set, false)))
+    }
+}
+
+/// Response rate limiting settings (`[server.rrl]`), validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RrlConfig {
+    /// Limit at all.
+    pub(crate) enabled: bool,
+    /// Responses per second per (prefix, class).
+    pub(crate) rate: u32,
+    /// Bucket size.
+    pub(crate) burst: u32,
+    /// Every Nth limited response is truncated; 0: none.
+    pub(crate) slip: u32,
+    /// IPv4 prefix length.
+    pub(crate) ipv4_prefix: u8,
+    /// IPv6 prefix length.
+    pub(crate) ipv6_prefix: u8,
+    /// Never limited.
+    pub(crate) whitelist: Vec<ipnet::IpNet>,
+    /// Buckets per UDP socket.
+    pub(crate) table_size: usize,
+}
+
+impl RrlConfig {
+    fn from_spec(
+        s: file::RrlSpec,
+        problems: &mut Vec<Problem>,
+        at: impl Fn(&str, String) -> Problem,
+    ) -> Self {
+        let file::RrlSpec {
+            enabled,
+            responses_per_second,
+            burst,
+            slip,
+            ipv4_prefix,
+            ipv6_prefix,
+            whitelist,
+            table_size,
+        } = s;
+        if responses_per_second == 0 {
+            problems.push(at(
+                "responses_per_second",
+                "responses_per_second must be at least 1".into(),
+            ));
+        }
+        if burst == Some(0) {
+            problems.push(at("burst", "burst must be at least 1".into()));
+        }
+        if !(1..=32).contains(&ipv4_prefix) {
+            problems.push(at(
+                "ipv4_prefix",
+                "ipv4_prefix must be between 1 and 32".into(),
+            ));
+        }
+        if !(1..=128).contains(&ipv6_prefix) {
+            problems.push(at(
+                "ipv6_prefix",
+                "ipv6_prefix must be between 1 and 128".into(),
+            ));
+        }
+        if !(16..=1 << 24).contains(&table_size) {
+            problems.push(at(
+                "table_size",
+                "table_size must be between 16 and 16777216".into(),
+            ));
+        }
+        Self {
+            enabled,
+            rate: responses_per_second,
+            burst: burst.unwrap_or(responses_per_second),
+            slip,
+            ipv4_prefix,
+            ipv6_prefix,
+            whitelist,
+            table_size,
+        }
     }
 }
 
@@ -170,7 +257,31 @@ impl Config {
             zones_dir,
             geo_dir,
             tcp,
+            shutdown_grace,
+            rrl,
         } = server;
+        let rrl = RrlConfig::from_spec(rrl, &mut problems, |key, reason| {
+            at("server.rrl", Some(key), reason)
+        });
+        if tcp.max_per_client == 0 {
+            problems.push(at(
+                "server.tcp",
+                Some("max_per_client"),
+                "max_per_client must be at least 1".into(),
+            ));
+        }
+        for (key, d) in [
+            ("message_timeout", tcp.message_timeout),
+            ("write_timeout", tcp.write_timeout),
+        ] {
+            if d.0.is_zero() {
+                problems.push(at(
+                    "server.tcp",
+                    Some(key),
+                    format!("{key} must be more than 0s"),
+                ));
+            }
+        }
         let mut addrs = Vec::new();
         for l in &listen {
             match l.parse::<SocketAddr>() {
@@ -358,6 +469,11 @@ impl Config {
             mmdb,
             tcp_idle_timeout: tcp.idle_timeout.0,
             tcp_max_connections: tcp.max_connections,
+            tcp_max_per_client: tcp.max_per_client,
+            tcp_message_timeout: tcp.message_timeout.0,
+            tcp_write_timeout: tcp.write_timeout.0,
+            shutdown_grace: shutdown_grace.0,
+            rrl,
             admin,
             default_order,
             regions: regions.into_iter().collect(),

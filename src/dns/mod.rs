@@ -44,6 +44,9 @@ pub struct Outcome {
     pub(crate) qtype: u16,
     /// TC was set.
     pub(crate) truncated: bool,
+    /// A referral to a delegated child zone (NOERROR, AA clear, NS in authority); response
+    /// rate limiting counts these apart from answers.
+    pub(crate) referral: bool,
 }
 
 /// Answer one DNS message. Returns `None` when nothing must be sent (the response is left in
@@ -106,6 +109,7 @@ fn respond(
                 rcode,
                 qtype,
                 truncated: false,
+                referral: false,
             })
         }
         Ok(q) => {
@@ -344,6 +348,7 @@ fn global_answer(
         rcode,
         qtype: q.qtype,
         truncated,
+        referral: false,
     }
 }
 
@@ -437,6 +442,7 @@ fn error(
         rcode,
         qtype: q.qtype,
         truncated: false,
+        referral: false,
     }
 }
 
@@ -495,6 +501,7 @@ fn encode(out: &mut Vec<u8>, q: &Query<'_>, r: Response<'_, '_>, limit: usize) -
         rcode: r.rcode,
         qtype: q.qtype,
         truncated: !fitted,
+        referral: !r.authoritative && r.rcode == Rcode::NoError,
     }
 }
 

@@ -85,6 +85,19 @@ impl DnsCounters {
     }
 }
 
+//------------ TransportCounters ------------------------------------------------------------
+
+/// Counters the transports bump: relaxed atomics, like [`DnsCounters`].
+#[derive(Debug, Default)]
+pub struct TransportCounters {
+    /// TCP connections closed to admit a new one at the global cap.
+    pub tcp_evicted: AtomicU64,
+    /// UDP responses dropped by rate limiting.
+    pub rrl_dropped: AtomicU64,
+    /// UDP responses sent truncated by rate limiting.
+    pub rrl_slipped: AtomicU64,
+}
+
 fn rcode_index(rcode: u16) -> usize {
     match rcode {
         0..=5 => usize::from(rcode),

@@ -52,7 +52,7 @@ mod hot;
 use hot::ReplicaHub;
 pub use hot::{
     BASES, ClientLabels, DecisionBasis, DnsCounters, LabelIndex, QTYPES, RCODES, RegistryKeys,
-    ReplicaCounters,
+    ReplicaCounters, TransportCounters,
 };
 
 //------------ Names ------------------------------------------------------------------------
@@ -96,6 +96,12 @@ pub(crate) const PROBER_RESTARTS: &str = "steerdns_prober_task_restarts";
 /// Counter: TCP connections refused because the connection cap was reached.
 pub(crate) const TCP_REFUSED: &str = "steerdns_tcp_refused_connections";
 /// Info: build facts (`version`).
+/// Counter: TCP connections closed to make room for a new one at the global cap.
+pub(crate) const TCP_EVICTED: &str = "steerdns_tcp_evicted_connections";
+/// Counter: UDP responses dropped by response rate limiting.
+pub(crate) const RRL_DROPPED: &str = "steerdns_rrl_dropped_responses";
+/// Counter: UDP responses sent truncated (slipped) by response rate limiting.
+pub(crate) const RRL_SLIPPED: &str = "steerdns_rrl_slipped_responses";
 pub(crate) const BUILD: &str = "steerdns_build";
 
 /// The label value for clients without a known label.
@@ -153,6 +159,7 @@ pub struct Metrics {
     dns: Arc<DnsCounters>,
     hub: Arc<Mutex<ReplicaHub>>,
     tcp_refused: Arc<AtomicU64>,
+    transport: Arc<TransportCounters>,
     probes: Family<ProbeLabels, Counter>,
     probe_duration: Family<TargetLabel, Histogram, fn() -> Histogram>,
     health_state: Family<StateLabels, Gauge>,
@@ -180,15 +187,18 @@ impl Metrics {
         let dns = Arc::new(DnsCounters::default());
         let hub = Arc::new(Mutex::new(ReplicaHub::default()));
         let tcp_refused = Arc::new(AtomicU64::new(0));
+        let transport = Arc::new(TransportCounters::default());
         registry.register_collector(Box::new(HotCollector {
             dns: dns.clone(),
             hub: hub.clone(),
             tcp_refused: tcp_refused.clone(),
+            transport: transport.clone(),
         }));
         let mut m = Self {
             dns,
             hub,
             tcp_refused,
+            transport,
             probes: Family::default(),
             probe_duration: Family::new_with_constructor(probe_histogram),
             health_state: Family::default(),
@@ -274,6 +284,11 @@ impl Metrics {
     /// `TransportStats::tcp_refused` into it with [`Metrics::set_tcp_refused`]).
     pub(crate) fn tcp_refused(&self) -> &Arc<AtomicU64> {
         &self.tcp_refused
+    }
+
+    /// Counters the transports bump (TCP evictions, rate-limited responses).
+    pub fn transport(&self) -> &Arc<TransportCounters> {
+        &self.transport
     }
 
     #[cfg(test)]
@@ -412,6 +427,7 @@ struct HotCollector {
     dns: Arc<DnsCounters>,
     hub: Arc<Mutex<ReplicaHub>>,
     tcp_refused: Arc<AtomicU64>,
+    transport: Arc<TransportCounters>,
 }
 
 impl Collector for HotCollector {
@@ -479,6 +495,28 @@ impl Collector for HotCollector {
                 None,
                 c.metric_type(),
             )?;
+            c.encode(m)?;
+        }
+        let t = &self.transport;
+        for (name, help, cell) in [
+            (
+                TCP_EVICTED,
+                "TCP connections closed, longest-idle first, to admit a new one at the cap",
+                &t.tcp_evicted,
+            ),
+            (
+                RRL_DROPPED,
+                "UDP responses dropped by response rate limiting",
+                &t.rrl_dropped,
+            ),
+            (
+                RRL_SLIPPED,
+                "UDP responses sent truncated (TC) by response rate limiting",
+                &t.rrl_slipped,
+            ),
+        ] {
+            let c = ConstCounter::new(cell.load(Ordering::Relaxed));
+            let m = encoder.encode_descriptor(name, help, None, c.metric_type())?;
             c.encode(m)?;
         }
         let (current_keys, (replica, client)) = {

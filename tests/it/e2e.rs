@@ -335,3 +335,55 @@ fn check_config_reports_problems_with_file_line_and_reason() {
         .expect("run");
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+/// SIGTERM with a client that pipelines queries and never reads: the binary exits within
+/// the configured grace (plus start-up slack), not held by the blocked write.
+#[test]
+fn sigterm_with_a_non_reading_client_exits_within_the_grace() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = crate::support::demo_config(
+        "shutdown_grace = \"1s\"\n[server.tcp]\nwrite_timeout = \"60s\"\n[admin]\nlisten = \"127.0.2.9:0\"\n",
+    );
+    let path = dir.path().join("steerdns.toml");
+    std::fs::write(&path, config).expect("write config");
+    let b = Binary::serve(&[
+        "--config",
+        path.to_str().expect("utf-8 path"),
+        "--listen",
+        "127.0.2.9:0",
+    ]);
+    let mut hog = std::net::TcpStream::connect(b.addr).expect("connect");
+    hog.set_write_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let q = crate::support::query(
+        "www.registry.example.",
+        hickory_proto::rr::RecordType::A,
+        None,
+    )
+    .to_vec()
+    .expect("encode");
+    let mut frame = (q.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(&q);
+    let batch: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * 256)
+        .collect();
+    // Pipeline until our writes stall: the server's write to us is blocked by then.
+    let mut written = 0usize;
+    while hog.write_all(&batch).is_ok() {
+        written += batch.len();
+        assert!(written < 1 << 30, "the server never stopped reading");
+    }
+    let started = Instant::now();
+    let code = b.terminate();
+    assert_eq!(code, Some(0), "exited cleanly after SIGTERM");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "exit took {:?}",
+        started.elapsed()
+    );
+    drop(hog);
+}

@@ -9,6 +9,8 @@ mod support;
 /// Authoritative DNS semantics over real UDP and TCP (issue: authoritative core, item 5).
 mod dns;
 
+/// Response rate limiting over UDP.
+mod rrl;
 /// TCP limits and graceful shutdown.
 mod transport;
 

@@ -1,4 +1,5 @@
-//! TCP limits (idle timeout, connection cap) and graceful shutdown, over real sockets.
+//! TCP limits (idle, whole-message and write deadlines, per-client and global caps) and
+//! bounded graceful shutdown, over real sockets on loopback.
 
 use std::time::Duration;
 
@@ -52,47 +53,173 @@ async fn idle_connections_are_closed() {
     s.stop().await;
 }
 
+/// A client that pipelines queries and never reads: write until the kernel buffers on both
+/// sides are full (the server's write then blocks). Returns the bytes written.
+async fn fill_until_blocked(stream: &mut TcpStream) -> usize {
+    let q = framed(&query("www.registry.example.", RecordType::A, None));
+    let mut batch = Vec::new();
+    for _ in 0..256 {
+        batch.extend_from_slice(&q);
+    }
+    let mut written = 0;
+    // Each write either completes or stalls; a stall of 300 ms means the pipes are full.
+    while let Ok(Ok(())) =
+        tokio::time::timeout(Duration::from_millis(300), stream.write_all(&batch)).await
+    {
+        written += batch.len();
+        assert!(written < 1 << 30, "the server never stopped reading");
+    }
+    written
+}
+
+/// Wait (bounded) until the server has closed a connection whose client never reads: the
+/// client's own (blocked) writes fail once the server's close resets it. Reading would
+/// drain the answers and unblock the server, so this only writes.
+async fn gone_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let q = framed(&query("www.registry.example.", RecordType::A, None));
+    let probe = async {
+        loop {
+            if stream.write_all(&q).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(limit, probe).await.is_ok()
+}
+
+fn from(ip: &str) -> std::net::SocketAddr {
+    format!("{ip}:0").parse().expect("addr")
+}
+
+async fn connect_from(ip: &str, server: std::net::SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(from(ip)).expect("bind");
+    sock.connect(server).await.expect("connect")
+}
+
 #[tokio::test]
-async fn connection_cap_closes_new_connections_and_keeps_old_ones() {
+async fn the_global_cap_closes_the_longest_idle_connection() {
     let s = TestServer::start(&demo_config("[server.tcp]\nmax_connections = 2\n")).await;
     let mut a = TcpStream::connect(s.addr).await.expect("a");
     let mut b = TcpStream::connect(s.addr).await.expect("b");
-    assert!(ask(&mut a).await.is_some());
     assert!(ask(&mut b).await.is_some());
-
-    // The third connection is accepted by the kernel and closed by the server at once.
-    let mut c = TcpStream::connect(s.addr).await.expect("c");
-    assert!(
-        closed_within(&mut c, Duration::from_secs(5)).await,
-        "over the cap: closed"
-    );
     assert!(
         ask(&mut a).await.is_some(),
-        "existing connections keep working"
+        "a is now the most recently active"
     );
-    assert!(ask(&mut b).await.is_some());
+
+    // A newcomer at the cap is served; the longest-idle (b) is closed for it.
+    let mut c = TcpStream::connect(s.addr).await.expect("c");
+    assert!(ask(&mut c).await.is_some(), "the newcomer is answered");
+    assert!(
+        closed_within(&mut b, Duration::from_secs(5)).await,
+        "b evicted"
+    );
+    assert!(ask(&mut a).await.is_some(), "a keeps working");
+    let m = s.handles.stats.metrics.transport();
+    assert_eq!(m.tcp_evicted.load(std::sync::atomic::Ordering::Relaxed), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_from_one_address_hits_the_per_client_cap() {
+    let s = TestServer::start(&demo_config("[server.tcp]\nmax_per_client = 4\n")).await;
+    let mut flood = Vec::new();
+    for _ in 0..4 {
+        let mut c = connect_from("127.0.3.1", s.addr).await;
+        assert!(ask(&mut c).await.is_some(), "within the cap: served");
+        flood.push(c);
+    }
+    // The fifth and later from that address are closed at once.
+    for _ in 0..20 {
+        let mut c = connect_from("127.0.3.1", s.addr).await;
+        assert!(closed_within(&mut c, Duration::from_secs(5)).await);
+    }
+    // Another address is served, and so are the flood's first four.
+    let mut good = connect_from("127.0.3.2", s.addr).await;
+    assert!(ask(&mut good).await.is_some());
+    assert!(ask(&mut flood[0]).await.is_some());
     assert!(
         s.handles
             .stats
             .tcp_refused
             .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
+            >= 20
     );
-
-    // Closing one frees a slot. The server notices the close asynchronously: retry until a
-    // new connection is served, bounded.
-    drop(a);
-    let mut served = false;
-    for _ in 0..50 {
-        let mut d = TcpStream::connect(s.addr).await.expect("d");
-        if ask(&mut d).await.is_some() {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(served, "a freed slot is usable again");
     s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_at_the_write_deadline() {
+    let s = TestServer::start(&demo_config("[server.tcp]\nwrite_timeout = \"500ms\"\n")).await;
+    let mut hog = connect_from("127.0.3.3", s.addr).await;
+    let written = fill_until_blocked(&mut hog).await;
+    assert!(written > 0);
+    // Meanwhile a well-behaved client is answered.
+    let mut good = connect_from("127.0.3.4", s.addr).await;
+    assert!(ask(&mut good).await.is_some());
+    // The server gives up on the hog's blocked write and closes it.
+    assert!(
+        gone_within(&mut hog, Duration::from_secs(30)).await,
+        "hog closed"
+    );
+    // (A new connection: the first one may have reached the idle timeout by now.)
+    let mut good = connect_from("127.0.3.4", s.addr).await;
+    assert!(ask(&mut good).await.is_some());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_dripping_one_byte_at_a_time_is_closed_at_the_message_deadline() {
+    let s = TestServer::start(&demo_config(
+        "[server.tcp]\nidle_timeout = \"30s\"\nmessage_timeout = \"500ms\"\n",
+    ))
+    .await;
+    let q = framed(&query("www.registry.example.", RecordType::A, None));
+    let drip = connect_from("127.0.3.5", s.addr).await;
+    let (mut r, mut w) = drip.into_split();
+    // One byte every 100 ms: each gap is far inside the idle timeout, the whole message is
+    // not inside the message timeout.
+    let dripper = tokio::spawn(async move {
+        let mut sent = 0;
+        for b in &q {
+            if w.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (sent, q.len())
+    });
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(10), r.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "closed: {closed:?}"
+    );
+    let mut good = connect_from("127.0.3.6", s.addr).await;
+    assert!(ask(&mut good).await.is_some(), "others are answered");
+    dripper.abort();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_grace_with_a_non_reading_client() {
+    let s = TestServer::start(&demo_config(
+        "shutdown_grace = \"300ms\"\n[server.tcp]\nwrite_timeout = \"60s\"\n",
+    ))
+    .await;
+    let mut hog = connect_from("127.0.3.7", s.addr).await;
+    fill_until_blocked(&mut hog).await;
+    let started = std::time::Instant::now();
+    // stop() fails the test unless the server ends within ANSWER_WAIT (5 s), far less than
+    // the 60 s write timeout: the grace ended the blocked write.
+    s.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

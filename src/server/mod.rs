@@ -1,0 +1,214 @@
+//! DNS transports: UDP and TCP listeners, bound by the caller, served until shutdown.
+//!
+//! - `udp`: one blocking thread per socket, reading and answering batches of datagrams with
+//!   recvmmsg/sendmmsg (no task per query; the answer path is synchronous). One socket per
+//!   listen address, so one thread per address for now. Answers pass through `rrl`.
+//! - `rrl`: response rate limiting per (source prefix, response class), per UDP thread.
+//! - `tcp` (RFC 7766): one task per connection, pipelined queries answered in order; idle,
+//!   whole-message and write deadlines; per-client and global caps (the global one closes
+//!   the longest-idle connection).
+//! - Shutdown: the listeners stop accepting and the UDP threads end; a TCP connection
+//!   between queries closes at once, one answering finishes its write; after the grace
+//!   period every connection is closed, whatever its client does.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+mod rrl;
+mod tcp;
+mod udp;
+
+use crate::metrics::Metrics;
+use crate::state::Shared;
+use crate::state::readiness::Liveness;
+
+/// Receive buffer asked for UDP sockets: room for bursts from a busy resolver.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+/// TCP listen backlog.
+const TCP_BACKLOG: i32 = 1024;
+
+/// Sockets bound by the caller (the binary binds the configured addresses; tests bind port 0).
+#[derive(Debug, Default)]
+pub struct Sockets {
+    /// UDP sockets.
+    pub udp: Vec<UdpSocket>,
+    /// TCP listeners.
+    pub(crate) tcp: Vec<TcpListener>,
+    /// The admin API listener, if it is to be served.
+    pub(crate) admin: Option<TcpListener>,
+}
+
+impl Sockets {
+    /// Bind UDP and TCP on each address. IPv6 sockets are IPv6-only so that IPv4 and IPv6 are
+    /// separate sockets (no IPv4-mapped sources). Port 0 picks a free port, the same for UDP
+    /// and TCP of one address when possible.
+    pub fn bind(addrs: &[SocketAddr]) -> io::Result<Self> {
+        let mut sockets = Self::default();
+        for addr in addrs {
+            let tcp = bind_tcp(*addr)?;
+            // With port 0, reuse the port TCP got for UDP, so one address:port serves both.
+            let udp_addr = tcp.local_addr()?;
+            let udp = bind_udp(udp_addr).or_else(|_| bind_udp(*addr))?;
+            sockets.udp.push(udp);
+            sockets.tcp.push(tcp);
+        }
+        Ok(sockets)
+    }
+
+    /// Also bind the admin API listener (TCP) on `addr`.
+    pub fn with_admin(mut self, addr: SocketAddr) -> io::Result<Self> {
+        self.admin = Some(bind_tcp(addr)?);
+        Ok(self)
+    }
+}
+
+fn socket_for(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = socket_for(addr, Type::DGRAM, Protocol::UDP)?;
+    // The kernel caps this at net.core.rmem_max; a failure here is not fatal.
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket_for(addr, Type::STREAM, Protocol::TCP)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(TCP_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// TCP limits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TcpLimits {
+    /// Close a connection that sends nothing for this long.
+    pub(crate) idle_timeout: Duration,
+    /// Open connections at most, over all listeners; beyond it the longest-idle is closed.
+    pub(crate) max_connections: usize,
+    /// Open connections at most per client (IPv4 address, IPv6 /64).
+    pub(crate) max_per_client: usize,
+    /// Deadline for one whole query once its first byte arrived.
+    pub(crate) message_timeout: Duration,
+    /// Deadline for writing one answer.
+    pub(crate) write_timeout: Duration,
+    /// After shutdown, how long connections may finish their answers.
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// Counters the transports keep, and the metrics the answer path bumps.
+#[derive(Debug)]
+pub struct TransportStats {
+    /// Metrics (DNS counters used on the answer path).
+    pub metrics: Arc<Metrics>,
+    /// TCP connections refused because the client's cap was reached.
+    pub tcp_refused: AtomicU64,
+}
+
+impl TransportStats {
+    /// Counters reporting into `metrics`.
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            tcp_refused: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Serve every socket until `shutdown` is cancelled; returns when all listeners and
+/// connections have finished, or the grace period after `shutdown` has passed and every
+/// connection has been closed. Each UDP thread and TCP listener registers with `liveness`
+/// (`udp ADDR`, `tcp ADDR`), so `/live` names one that died.
+pub(crate) async fn serve(
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+    shared: Shared,
+    limits: TcpLimits,
+    stats: Arc<TransportStats>,
+    liveness: &Liveness,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let hard = CancellationToken::new();
+    let cx = tcp::Context {
+        shared: shared.clone(),
+        limits,
+        connections: tcp::Connections::new(),
+        stats: stats.clone(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+        hard: hard.clone(),
+    };
+    for socket in udp {
+        if let Ok(addr) = socket.local_addr() {
+            info!(udp = %addr, "listening");
+        }
+        match socket.into_std() {
+            Ok(socket) => {
+                let (shared, shutdown, stats) = (shared.clone(), shutdown.clone(), stats.clone());
+                let name = socket
+                    .local_addr()
+                    .map_or_else(|_| "udp".to_string(), |a| format!("udp {a}"));
+                let alive = liveness.register(&name);
+                tracker.spawn_blocking(move || {
+                    // Dropped when the thread ends, by return or by panic.
+                    let _alive = alive;
+                    udp::serve_udp(socket, shared, stats, shutdown)
+                });
+            }
+            Err(e) => warn!(error = %e, "cannot serve a UDP socket"),
+        }
+    }
+    for listener in tcp {
+        if let Ok(addr) = listener.local_addr() {
+            info!(tcp = %addr, "listening");
+        }
+        let name = listener
+            .local_addr()
+            .map_or_else(|_| "tcp".to_string(), |a| format!("tcp {a}"));
+        let alive = liveness.register(&name);
+        let accept = tcp::serve_tcp(listener, cx.clone());
+        tracker.spawn(async move {
+            let _alive = alive;
+            accept.await
+        });
+    }
+    tracker.close();
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(limits.shutdown_grace).await;
+    };
+    tokio::select! {
+        () = tracker.wait() => return,
+        () = grace => {}
+    }
+    warn!(
+        grace = ?limits.shutdown_grace,
+        "shutdown grace period over; closing the remaining TCP connections"
+    );
+    hard.cancel();
+    tracker.wait().await;
+}
+
+/// IPv4-mapped IPv6 addresses are IPv4 clients.
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
