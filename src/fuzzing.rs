@@ -330,8 +330,14 @@ pub fn deep_health(body: &[u8]) -> Option<bool> {
         fresh_connection: false,
         insecure_skip_verify: false,
     };
-    let verdict =
-        crate::health::check::judge(&check, 200, None, Ok(body.to_vec()), json.as_ref(), doc.as_ref());
+    let verdict = crate::health::check::judge(
+        &check,
+        200,
+        None,
+        Ok(body.to_vec()),
+        json.as_ref(),
+        doc.as_ref(),
+    );
     let doc = doc?;
     // A failing dependency always fails the probe.
     if !doc.failing().is_empty() {
