@@ -53,6 +53,8 @@
 //! - `admin`: the admin HTTP API (maps domain errors to statuses) and its CLI client.
 //! - `app`: wiring: the writer, the admin API and the transports on sockets the caller bound.
 //! - `cli`: the command line; `demo_replica`: simulated replicas for the demo and tests.
+//! - `fuzzing` (hidden): the seam of the fuzz targets in `fuzz/` and of the reply-invariant
+//!   proptest, wrappers over the crate-private parsers and the one reply check.
 
 pub mod admin;
 pub mod app;
@@ -61,6 +63,8 @@ pub mod cli;
 pub mod config;
 pub mod demo_replica;
 pub mod dns;
+#[doc(hidden)]
+pub mod fuzzing;
 mod global;
 pub mod health;
 pub mod metrics;

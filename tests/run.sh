@@ -30,3 +30,27 @@ cargo clippy --all-targets -- -D warnings
 # The page tests must really run a browser here (chromium is installed above).
 export STEERDNS_REQUIRE_BROWSER=1
 cargo test --all-targets
+
+# Fuzz smoke: each cargo-fuzz target (fuzz/) for a bounded number of runs, seeds from
+# fuzz/seeds, new inputs into a scratch corpus outside the tree. Needs a nightly toolchain;
+# cargo-fuzz is installed when missing. Skipped with a note otherwise.
+if rustup run nightly rustc --version >/dev/null 2>&1; then
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "tests/run.sh: installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+  fi
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  (
+    cd fuzz
+    cargo +nightly fuzz build
+    for target in request zone_file config latency_table deep_health; do
+      mkdir -p "$scratch/corpus/$target"
+      # libFuzzer writes crash-* and fuzz-*.log into the current directory: keep them apart.
+      cargo +nightly fuzz run "$target" "$scratch/corpus/$target" "seeds/$target" -- \
+        -max_total_time=20 -runs=200000 -artifact_prefix="$scratch/" -print_final_stats=1
+    done
+  )
+else
+  echo "tests/run.sh: no nightly toolchain, skipping the fuzz smoke (fuzz/README.md)"
+fi

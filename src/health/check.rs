@@ -112,7 +112,7 @@ impl Checker {
 }
 
 /// Applies the status, body and JSON rules.
-fn judge(
+pub(crate) fn judge(
     h: &HttpCheck,
     status: u16,
     location: Option<String>,

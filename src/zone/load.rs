@@ -24,20 +24,30 @@ impl Zone {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| vec![err(None, format!("cannot read: {e}"))])?;
-        let (origin, records) = match Parser::new(
-            text.as_str(),
-            Some(path.to_path_buf()),
-            Some(default_origin.clone()),
-        )
-        .parse()
-        {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                let line = locate_parse_error(&text, path, default_origin);
-                return Err(vec![err(line, e.to_string())]);
-            }
+        Self::parse(path, &text, default_origin)
+    }
+
+    /// Parse and check zone file text; `path` names it in problems (nothing is read from it).
+    pub(crate) fn parse(
+        path: &Path,
+        text: &str,
+        default_origin: &Name,
+    ) -> Result<Self, Vec<Problem>> {
+        let err = |line: Option<usize>, reason: String| Problem {
+            file: path.to_path_buf(),
+            line,
+            reason,
         };
-        Self::build(path, &text, origin, records)
+        let (origin, records) =
+            match Parser::new(text, Some(path.to_path_buf()), Some(default_origin.clone())).parse()
+            {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    let line = locate_parse_error(text, path, default_origin);
+                    return Err(vec![err(line, e.to_string())]);
+                }
+            };
+        Self::build(path, text, origin, records)
     }
 
     fn build(

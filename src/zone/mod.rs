@@ -196,8 +196,7 @@ pub(crate) struct ZoneSet {
 }
 
 impl ZoneSet {
-    /// Build a set from zones already loaded (tests, reload).
-    #[cfg(test)]
+    /// Build a set from zones already loaded (tests, the fuzzing seam).
     pub(crate) fn from_zones(zones: impl IntoIterator<Item = Zone>) -> Self {
         Self {
             zones: zones

@@ -40,3 +40,7 @@ mod admin_e2e;
 
 /// The built binary, queried with `dig`.
 pub(crate) mod e2e;
+
+/// The reply invariants of the fuzz targets as a proptest on stable; the fuzz inputs
+/// (mmdb, seed corpora) are generated here.
+mod fuzzing;
