@@ -168,7 +168,8 @@ const CLIENTS: [&str; 6] = [
 /// Seed inputs of the request target: file name → bytes.
 fn request_seeds() -> Vec<(String, Vec<u8>)> {
     let mut seeds = Vec::new();
-    let edns_kinds: [(&str, Option<(u16, Option<&str>)>); 4] = [
+    type EdnsKind<'a> = (&'a str, Option<(u16, Option<&'a str>)>);
+    let edns_kinds: [EdnsKind<'_>; 4] = [
         ("plain", None),
         ("edns", Some((1232, None))),
         ("ecs4", Some((4096, Some("100.66.1.0/24")))),
@@ -190,7 +191,7 @@ fn request_seeds() -> Vec<(String, Vec<u8>)> {
             let health = (n % 3 == 2).then_some(SeedHealth {
                 enabled: 0xff,
                 routable: 0x0f,
-                fail_open: n % 4 == 0,
+                fail_open: n.is_multiple_of(4),
                 guard: false,
             });
             let mut input = steerdns::fuzzing::Request::encode(client, transport, health);
@@ -342,7 +343,7 @@ fn the_check_rejects_broken_replies() {
         "> 512"
     );
     // A response (QR=1) is never answered.
-    let mut resp = q.clone();
+    let mut resp = q;
     resp[2] |= 0x80;
     assert!(check_reply(&resp, Transport::Udp, None).is_ok());
 }
