@@ -24,7 +24,7 @@ fn child_writer() {
         o.disable(
             Target::Replica {
                 registry: "contoso".into(),
-                replica: format!("r{i}"),
+                replica: format!("r{i}").into(),
             },
             // Some bulk so each write takes a while and a kill often lands inside one.
             &"x".repeat(2000),

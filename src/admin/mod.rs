@@ -393,8 +393,13 @@ fn parse_override(
         for_,
     } = req;
     let target = match (registry, replica, region) {
-        (Some(registry), Some(replica), None) => Target::Replica { registry, replica },
-        (None, None, Some(region)) => Target::Region { region },
+        (Some(registry), Some(replica), None) => Target::Replica {
+            registry: registry.into(),
+            replica: replica.into(),
+        },
+        (None, None, Some(region)) => Target::Region {
+            region: region.into(),
+        },
         _ => {
             return Err(bad(
                 "give \"registry\" and \"replica\", or \"region\" alone".into(),

@@ -165,10 +165,10 @@ impl World {
             .overrides
             .active(now)
             .filter_map(|o| match &o.target {
-                Target::Replica { registry, .. } => Some(registry.clone()),
+                Target::Replica { registry, .. } => Some(registry.to_string()),
                 Target::Region { .. } => None,
             })
-            .chain(self.modes.registries.keys().cloned())
+            .chain(self.modes.registries.keys().map(ToString::to_string))
             .collect();
         keys.sort();
         keys.dedup();
@@ -423,7 +423,7 @@ impl World {
                     .registry(g, r)
                     .ok_or_else(|| AdminError::NotFound(format!("no registry {r}")))?;
                 let mut modes = self.modes.clone();
-                modes.registries.insert(r.clone(), mode);
+                modes.registries.insert(r.as_str().into(), mode);
                 self.persist_modes(modes)?;
                 let mut h = (*snap.health).clone();
                 if let Some(m) = self.exception(g, &reg, SystemTime::now()) {

@@ -361,9 +361,9 @@ impl From<&AuditEvent> for EventView {
     fn from(e: &AuditEvent) -> Self {
         let (registry, replica) = match &e.target {
             crate::overrides::Target::Replica { registry, replica } => {
-                (Some(registry.clone()), Some(replica.clone()))
+                (Some(registry.to_string()), Some(replica.to_string()))
             }
-            crate::overrides::Target::Region { region } => (None, Some(region.clone())),
+            crate::overrides::Target::Region { region } => (None, Some(region.to_string())),
         };
         Self {
             at: format_time(e.at),
