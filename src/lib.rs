@@ -45,7 +45,8 @@
 //!   the writer and its commands, the status and event views, readiness.
 //! - `dns`: the request path, pure and synchronous (`dns::handle`).
 //! - `metrics`: counters on the answer path and the OpenMetrics registry.
-//! - `overrides`: operator overrides, persisted atomically.
+//! - `overrides`: operator state (overrides and health modes) persisted atomically, and its typed
+//!   keys (`RegistryKey`, `ReplicaKey`, `RegionName`).
 //! - `problem`: a problem in an input file, with file, line and reason.
 //! - `server`: the transports: `server::udp` (recvmmsg threads), `server::rrl` (response rate
 //!   limiting per UDP thread), `server::tcp` (deadlines, per-client and global caps with
