@@ -12,14 +12,13 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Record, RecordType};
-use steerdns::admin::context::{AdminError, Command, OverrideAction, OverrideCommand};
+use steerdns::admin::context::{Command, OverrideAction, OverrideCommand};
 use steerdns::dns::{Transport, handle};
 use steerdns::metrics::DnsCounters;
 use steerdns::overrides::Target;
 use steerdns::routing::ReplicaMask;
 use steerdns::state::view::RegistryRequest;
 use steerdns::state::{HealthMasks, Snapshot};
-use tokio::sync::oneshot;
 
 use crate::support::*;
 
@@ -522,20 +521,6 @@ fn an_apex_the_registry_cannot_own_is_refused_naming_the_file_and_the_name() {
 
 //----------- Over the wire, and through the writer -------------------------------------------------
 
-async fn command<T>(
-    s: &TestServer,
-    make: impl FnOnce(oneshot::Sender<Result<T, AdminError>>) -> Command,
-) -> Result<T, AdminError> {
-    let (tx, rx) = oneshot::channel();
-    s.handles
-        .control
-        .commands
-        .send(make(tx))
-        .await
-        .expect("writer runs");
-    rx.await.expect("writer replies")
-}
-
 async fn put(s: &TestServer, key: &str, name: &str) {
     let request = RegistryRequest {
         name: name.into(),
@@ -544,7 +529,7 @@ async fn put(s: &TestServer, key: &str, name: &str) {
         ttl: None,
         answers: None,
     };
-    command(s, |reply| Command::PutRegistry {
+    crate::support::ask(s, |reply| Command::PutRegistry {
         key: key.into(),
         request,
         who: "test".into(),
@@ -555,7 +540,7 @@ async fn put(s: &TestServer, key: &str, name: &str) {
 }
 
 async fn delete(s: &TestServer, key: &str) {
-    command(s, |reply| Command::DeleteRegistry {
+    crate::support::ask(s, |reply| Command::DeleteRegistry {
         key: key.into(),
         who: "test".into(),
         reply,
@@ -685,7 +670,7 @@ async fn the_empty_non_terminals_follow_catalog_puts_and_deletes_and_overrides_r
 
     // An operator override reaches the alias exactly as it reaches the name.
     assert_eq!(via_alias(&s).await[1], format!("{CONTOSO} 5 A 192.0.2.10"));
-    command(&s, |reply| Command::Override {
+    crate::support::ask(&s, |reply| Command::Override {
         command: OverrideCommand {
             action: OverrideAction::Disable,
             target: Target::Replica {
