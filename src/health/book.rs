@@ -566,6 +566,11 @@ mod tests {
 
     use super::super::outcome::{DeepDoc, Failure, Pass};
     use super::*;
+
+    /// The routable replicas of profile `p` in `mode`, nothing disabled, as bits.
+    fn routable(b: &HealthBook, p: u32, mode: HealthMode) -> u64 {
+        b.masks(p, mode, ReplicaMask::EMPTY).routable.bits()
+    }
     use crate::health::spec::HealthSpec;
 
     const S: Duration = Duration::from_secs(1);
@@ -710,18 +715,8 @@ mod tests {
         // says so: profile 0 is the only one affected.
         assert!(feed(&mut b, deep(&p, 0, 1), fail, 1, &mut now).is_empty());
         assert_eq!(feed(&mut b, deep(&p, 0, 1), fail, 1, &mut now), vec![0]);
-        assert_eq!(
-            b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b101
-        );
-        assert_eq!(
-            b.masks(1, HealthMode::Deep, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b111
-        );
+        assert_eq!(routable(&b, 0, HealthMode::Deep), 0b101);
+        assert_eq!(routable(&b, 1, HealthMode::Deep), 0b111);
         assert_eq!(b.counters().transitions, 1);
         // Disabled replicas never route.
         let m = b.masks(0, HealthMode::Deep, ReplicaMask::from_bits(0b001));
@@ -750,27 +745,12 @@ mod tests {
         let mut b = book(&t, &p);
         let mut now = Instant::now();
         feed(&mut b, deep(&p, 0, 0), fail, 2, &mut now);
-        assert_eq!(
-            b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b110
-        );
+        assert_eq!(routable(&b, 0, HealthMode::Deep), 0b110);
         // stale_after defaults to 3 intervals = 30 s after the last outcome.
         assert!(b.tick(now + 30 * S).is_empty());
-        assert_eq!(
-            b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b110
-        );
+        assert_eq!(routable(&b, 0, HealthMode::Deep), 0b110);
         assert_eq!(b.tick(now + 31 * S), vec![0]);
-        assert_eq!(
-            b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b111
-        );
+        assert_eq!(routable(&b, 0, HealthMode::Deep), 0b111);
         let (d, _) = b.replica_detail(0, 0, now + 31 * S);
         let d = d.unwrap();
         assert!(d.stale);
@@ -797,39 +777,14 @@ mod tests {
                 shadow_deep: Some(ReplicaMask::from_bits(0b110))
             }
         );
-        assert_eq!(
-            b.masks(0, HealthMode::Deep, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b110
-        );
+        assert_eq!(routable(&b, 0, HealthMode::Deep), 0b110);
         // The front door of 127.0.3.2 is down, for both registries.
         feed(&mut b, shallow(&p, 0, 1), fail, 2, &mut now);
-        assert_eq!(
-            b.masks(0, HealthMode::Shallow, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b101
-        );
-        assert_eq!(
-            b.masks(1, HealthMode::Shallow, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b101
-        );
-        assert_eq!(
-            b.masks(1, HealthMode::Deep, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b111
-        );
+        assert_eq!(routable(&b, 0, HealthMode::Shallow), 0b101);
+        assert_eq!(routable(&b, 1, HealthMode::Shallow), 0b101);
+        assert_eq!(routable(&b, 1, HealthMode::Deep), 0b111);
         // Off: latency only, disabled still excluded.
-        assert_eq!(
-            b.masks(0, HealthMode::Off, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b111
-        );
+        assert_eq!(routable(&b, 0, HealthMode::Off), 0b111);
         assert_eq!(
             b.masks(0, HealthMode::Off, ReplicaMask::from_bits(0b010))
                 .routable
@@ -864,13 +819,7 @@ mod tests {
         assert!(b.guard_engaged());
         assert_eq!(b.counters().guard_engagements, 1);
         feed(&mut b, deep(&p, 1, 0), blind, 3, &mut now);
-        assert_eq!(
-            b.masks(1, HealthMode::Deep, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b111,
-            "held"
-        );
+        assert_eq!(routable(&b, 1, HealthMode::Deep), 0b111, "held");
         // Failures age out one probe cycle after they were seen: released.
         b.tick(now + 20 * S);
         assert!(!b.guard_engaged());
@@ -971,23 +920,13 @@ mod tests {
             deep: vec![key(a, &["storage-1"]), key(b, &["storage-1"])],
             shallow: vec![None, None],
         });
-        assert_eq!(
-            book.masks(p, HealthMode::Deep, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b10
-        );
+        assert_eq!(routable(&book, p, HealthMode::Deep), 0b10);
         // On storage-2 it is healthy on both.
         let q = book.add_profile(&ProfileKeys {
             deep: vec![key(a, &["storage-2"]), key(b, &["storage-2"])],
             shallow: vec![None, None],
         });
-        assert_eq!(
-            book.masks(q, HealthMode::Deep, ReplicaMask::EMPTY)
-                .routable
-                .bits(),
-            0b11
-        );
+        assert_eq!(routable(&book, q, HealthMode::Deep), 0b11);
         let (d, _) = book.replica_detail(q, 0, now);
         assert_eq!(d.unwrap().effective, Status::Healthy);
     }
