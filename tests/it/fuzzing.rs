@@ -14,13 +14,11 @@ use std::str::FromStr;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
-use mmdb_writer::Writer;
 use proptest::prelude::*;
-use serde::Serialize;
 use steerdns::dns::Transport;
 use steerdns::fuzzing::{RequestHarness, SeedHealth, check_reply};
 
-use crate::support::repo;
+use crate::support::{city, nested_mmdb, repo};
 
 fn fuzz_dir() -> PathBuf {
     repo().join("fuzz")
@@ -28,31 +26,10 @@ fn fuzz_dir() -> PathBuf {
 
 //------------ The mmdb ---------------------------------------------------------------------
 
-#[derive(Serialize)]
-struct Loc {
-    latitude: f64,
-    longitude: f64,
-}
-#[derive(Serialize)]
-struct Cc {
-    iso_code: &'static str,
-}
-#[derive(Serialize)]
-struct Cont {
-    code: &'static str,
-}
-#[derive(Serialize)]
-struct City {
-    location: Loc,
-    country: Cc,
-    continent: Cont,
-}
-
 /// GeoIP2-City-shaped: clients the latency table does not know, near each of the regions,
 /// one network nested in another (the ECS scope rule) and IPv6.
 fn mmdb() -> Vec<u8> {
-    let mut w = Writer::new("Fuzz-City");
-    for (net, lat, lon, cc, cont) in [
+    let rows = [
         ("100.64.0.0/10", 1.35, 103.82, "SG", "AS"),
         ("100.66.0.0/16", 52.37, 4.9, "NL", "EU"),
         ("172.16.0.0/12", 40.71, -74.0, "US", "NA"),
@@ -60,19 +37,9 @@ fn mmdb() -> Vec<u8> {
         ("198.51.100.0/24", 35.68, 139.69, "JP", "AS"),
         ("2001:db8:8000::/33", -23.55, -46.63, "BR", "SA"),
         ("2a00::/12", 53.35, -6.26, "IE", "EU"),
-    ] {
-        let rec = City {
-            location: Loc {
-                latitude: lat,
-                longitude: lon,
-            },
-            country: Cc { iso_code: cc },
-            continent: Cont { code: cont },
-        };
-        w.insert(net.parse::<ipnet::IpNet>().expect("net"), &rec)
-            .expect("insert");
-    }
-    w.to_bytes().expect("mmdb")
+    ]
+    .map(|(net, lat, lon, cc, cont)| (net, city(Some((lat, lon)), cc, Some(cont))));
+    nested_mmdb("Fuzz-City", &rows)
 }
 
 /// The same networks and records (the writer stamps its build time, so bytes differ).

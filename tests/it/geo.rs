@@ -104,60 +104,33 @@ fn flat_ipv6() -> Vec<u8> {
     w.to_bytes().expect("bytes")
 }
 
-#[derive(Serialize)]
-struct Loc {
-    latitude: f64,
-    longitude: f64,
-}
-#[derive(Serialize)]
-struct Iso {
-    iso_code: &'static str,
-}
-#[derive(Serialize)]
-struct Code {
-    code: &'static str,
-}
-#[derive(Serialize)]
-struct Nested {
-    continent: Code,
-    country: Iso,
-    location: Loc,
-}
-
 /// A GeoLite2-City-like file (nested, IPv4 in its IPv6 tree): Singapore 100.64/16, Sydney
 /// 2001:db8:a::/48.
 fn nested_city() -> Vec<u8> {
-    let mut w = Writer::new("GeoLite2-City");
-    let rec = |cont, cc, latitude, longitude| Nested {
-        continent: Code { code: cont },
-        country: Iso { iso_code: cc },
-        location: Loc {
-            latitude,
-            longitude,
-        },
-    };
-    w.insert(net("100.64.0.0/16"), &rec("AS", "SG", 1.35, 103.82))
-        .expect("insert");
-    w.insert(net("2001:db8:a::/48"), &rec("OC", "AU", -33.87, 151.21))
-        .expect("insert");
-    w.to_bytes().expect("bytes")
+    nested_mmdb(
+        "GeoLite2-City",
+        &[
+            (
+                "100.64.0.0/16",
+                city(Some((1.35, 103.82)), "SG", Some("AS")),
+            ),
+            (
+                "2001:db8:a::/48",
+                city(Some((-33.87, 151.21)), "AU", Some("OC")),
+            ),
+        ],
+    )
 }
 
 /// A GeoLite2-Country-like file: codes, no location.
 fn country_only() -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Country {
-        continent: Code,
-        country: Iso,
-    }
-    let mut w = Writer::new("GeoLite2-Country");
-    let nl = Country {
-        continent: Code { code: "EU" },
-        country: Iso { iso_code: "NL" },
-    };
-    w.insert(net("100.64.0.0/16"), &nl).expect("insert");
-    w.insert(net("2001:db8:a::/48"), &nl).expect("insert");
-    w.to_bytes().expect("bytes")
+    nested_mmdb(
+        "GeoLite2-Country",
+        &[
+            ("100.64.0.0/16", city(None, "NL", Some("EU"))),
+            ("2001:db8:a::/48", city(None, "NL", Some("EU"))),
+        ],
+    )
 }
 
 /// A directory with every database above.

@@ -5,7 +5,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
-use serde::Serialize;
 
 use crate::support::*;
 
@@ -156,56 +155,14 @@ async fn ipv6_clients_are_routed() {
 
 /// A tiny MaxMind City database: three networks with coordinates, one without.
 fn write_mmdb(path: &std::path::Path) {
-    #[derive(Serialize)]
-    struct Loc {
-        latitude: f64,
-        longitude: f64,
-    }
-    #[derive(Serialize)]
-    struct Cc {
-        iso_code: &'static str,
-    }
-    #[derive(Serialize)]
-    struct Rec {
-        location: Loc,
-        country: Cc,
-    }
-    #[derive(Serialize)]
-    struct NoLoc {
-        country: Cc,
-    }
-    let mut w = mmdb_writer::Writer::new("GeoLite2-City");
-    let rec = |lat, lon, cc| Rec {
-        location: Loc {
-            latitude: lat,
-            longitude: lon,
-        },
-        country: Cc { iso_code: cc },
-    };
-    // Singapore, New York, Amsterdam.
-    w.insert(
-        "100.64.0.0/16".parse::<ipnet::IpNet>().expect("net"),
-        &rec(1.35, 103.82, "SG"),
-    )
-    .expect("insert");
-    w.insert(
-        "100.65.0.0/16".parse::<ipnet::IpNet>().expect("net"),
-        &rec(40.71, -74.0, "US"),
-    )
-    .expect("insert");
-    w.insert(
-        "2001:db8:f::/48".parse::<ipnet::IpNet>().expect("net"),
-        &rec(52.37, 4.90, "NL"),
-    )
-    .expect("insert");
-    w.insert(
-        "100.66.0.0/16".parse::<ipnet::IpNet>().expect("net"),
-        &NoLoc {
-            country: Cc { iso_code: "ZZ" },
-        },
-    )
-    .expect("insert");
-    std::fs::write(path, w.to_bytes().expect("bytes")).expect("write mmdb");
+    let rows = [
+        // Singapore, New York, Amsterdam.
+        ("100.64.0.0/16", city(Some((1.35, 103.82)), "SG", None)),
+        ("100.65.0.0/16", city(Some((40.71, -74.0)), "US", None)),
+        ("2001:db8:f::/48", city(Some((52.37, 4.90)), "NL", None)),
+        ("100.66.0.0/16", city(None, "ZZ", None)),
+    ];
+    std::fs::write(path, nested_mmdb("GeoLite2-City", &rows)).expect("write mmdb");
 }
 
 #[tokio::test]

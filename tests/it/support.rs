@@ -336,3 +336,60 @@ pub fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
         })
         .unwrap_or_default()
 }
+
+//------------ Geo databases ----------------------------------------------------------------
+
+/// One record of a GeoIP2/GeoLite2-City-shaped database (the nested schema); the parts left
+/// `None` are absent from the record, as in a Country database or a network without data.
+#[derive(serde::Serialize)]
+pub struct CityRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<CityLocation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<IsoCode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    continent: Option<ContinentCode>,
+}
+
+#[derive(serde::Serialize)]
+struct CityLocation {
+    latitude: f64,
+    longitude: f64,
+}
+
+#[derive(serde::Serialize)]
+struct IsoCode {
+    iso_code: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct ContinentCode {
+    code: &'static str,
+}
+
+/// A nested-schema record: coordinates (if any), country ISO code, continent code (if any).
+pub fn city(
+    point: Option<(f64, f64)>,
+    country: &'static str,
+    continent: Option<&'static str>,
+) -> CityRecord {
+    CityRecord {
+        location: point.map(|(latitude, longitude)| CityLocation {
+            latitude,
+            longitude,
+        }),
+        country: Some(IsoCode { iso_code: country }),
+        continent: continent.map(|code| ContinentCode { code }),
+    }
+}
+
+/// A nested-schema database of `database_type` (e.g. `GeoLite2-City`) holding `rows`
+/// (network, record), written with mmdb-writer's defaults (an IPv6 tree with IPv4 in it).
+pub fn nested_mmdb(database_type: &str, rows: &[(&str, CityRecord)]) -> Vec<u8> {
+    let mut w = mmdb_writer::Writer::new(database_type);
+    for (net, rec) in rows {
+        w.insert(net.parse::<ipnet::IpNet>().expect("net"), rec)
+            .expect("insert");
+    }
+    w.to_bytes().expect("mmdb")
+}
