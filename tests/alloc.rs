@@ -184,6 +184,33 @@ fn answering_allocates_nothing_on_the_global_static_alias_and_nxdomain_paths() {
             "{what}: {n} heap allocations in 1000 answers, budget {budget} per answer"
         );
     }
+    // The geo basis (mmdb lookup, distances) and a truncated UDP answer, from the fuzzing
+    // config, which routes clients the latency table does not know through its mmdb.
+    let fuzz = Snapshot::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/config/steerdns.toml"
+    )))
+    .expect("the fuzzing config loads");
+    for (what, packet) in [
+        (
+            "global via the mmdb, ECS",
+            query("cn.fuzz.example.", RecordType::A, Some("100.66.1.0/24")),
+        ),
+        (
+            "global, truncated over UDP",
+            query("big.fuzz.example.", RecordType::A, None),
+        ),
+    ] {
+        handle(&fuzz, &packet, source, Transport::Udp, &mut out, &counters).expect("answered");
+        Message::from_vec(&out).expect("reply parses");
+        let n = allocations(|| {
+            for _ in 0..1000 {
+                let o = handle(&fuzz, &packet, source, Transport::Udp, &mut out, &counters);
+                std::hint::black_box(o);
+            }
+        });
+        assert_eq!(n, 0, "{what}: {n} heap allocations in 1000 answers");
+    }
     // The counter sees allocations at all (the check above could not pass by accident).
     assert!(allocations(|| drop(std::hint::black_box(vec![1u8; 16]))) >= 1);
 }
