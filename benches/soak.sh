@@ -40,7 +40,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" demo --config steerdns.toml >"$work/stdout" 2>"$work/log" &
+# The demo config with its own state file, so the overrides the soak toggles never land in
+# the repository's steerdns-state.json (they persist, as operator state should).
+repo=$(pwd)
+sed -e "s|^zones_dir = \"zones\"|zones_dir = \"$repo/zones\"|" \
+    -e "s|^geo_dir = \"geo\"|geo_dir = \"$repo/geo\"|" \
+    -e "s|^\[admin\]|[admin]\nstate_file = \"$work/state.json\"|" steerdns.toml >"$work/steerdns.toml"
+grep -q "state_file = \"$work/state.json\"" "$work/steerdns.toml" || { echo "benches/soak.sh: could not set the state file" >&2; exit 1; }
+"$bin" demo --config "$work/steerdns.toml" >"$work/stdout" 2>"$work/log" &
 pid=$!
 for _ in $(seq 1 120); do
   dig +short +time=1 +tries=1 @127.0.0.1 -p 5300 www.registry.example A >/dev/null 2>&1 && break

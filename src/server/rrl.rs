@@ -102,26 +102,32 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
-    /// A limiter with `config`'s settings and an empty table.
+    /// A limiter with `config`'s settings and an empty table. The table is allocated only
+    /// while limiting is on: off (the default) costs each UDP thread nothing.
     pub(crate) fn new(config: &RrlConfig) -> Self {
         Self {
             config: config.clone(),
-            slots: vec![Slot::default(); config.table_size].into_boxed_slice(),
+            slots: vec![Slot::default(); Self::slots_for(config)].into_boxed_slice(),
             seed: rand::random(),
             limited: 0,
         }
     }
 
-    /// Take new settings (a reload); the table is kept unless its size changed.
+    /// Take new settings (a reload); the table is kept unless the slots it needs changed.
     pub(crate) fn reconfigure(&mut self, config: &RrlConfig) {
         if *config == self.config {
             return;
         }
-        if config.table_size != self.config.table_size {
+        if Self::slots_for(config) != self.slots.len() {
             *self = Self::new(config);
         } else {
             self.config = config.clone();
         }
+    }
+
+    /// Table slots `config` needs: none while limiting is off.
+    fn slots_for(config: &RrlConfig) -> usize {
+        if config.enabled { config.table_size } else { 0 }
     }
 
     /// Limiting is on.
@@ -470,6 +476,12 @@ mod tests {
             verdicts(&mut l, "198.51.100.1", Class::Answer, 9, 0),
             [9, 0, 0]
         );
+        // Off costs no table; switching it on by a reload builds one and limits.
+        assert!(l.slots.is_empty());
+        c.enabled = true;
+        l.reconfigure(&c);
+        assert_eq!(l.slots.len(), c.table_size);
+        assert!(verdicts(&mut l, "198.51.100.1", Class::Answer, 9, 0)[0] < 9);
     }
 
     #[test]
