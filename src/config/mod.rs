@@ -7,6 +7,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod file;
+pub mod fleet;
 mod rrl;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -67,6 +68,8 @@ pub struct Config {
     pub(crate) templates: Vec<Template>,
     /// The registry catalog, when configured.
     pub(crate) catalog: Option<CatalogFiles>,
+    /// The fleet (etcd) settings; None: a single server.
+    pub(crate) fleet: Option<fleet::FleetConfig>,
 }
 
 impl Config {
@@ -169,7 +172,13 @@ impl Config {
             registries,
             templates,
             catalog,
+            fleet,
         } = spec;
+        let fleet = fleet.and_then(|f| {
+            f.resolve(&base, &mut problems, |table, key, reason| {
+                at(table, Some(key), reason)
+            })
+        });
         if version != 1 {
             problems.push(at(
                 "",
@@ -407,6 +416,7 @@ impl Config {
             registries: regs,
             templates: temps,
             catalog,
+            fleet,
         })
     }
 }
@@ -619,6 +629,32 @@ cname = "eastus.contoso.registry.example."
         assert_eq!(r.set.replicas[0].key, "east");
         assert_eq!(r.set.replicas[0].region, "eastus");
         assert_eq!(r.set.replicas[1].region, "westeurope");
+    }
+
+    #[test]
+    fn fleet_is_optional_and_its_errors_have_lines() {
+        assert!(load(GOOD).expect("valid").fleet.is_none());
+        let text = format!(
+            "{GOOD}[fleet]\nendpoints = [\"http://127.0.0.1:2379\"]\ninstance = \"ns1\"\nquorum = \"most\"\n"
+        );
+        let e = load(&text).expect_err("bad quorum").to_string();
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("quorum"))
+            .map(|i| i + 1);
+        assert!(
+            e.contains(&format!("steerdns.toml:{}:", line.unwrap_or(0))),
+            "{e}"
+        );
+        let ok = text.replace("\"most\"", "2");
+        let f = load(&ok).expect("valid").fleet.expect("fleet");
+        assert_eq!(
+            (f.instance.as_str(), f.quorum),
+            ("ns1", fleet::Quorum::Count(2))
+        );
+        let typo = format!("{GOOD}[fleet]\nendpoint = []\ninstance = \"a\"\n");
+        let e = load(&typo).expect_err("typo").to_string();
+        assert!(e.contains("unknown field `endpoint`"), "{e}");
     }
 
     #[test]
