@@ -91,6 +91,14 @@ pub(crate) const RELOADS: &str = "steerdns_config_reloads";
 pub(crate) const CONFIG_GENERATION: &str = "steerdns_config_generation";
 /// Gauge: active operator overrides.
 pub(crate) const OVERRIDES: &str = "steerdns_overrides";
+/// Gauge (with `[fleet]`): 1 while the link to etcd is up and its watch current.
+pub(crate) const FLEET_CONNECTED: &str = "steerdns_fleet_connected";
+/// Gauge (with `[fleet]`): admin changes applied here and not yet written to etcd.
+pub(crate) const FLEET_PENDING: &str = "steerdns_fleet_pending_changes";
+/// Gauge (with `[fleet]`): instances with a live lease, as the watch shows them.
+pub(crate) const FLEET_LIVE: &str = "steerdns_fleet_live_instances";
+/// Counter (with `[fleet]`): changes that lost to a later one by the conflict rule.
+pub(crate) const FLEET_LOST: &str = "steerdns_fleet_lost_changes";
 /// Gauge: probe tasks that panicked and were restarted since start.
 pub(crate) const PROBER_RESTARTS: &str = "steerdns_prober_task_restarts";
 /// Counter: TCP connections refused because the connection cap was reached.
@@ -172,6 +180,16 @@ pub struct Metrics {
     config_generation: Gauge,
     overrides: Gauge,
     prober_restarts: Gauge,
+    fleet: FleetGauges,
+}
+
+/// The fleet link's series, registered by [`Metrics::enable_fleet`] only.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FleetGauges {
+    pub(crate) connected: Gauge,
+    pub(crate) pending: Gauge,
+    pub(crate) live: Gauge,
+    pub(crate) lost: Counter,
 }
 
 impl Default for Metrics {
@@ -211,6 +229,7 @@ impl Metrics {
             config_generation: Gauge::default(),
             overrides: Gauge::default(),
             prober_restarts: Gauge::default(),
+            fleet: FleetGauges::default(),
             // Filled below, once every family is registered.
             registry: Registry::default(),
         };
@@ -396,6 +415,34 @@ impl Metrics {
     pub(crate) fn set_prober_restarts(&self, n: u64) {
         self.prober_restarts
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Register the fleet link's series (`steerdns_fleet_*`); only with `[fleet]`, so a
+    /// single server's scrape is unchanged.
+    pub fn enable_fleet(&mut self) {
+        let f = self.fleet.clone();
+        let r = &mut self.registry;
+        r.register(
+            FLEET_CONNECTED,
+            "1 while the link to etcd is up and its watch current",
+            f.connected,
+        );
+        r.register(
+            FLEET_PENDING,
+            "Admin changes applied here, not yet written to etcd",
+            f.pending,
+        );
+        r.register(FLEET_LIVE, "Instances with a live lease", f.live);
+        r.register(
+            FLEET_LOST,
+            "Changes that lost to a later one by the conflict rule",
+            f.lost,
+        );
+    }
+
+    /// The fleet link's series.
+    pub(crate) fn fleet(&self) -> &FleetGauges {
+        &self.fleet
     }
 
     /// Set the number of active overrides.

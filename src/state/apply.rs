@@ -48,6 +48,8 @@ pub(super) struct World {
     pub(super) target_names: HashMap<TargetId, (String, Duration)>,
     pub(super) last_outcome: HashMap<TargetId, Instant>,
     pub(super) stale: HashSet<TargetId>,
+    /// The fleet link's state for `/v1/status`, when `[fleet]` is configured.
+    pub(super) fleet_status: Option<crate::state::view::FleetStatus>,
 }
 
 impl World {
@@ -71,6 +73,7 @@ impl World {
             target_names: HashMap::new(),
             last_outcome: HashMap::new(),
             stale: HashSet::new(),
+            fleet_status: None,
         };
         w.replan(snap);
         w
@@ -457,6 +460,7 @@ impl World {
             Ack {
                 message: format!("mode {mode} for {scope}"),
                 generation: Some(snap.generation + 1),
+                fleet: None,
             },
             next,
         ))
