@@ -148,6 +148,7 @@ impl Link {
                             self.seen(key, value).await;
                         }
                         self.verdicts().await;
+                        self.status().await;
                     }
                     Err(e) => self.lost_session(&e).await,
                 },

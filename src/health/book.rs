@@ -705,10 +705,7 @@ mod tests {
         feed(&mut b, deep(&p, 0, 0), fail, 2, &mut clock);
         assert_eq!(routable(&b, 0, HealthMode::Deep), 0b110);
         let mine = HealthKey::whole(deep(&p, 0, 0)).fleet_name();
-        assert_eq!(
-            b.own_degraded().into_iter().collect::<Vec<_>>(),
-            [mine.clone()]
-        );
+        assert!(b.own_degraded().contains(&mine) && b.own_degraded().len() == 1);
         // The fleet's view is current and nobody else reports it: the fleet keeps it.
         assert_eq!(b.set_fleet(Some(&HashMap::new())), [0]);
         assert_eq!(routable(&b, 0, HealthMode::Deep), 0b111);
