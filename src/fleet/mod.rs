@@ -52,6 +52,9 @@ use store::{Opened, Session, StoreError, Written};
 pub(crate) const SHARED: &str = "shared";
 /// The reply word of a change applied here only, for now.
 pub(crate) const LOCAL: &str = "local, not yet shared";
+/// The reply word of a change that etcd already holds a later change for (the conflict
+/// rule): applied here, then replaced by the later one from the watch.
+pub(crate) const SUPERSEDED: &str = "superseded by a later fleet change";
 
 /// Commands buffered from the admin API.
 const QUEUE: usize = 64;
@@ -289,7 +292,7 @@ impl Link {
                 Ok(Written::Lost(there)) => {
                     // A later change is in etcd already; the watch brings it.
                     self.lose(&key, &record, &there);
-                    SHARED
+                    SUPERSEDED
                 }
                 Err(e) => {
                     self.local.pending.insert(key.clone(), record.clone());

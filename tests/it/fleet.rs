@@ -27,6 +27,8 @@ const CLIENT: &str = "127.0.1.45";
 /// Bound on every wait for a condition (a failing case fails within it).
 const LIMIT: Duration = Duration::from_secs(20);
 const INSTANCES: [&str; 3] = ["a", "b", "c"];
+/// Each instance's catalog at start: empty (registries are added through the admin API).
+const CATALOG: &str = "key,name,template,depends_on,ttl,answers\n";
 
 /// One case at a time: they start a dozen processes each and time propagation.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -193,6 +195,118 @@ impl Etcd {
     }
 }
 
+//------------ network namespaces --------------------------------------------------------------
+
+/// A helper process, killed by PID on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    Proc(
+        Command::new(args[0])
+            .args(&args[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {args:?}: {e}")),
+    )
+}
+
+/// A network namespace with only its loopback, deleted on drop (after the processes in it,
+/// which the test drops first). What an instance in it reaches is what is bridged in:
+/// `socat` from an address on the namespace's loopback, over a Unix socket (not
+/// namespaced), to the same address on the host's, and back for its own listeners.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(name: &str) -> Self {
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        let ok = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        assert!(
+            ok(&["netns", "add", name]),
+            "ip netns add {name} (needs root)"
+        );
+        let ns = Netns { name: name.into() };
+        assert!(ok(&[
+            "netns", "exec", name, "ip", "link", "set", "lo", "up"
+        ]));
+        ns
+    }
+
+    /// From inside to the host: connections to `addr` in the namespace reach `addr` outside.
+    fn bridge_out(&self, addr: &str, sock: &std::path::Path) -> [Proc; 2] {
+        let (ip, port) = addr.rsplit_once(':').expect("ip:port");
+        let sock = sock.to_str().expect("utf8");
+        let host = spawn(&[
+            "socat",
+            &format!("UNIX-LISTEN:{sock},fork"),
+            &format!("TCP:{addr}"),
+        ]);
+        wait_for_file(sock);
+        let inner = spawn(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.name,
+            "socat",
+            &format!("TCP-LISTEN:{port},bind={ip},fork,reuseaddr"),
+            &format!("UNIX-CONNECT:{sock}"),
+        ]);
+        [host, inner]
+    }
+
+    /// From the host to inside: connections to `addr` outside reach `addr` in the namespace.
+    fn bridge_in(&self, addr: &str, sock: &std::path::Path) -> [Proc; 2] {
+        let (ip, port) = addr.rsplit_once(':').expect("ip:port");
+        let sock = sock.to_str().expect("utf8");
+        let inner = spawn(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.name,
+            "socat",
+            &format!("UNIX-LISTEN:{sock},fork"),
+            &format!("TCP:{addr}"),
+        ]);
+        wait_for_file(sock);
+        let host = spawn(&[
+            "socat",
+            &format!("TCP-LISTEN:{port},bind={ip},fork,reuseaddr"),
+            &format!("UNIX-CONNECT:{sock}"),
+        ]);
+        [inner, host]
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn wait_for_file(path: &str) {
+    let start = Instant::now();
+    while !std::path::Path::new(path).exists() {
+        assert!(start.elapsed() < LIMIT, "socat never made {path}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 //------------ the fleet -----------------------------------------------------------------------
 
 /// Three demo replicas, and steerdns instances a, b, c sharing one etcd prefix.
@@ -202,11 +316,25 @@ struct Fleet {
     bins: Vec<Option<Binary>>,
     admins: Vec<SocketAddr>,
     dns: Vec<SocketAddr>,
+    /// Bridges into instance a's network namespace, when it has one.
+    bridges: Vec<Proc>,
 }
 
 impl Fleet {
     /// `octet`: this case's 127.0.9.x / 127.0.10.x block; `fleet`: extra `[fleet]` keys.
     async fn start(octet: u8, endpoints: &[String], registries: &[&str], fleet: &str) -> Self {
+        Self::start_in(octet, endpoints, registries, fleet, None).await
+    }
+
+    /// [`start`](Self::start) with instance a in network namespace `ns`, which reaches etcd
+    /// and the replicas eastus and southeastasia through bridges, and not westeurope.
+    async fn start_in(
+        octet: u8,
+        endpoints: &[String],
+        registries: &[&str],
+        fleet: &str,
+        ns: Option<&Netns>,
+    ) -> Self {
         let mut replicas = Vec::new();
         for i in 0..3u8 {
             let l = tokio::net::TcpListener::bind(format!("127.0.10.{}:0", octet + i))
@@ -221,7 +349,26 @@ impl Fleet {
             bins: Vec::new(),
             admins: Vec::new(),
             dns: Vec::new(),
+            bridges: Vec::new(),
         };
+        if let Some(ns) = ns {
+            let mut targets: Vec<String> = endpoints
+                .iter()
+                .map(|e| e.trim_start_matches("http://").to_string())
+                .collect();
+            targets.extend(f.replicas[1..].iter().map(|r| r.addr().to_string()));
+            for (n, t) in targets.iter().enumerate() {
+                let sock = f.dir.path().join(format!("out-{n}.sock"));
+                f.bridges.extend(ns.bridge_out(t, &sock));
+            }
+        }
+        let mut template = String::from("[templates.shared]\nttl = \"1s\"\n");
+        for ((region, addr), r) in steerdns::demo_replica::LAB_REGIONS.iter().zip(&f.replicas) {
+            template.push_str(&format!(
+                "[templates.shared.replicas.{region}]\nipv4 = [\"{addr}\"]\nhealth.url = \"{}\"\n",
+                r.health_url("shared")
+            ));
+        }
         for (i, name) in INSTANCES.iter().enumerate() {
             let text = lab_config(
                 &repo(),
@@ -234,16 +381,35 @@ impl Fleet {
                      [health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n\
                      [fleet]\nendpoints = {endpoints:?}\ncluster = \"t{octet}\"\ninstance = \"{name}\"\n\
                      lease_ttl = \"2s\"\ntimeout = \"250ms\"\nretry = \"200ms\"\n\
-                     state_file = \"fleet-{name}.json\"\n{fleet}\n"
+                     state_file = \"fleet-{name}.json\"\n{fleet}\n\
+                     [catalog]\nfile = \"registries-{name}.csv\"\n{template}"
                 ),
             );
             std::fs::write(f.config(name), text).expect("write config");
+            std::fs::write(f.dir.path().join(format!("registries-{name}.csv")), CATALOG)
+                .expect("write catalog");
             let ip = format!("127.0.9.{}", octet + 10 + i as u8);
-            let b = f.serve(name, &ip);
-            f.admins
-                .push(tokio::task::block_in_place(|| b.admin_addr()));
-            f.dns.push(b.addr);
-            f.bins.push(Some(b));
+            match ns.filter(|_| i == 0) {
+                Some(ns) => {
+                    // Fixed ports inside the namespace, bridged to the same address outside.
+                    let (dns, admin) = (format!("{ip}:5353"), format!("{ip}:8053"));
+                    let b = f.serve_with(&["ip", "netns", "exec", &ns.name], name, &dns, &admin);
+                    let sock = f.dir.path().join("admin.sock");
+                    f.bridges.extend(ns.bridge_in(&admin, &sock));
+                    let sock = f.dir.path().join("dns.sock");
+                    f.bridges.extend(ns.bridge_in(&dns, &sock));
+                    f.admins.push(admin.parse().expect("addr"));
+                    f.dns.push(dns.parse().expect("addr"));
+                    f.bins.push(Some(b));
+                }
+                None => {
+                    let b = f.serve(name, &ip);
+                    f.admins
+                        .push(tokio::task::block_in_place(|| b.admin_addr()));
+                    f.dns.push(b.addr);
+                    f.bins.push(Some(b));
+                }
+            }
         }
         for i in 0..3 {
             f.wait_connected(i, 3).await;
@@ -256,17 +422,53 @@ impl Fleet {
     }
 
     fn serve(&self, name: &str, ip: &str) -> Binary {
+        self.serve_with(&[], name, &format!("{ip}:0"), &format!("{ip}:0"))
+    }
+
+    fn serve_with(&self, wrapper: &[&str], name: &str, dns: &str, admin: &str) -> Binary {
         let config = self.config(name);
-        tokio::task::block_in_place(|| {
-            Binary::serve(&[
-                "--config",
-                config.to_str().expect("utf8"),
-                "--listen",
-                &format!("{ip}:0"),
-                "--admin-listen",
-                &format!("{ip}:0"),
-            ])
-        })
+        let args = [
+            "--config",
+            config.to_str().expect("utf8"),
+            "--listen",
+            dns,
+            "--admin-listen",
+            admin,
+        ];
+        tokio::task::block_in_place(|| Binary::serve_via(wrapper, &args))
+    }
+
+    /// Stop instance `i` (SIGTERM) and start it again on the same address.
+    async fn restart(&mut self, i: usize) {
+        if let Some(b) = self.bins[i].take() {
+            tokio::task::block_in_place(|| assert_eq!(b.terminate(), Some(0)));
+        }
+        let ip = self.dns[i].ip().to_string();
+        let b = self.serve(INSTANCES[i], &ip);
+        self.admins[i] = tokio::task::block_in_place(|| b.admin_addr());
+        self.dns[i] = b.addr;
+        self.bins[i] = Some(b);
+    }
+
+    /// `method` `path` on instance `i`'s admin API with a JSON body: (status, reply).
+    async fn send(
+        &self,
+        i: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let url = format!("http://{}{path}", self.admins[i]);
+        let r = http()
+            .request(method, url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("admin request");
+        let code = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (code, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     async fn status(&self, i: usize) -> Value {
@@ -346,22 +548,13 @@ impl Fleet {
         registry: &str,
         replica: &str,
     ) -> (u16, Value) {
-        let url = format!("http://{}/v1/overrides", self.admins[i]);
         let body = json!({"registry": registry, "replica": replica, "reason": "fleet test"});
-        let req = if disable {
-            http().put(url)
+        let method = if disable {
+            reqwest::Method::PUT
         } else {
-            http().delete(url)
+            reqwest::Method::DELETE
         };
-        let r = req
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("override request");
-        let code = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.send(i, method, "/v1/overrides", body).await
     }
 
     /// SIGKILL instance `i`.
@@ -443,10 +636,17 @@ async fn with_etcd_gone_a_local_override_works_at_once_and_is_shared_when_it_ret
         return;
     };
     let mut etcd = Etcd::start(2, 1).await;
-    let f = Fleet::start(2, &etcd.endpoints(), &["contoso"], "").await;
+    let mut f = Fleet::start(2, &etcd.endpoints(), &["contoso", "fabrikam"], "").await;
     f.wait_answer(&[0, 1, 2], "contoso", WEU).await;
+    // A shared override B keeps in its state file (fabrikam's replicas are numbered .11).
+    let (code, reply) = f.set_override(2, true, "fabrikam", "westeurope").await;
+    assert_eq!((code, fleet_word(&reply)), (200, "shared"), "{reply}");
+    f.wait_answer(&[0, 1], "fabrikam", "198.51.100.11").await;
 
     etcd.nodes[0].kill();
+    // B restarts while etcd is gone: it starts from the last state it saw.
+    f.restart(1).await;
+    f.wait_answer(&[1], "fabrikam", "198.51.100.11").await;
     for i in 0..3 {
         let f = &f;
         wait_until("the link notices etcd is gone", || async move {
@@ -596,6 +796,61 @@ async fn the_etcd_leader_killed_loses_no_acknowledged_override() {
         );
     }
     f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_cut_off_from_one_replica_keeps_it_by_quorum_while_its_own_view_says_degraded()
+{
+    let Some(_serial) = etcd_or_skip().await else {
+        return;
+    };
+    let ns = Netns::new("sdns-fleet-5");
+    let mut etcd = Etcd::start(5, 1).await;
+    let f = Fleet::start_in(5, &etcd.endpoints(), &["contoso"], "", Some(&ns)).await;
+
+    // A cannot reach westeurope at all (nothing bridges it into A's namespace): its own
+    // view says degraded, it reports so, and the fleet (1 of 3) keeps it.
+    wait_until("A's own view degraded, the fleet's healthy", || async {
+        let s = f.status(0).await;
+        let r = replica(&s, "contoso", "westeurope");
+        r["fleet"]["own"] == "degraded"
+            && r["fleet"]["fleet"] == "healthy"
+            && r["fleet"]["reported_by"] == json!(["a"])
+            && r["routable"] == true
+    })
+    .await;
+    f.wait_answer(&[1, 2], "contoso", WEU).await;
+    assert_eq!(
+        tcp_answer(f.dns[0]).await,
+        WEU,
+        "A answers on the fleet's verdict"
+    );
+    let s = f.status(1).await;
+    let r = replica(&s, "contoso", "westeurope");
+    assert_eq!(
+        (&r["fleet"]["own"], &r["fleet"]["reported_by"]),
+        (&json!("healthy"), &json!(["a"])),
+        "{s}"
+    );
+
+    // Without etcd, A routes on its own verdicts and fails westeurope over; B and C do not.
+    etcd.nodes[0].kill();
+    wait_until("A on its own verdicts", || async {
+        tcp_answer(f.dns[0]).await == EUS
+    })
+    .await;
+    f.wait_answer(&[1, 2], "contoso", WEU).await;
+    f.finish().await;
+}
+
+/// Instance a's answer for contoso over TCP (its namespace is bridged for TCP only).
+async fn tcp_answer(dns: SocketAddr) -> String {
+    let q = query("contoso.registry.example.", RecordType::A, None);
+    let m = crate::support::tcp(dns, &q).await;
+    match m.answers.first().map(|r| &r.data) {
+        Some(RData::A(a)) => a.to_string(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// The index of the etcd member that leads.
