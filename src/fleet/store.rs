@@ -145,8 +145,18 @@ pub(crate) enum Written {
 impl Session {
     /// Write `record` under `key` unless etcd holds a later one: read, compare stamps, then
     /// put in a transaction guarded by the revision read, retried when another instance
-    /// wrote in between.
+    /// wrote in between. The whole exchange is bounded by `[fleet] timeout`: beyond it the
+    /// change counts as not shared.
     pub(crate) async fn put_latest(
+        &mut self,
+        key: &str,
+        record: &Record,
+    ) -> Result<Written, StoreError> {
+        let t = self.timeout;
+        within(t, self.put_latest_unbounded(key, record)).await
+    }
+
+    async fn put_latest_unbounded(
         &mut self,
         key: &str,
         record: &Record,

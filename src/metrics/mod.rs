@@ -47,6 +47,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+mod fleet;
 mod hot;
 
 use hot::ReplicaHub;
@@ -180,16 +181,7 @@ pub struct Metrics {
     config_generation: Gauge,
     overrides: Gauge,
     prober_restarts: Gauge,
-    fleet: FleetGauges,
-}
-
-/// The fleet link's series, registered by [`Metrics::enable_fleet`] only.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct FleetGauges {
-    pub(crate) connected: Gauge,
-    pub(crate) pending: Gauge,
-    pub(crate) live: Gauge,
-    pub(crate) lost: Counter,
+    fleet: fleet::FleetGauges,
 }
 
 impl Default for Metrics {
@@ -229,7 +221,7 @@ impl Metrics {
             config_generation: Gauge::default(),
             overrides: Gauge::default(),
             prober_restarts: Gauge::default(),
-            fleet: FleetGauges::default(),
+            fleet: fleet::FleetGauges::default(),
             // Filled below, once every family is registered.
             registry: Registry::default(),
         };
@@ -415,34 +407,6 @@ impl Metrics {
     pub(crate) fn set_prober_restarts(&self, n: u64) {
         self.prober_restarts
             .set(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-
-    /// Register the fleet link's series (`steerdns_fleet_*`); only with `[fleet]`, so a
-    /// single server's scrape is unchanged.
-    pub fn enable_fleet(&mut self) {
-        let f = self.fleet.clone();
-        let r = &mut self.registry;
-        r.register(
-            FLEET_CONNECTED,
-            "1 while the link to etcd is up and its watch current",
-            f.connected,
-        );
-        r.register(
-            FLEET_PENDING,
-            "Admin changes applied here, not yet written to etcd",
-            f.pending,
-        );
-        r.register(FLEET_LIVE, "Instances with a live lease", f.live);
-        r.register(
-            FLEET_LOST,
-            "Changes that lost to a later one by the conflict rule",
-            f.lost,
-        );
-    }
-
-    /// The fleet link's series.
-    pub(crate) fn fleet(&self) -> &FleetGauges {
-        &self.fleet
     }
 
     /// Set the number of active overrides.

@@ -42,12 +42,14 @@ impl HealthBook {
         affected
     }
 
-    /// The fleet names of the keys this instance itself judges degraded: what it publishes
-    /// as its exceptions. O(keys).
+    /// The fleet names of the keys this instance itself judges degraded and some profile
+    /// reads: what it publishes as its exceptions. O(keys).
     pub(crate) fn own_degraded(&self) -> BTreeSet<Arc<str>> {
         self.keys
             .iter()
-            .filter(|k| k.effective == Status::Degraded)
+            // Only keys some profile reads: a whole-document key of a target whose registries
+            // all judge it by `depends_on` routes nothing, and etcd should not grow with it.
+            .filter(|k| k.effective == Status::Degraded && !k.profiles.is_empty())
             .map(|k| k.name.clone())
             .collect()
     }
