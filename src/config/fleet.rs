@@ -454,5 +454,9 @@ mod tests {
         let e = toml::from_str::<FleetSpec>("endpoints = []\ninstance = \"a\"\nlease = \"2s\"")
             .expect_err("typo");
         assert!(e.to_string().contains("unknown field `lease`"), "{e}");
+        let e =
+            toml::from_str::<FleetSpec>("endpoints = []\ninstance = \"a\"\n[tls]\ncafile = \"x\"")
+                .expect_err("typo");
+        assert!(e.to_string().contains("unknown field `cafile`"), "{e}");
     }
 }

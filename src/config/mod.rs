@@ -3,7 +3,7 @@
 //! problem with the file, the line and the reason.
 //!
 //! What a reload may change: everything but `server.listen` and `admin.listen`, which need a
-//! restart (the sockets are bound once).
+//! restart (the sockets are bound once), and `[fleet]` (the link to etcd starts once).
 
 pub(crate) mod admin;
 pub(crate) mod file;

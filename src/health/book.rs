@@ -120,8 +120,9 @@ pub struct HealthBook {
     unprobed: usize,
     history: VecDeque<BookEvent>,
     counters: BookCounters,
-    /// Whether routing reads the fleet's verdicts (`set_fleet`): the fleet watch is current.
-    fleet_current: bool,
+    /// The fleet's verdicts while its view is current (`set_fleet`), by fleet name; routing
+    /// reads them instead of the own verdicts. Kept so keys interned later get theirs.
+    fleet: Option<Arc<HashMap<Arc<str>, FleetVerdict>>>,
 }
 
 fn push_bounded(h: &mut VecDeque<BookEvent>, ev: BookEvent) {
@@ -155,7 +156,7 @@ impl HealthBook {
             unprobed: 0,
             history: VecDeque::new(),
             counters: BookCounters::default(),
-            fleet_current: false,
+            fleet: None,
         };
         b.replan(targets);
         b
@@ -229,14 +230,15 @@ impl HealthBook {
                     effective = state.effective(last.at, t.plan.target.timing.stale_after);
                 }
             }
+            let name = key.fleet_name();
             KeySlot {
-                name: key.fleet_name(),
+                fleet: self.fleet.as_ref().and_then(|v| v.get(&name).cloned()),
+                name,
                 key: key.clone(),
                 state,
                 effective,
                 stale_after: t.plan.target.timing.stale_after,
                 profiles: Vec::new(),
-                fleet: None,
             }
         });
         slot.profiles.clear();
@@ -545,8 +547,8 @@ impl HealthBook {
             consecutive_successes: st.consecutive_successes(),
             consecutive_failures: st.consecutive_failures(),
             last: st.last().cloned(),
-            fleet: slot.fleet.clone().filter(|_| self.fleet_current),
-            fleet_current: self.fleet_current,
+            fleet: slot.fleet.clone().filter(|_| self.fleet.is_some()),
+            fleet_current: self.fleet.is_some(),
             routed: self.routed(slot),
         }
     }
@@ -707,7 +709,7 @@ mod tests {
         let mine = HealthKey::whole(deep(&p, 0, 0)).fleet_name();
         assert!(b.own_degraded().contains(&mine) && b.own_degraded().len() == 1);
         // The fleet's view is current and nobody else reports it: the fleet keeps it.
-        assert_eq!(b.set_fleet(Some(&HashMap::new())), [0]);
+        assert_eq!(b.set_fleet(Some(Arc::new(HashMap::new()))), [0]);
         assert_eq!(routable(&b, 0, HealthMode::Deep), 0b111);
         let (d, _) = b.replica_detail(0, 0, clock);
         let d = d.unwrap();
@@ -723,7 +725,7 @@ mod tests {
         };
         let v: HashMap<Arc<str>, FleetVerdict> =
             [(mine, verdict(&["a", "b"])), (other, verdict(&["b", "c"]))].into();
-        assert_eq!(b.set_fleet(Some(&v)), [0]);
+        assert_eq!(b.set_fleet(Some(Arc::new(v))), [0]);
         assert_eq!(routable(&b, 0, HealthMode::Deep), 0b100);
         assert_eq!(routable(&b, 1, HealthMode::Deep), 0b111);
         // The fleet's view is not current: own verdicts again.

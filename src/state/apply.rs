@@ -479,6 +479,9 @@ impl World {
         {
             warn!("listen addresses changed in the config; they take effect at the next restart");
         }
+        if next.config.fleet != current.config.fleet {
+            warn!("[fleet] changed in the config; it takes effect at the next restart");
+        }
         self.journal = match &next.config.catalog {
             Some(c) => Some(Journal::open(&c.journal)?),
             None => None,

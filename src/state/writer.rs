@@ -271,7 +271,7 @@ impl Control {
                 let _ = reply.send(self.world.status(&snap, &query, self.ready.is_none()));
             }
             Command::FleetVerdicts { verdicts } => {
-                let affected = self.world.book.set_fleet(verdicts.as_deref());
+                let affected = self.world.book.set_fleet(verdicts);
                 if let Some(next) = self.world.changed(&snap, &affected) {
                     self.shared.publish(next);
                 }

@@ -11,7 +11,7 @@ impl HealthBook {
     /// is current (degraded by a quorum; otherwise not degraded, whatever this instance
     /// sees on its own path).
     pub(super) fn routed(&self, slot: &KeySlot) -> Status {
-        match (&slot.fleet, self.fleet_current) {
+        match (&slot.fleet, self.fleet.is_some()) {
             (_, false) => slot.effective,
             (Some(v), true) if v.degraded => Status::Degraded,
             (_, true) if slot.effective == Status::Degraded => Status::Healthy,
@@ -24,13 +24,13 @@ impl HealthBook {
     /// not current). Returns the profiles whose masks may have changed. O(keys).
     pub(crate) fn set_fleet(
         &mut self,
-        verdicts: Option<&HashMap<Arc<str>, FleetVerdict>>,
+        verdicts: Option<Arc<HashMap<Arc<str>, FleetVerdict>>>,
     ) -> Vec<u32> {
         let before: Vec<Status> = self.keys.iter().map(|k| self.routed(k)).collect();
-        self.fleet_current = verdicts.is_some();
         for slot in &mut self.keys {
-            slot.fleet = verdicts.and_then(|v| v.get(&slot.name).cloned());
+            slot.fleet = verdicts.as_ref().and_then(|v| v.get(&slot.name).cloned());
         }
+        self.fleet = verdicts;
         let mut affected = Vec::new();
         for (slot, was) in self.keys.iter().zip(before) {
             if routes_differently(self.routed(slot), was) {
