@@ -17,6 +17,9 @@ and auth, three regions; benches/scale/gen.py writes the setup):
   etcd keys and bytes    under the fleet's prefix with storage-07 failing on the westeurope
                          replica (all three instances report it), after the trials (so one
                          override record is there too): keys, and key + value bytes
+  answer cost            (with dnsperf; ANSWER_COST=0 skips) server CPU µs per answered query,
+                         dnsperf 10 s at 5000 qps against instance c with [fleet], then the
+                         same binary and config without [fleet]
 Everything listens on 127.0.10.x; only processes started here are stopped, and the work
 directory is removed (KEEP=1 keeps it). STEERDNS_BIN picks the binary (default
 target/release/steerdns if built, else target/debug/steerdns).
@@ -196,13 +199,50 @@ def one_run(work, n, port, binary):
         admin.http("POST", f"http://{REPLICA_IP[0]}:8080/recover")
         wait("the reports withdrawn", lambda: not [k for k in prefix_usage(prefix)[0] if "/health/" in k], step=0.1)
         verdict = trials_verdict(n, insts, clients, key)
+        cost = {}
+        if shutil.which("dnsperf") and os.environ.get("ANSWER_COST", "1") == "1":
+            cost["fleet"] = answer_cost(servers[2].pid, insts[2][1], work, n)
     finally:
         for cl in clients:
             cl.close()
         for s in servers:
             stop(s)
+    if "fleet" in cost:
+        # The same instance, same binary and config without [fleet].
+        d, dns, adm = insts[2]
+        config = os.path.join(d, "steerdns.toml")
+        single = os.path.join(d, "single.toml")
+        open(single, "w").write(open(config).read().split("\n[fleet]\n")[0] + "\n")
+        p = start([binary, "serve", "--config", single, "--listen", f"{dns[0]}:{dns[1]}",
+                   "--admin-listen", adm[len("http://"):]], os.path.join(d, "single.log"), cwd=d)
+        try:
+            wait("the single server ready", lambda: admin.ready(adm), limit=600, step=0.1)
+            cost["single"] = answer_cost(p.pid, dns, work, n)
+        finally:
+            stop(p)
     return {"n": n, "start_s": round(started, 1), "override_s": override, "verdict_s": verdict,
-            "fault_keys": len(keys), "fault_bytes": size, "fault_key_list": keys}
+            "fault_keys": len(keys), "fault_bytes": size, "fault_key_list": keys, "answer_cost": cost}
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def answer_cost(pid, dns, work, n, seconds=10, qps=5000):
+    """Server CPU µs per answered query under dnsperf at a fixed rate (the same for both)."""
+    qfile = os.path.join(work, f"q{n}.txt")
+    with open(qfile, "w") as f:
+        for j in range(1000):
+            f.write(f"r{(j * 7919) % n}.registry.example. A\n")
+    cpu0 = cpu_seconds(pid)
+    r = subprocess.run(["dnsperf", "-s", dns[0], "-p", str(dns[1]), "-d", qfile, "-l", str(seconds),
+                        "-Q", str(qps), "-c", "1", "-t", "2"], capture_output=True, text=True, timeout=seconds + 30)
+    cpu1 = cpu_seconds(pid)
+    done = next((int(l.split()[2]) for l in r.stdout.splitlines() if l.strip().startswith("Queries completed:")), 0)
+    lost = next((int(l.split()[2]) for l in r.stdout.splitlines() if l.strip().startswith("Queries lost:")), -1)
+    return {"completed": done, "lost": lost, "cpu_s": round(cpu1 - cpu0, 3),
+            "us_per_query": round((cpu1 - cpu0) * 1e6 / done, 2) if done else None}
 
 
 def main():
@@ -212,6 +252,7 @@ def main():
         None)
     if not binary:
         raise SystemExit("benches/fleet.sh: no steerdns binary; cargo build --release (or set STEERDNS_BIN)")
+    binary = os.path.abspath(binary)
     for tool in ("etcd", "etcdctl"):
         if not shutil.which(tool):
             raise SystemExit(f"benches/fleet.sh: {tool} is missing (apt-get install etcd-server etcd-client)")
@@ -244,6 +285,10 @@ def main():
               f"{statistics.median(v) * 1000:>11.1f} / {max(v) * 1000:<9.1f} {r['fault_keys']:>9} {r['fault_bytes']:>10}")
     for r in results:
         print(f"keys at N={r['n']} with one fault: {r['fault_key_list']}")
+    for r in results:
+        for what, c in r["answer_cost"].items():
+            print(f"answer cost N={r['n']} {what:>6}: {c['us_per_query']} µs CPU/query "
+                  f"({c['completed']} answered, {c['lost']} lost, dnsperf 10 s at 5000 qps)")
     print(json.dumps([{k: v for k, v in r.items() if k != "fault_key_list"} for r in results]))
 
 
