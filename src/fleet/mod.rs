@@ -21,6 +21,7 @@
 //!   this instance's own verdicts when it is not.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -120,8 +121,6 @@ async fn next<T, F: Future<Output = T>>(f: Option<F>) -> T {
         None => std::future::pending().await,
     }
 }
-
-use std::future::Future;
 
 impl Link {
     async fn run(mut self, mut admin: mpsc::Receiver<Command>, shutdown: CancellationToken) {
