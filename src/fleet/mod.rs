@@ -90,6 +90,7 @@ pub(crate) fn spawn(
         lost: 0,
         since: SystemTime::now(),
         last_alive: Instant::now(),
+        unreachable_told: false,
     };
     Ok((tx, tokio::spawn(link.run(rx, shutdown))))
 }
@@ -112,6 +113,8 @@ struct Link {
     lost: u64,
     since: SystemTime,
     last_alive: Instant,
+    /// Whether the failure to reach etcd was logged since the last session.
+    unreachable_told: bool,
 }
 
 /// Waits on a stream that may not be there (then forever).
@@ -384,6 +387,7 @@ impl Link {
             mut initial,
         } = o;
         self.session = Some(session);
+        self.unreachable_told = false;
         self.watch = Some(watch);
         self.alive = Some(alive);
         self.last_alive = Instant::now();
@@ -480,8 +484,14 @@ impl Link {
         }
     }
 
-    fn failed(&self, what: &str, e: &StoreError) {
-        tracing::debug!(what, error = %e, "fleet: etcd unreachable");
+    /// A connect attempt failed: one warning until the next success, then debug lines.
+    fn failed(&mut self, what: &str, e: &StoreError) {
+        if self.unreachable_told {
+            tracing::debug!(what, error = %e, "fleet: etcd still unreachable");
+        } else {
+            warn!(what, error = %e, endpoints = ?self.cfg.endpoints, "fleet: etcd unreachable; routing on this instance's own verdicts, admin changes stay local; retrying");
+            self.unreachable_told = true;
+        }
     }
 
     /// The session is gone: route on own verdicts, take admin changes locally, reconnect.
@@ -489,6 +499,8 @@ impl Link {
         if self.session.take().is_some() {
             warn!(error = %e, "fleet: lost etcd; routing on this instance's own verdicts, admin changes stay local until it is back");
             self.since = SystemTime::now();
+            // That was the line for this outage; failed reconnects log at debug.
+            self.unreachable_told = true;
         }
         self.watch = None;
         self.alive = None;

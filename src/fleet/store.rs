@@ -222,22 +222,20 @@ pub(crate) async fn changes(
     watch: &mut WatchStream,
     prefix: &str,
 ) -> Result<Vec<KeyChange>, StoreError> {
-    {
-        let resp = watch.message().await?.ok_or(StoreError::Closed("watch"))?;
-        if resp.canceled() {
-            return Err(StoreError::Closed("watch"));
-        }
-        Ok(resp
-            .events()
-            .iter()
-            .filter_map(|e| {
-                let kv = e.kv()?;
-                let key = kv.key_str().ok()?.strip_prefix(prefix)?.to_string();
-                let value = (e.event_type() == EventType::Put).then(|| kv.value().to_vec());
-                Some((key, value))
-            })
-            .collect())
+    let resp = watch.message().await?.ok_or(StoreError::Closed("watch"))?;
+    if resp.canceled() {
+        return Err(StoreError::Closed("watch"));
     }
+    Ok(resp
+        .events()
+        .iter()
+        .filter_map(|e| {
+            let kv = e.kv()?;
+            let key = kv.key_str().ok()?.strip_prefix(prefix)?.to_string();
+            let value = (e.event_type() == EventType::Put).then(|| kv.value().to_vec());
+            Some((key, value))
+        })
+        .collect())
 }
 
 /// The next keep-alive answer: whether the lease is still alive.
