@@ -119,6 +119,7 @@ mod tests {
                     mode: crate::state::view::ModeName::Off,
                     who: "t".into(),
                 },
+                base: None,
             },
         );
         l.save().expect("save");

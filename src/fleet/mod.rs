@@ -275,6 +275,7 @@ impl Link {
                 let record = Record {
                     stamp: self.local.next_stamp(&key, &self.cfg.instance),
                     change,
+                    base: self.local.stamps.get(&key).cloned(),
                 };
                 let word = self.share(key, record).await;
                 mark(&mut v, word.to_string());
@@ -290,20 +291,25 @@ impl Link {
         self.local.stamps.insert(key.clone(), record.stamp.clone());
         let word = match self.session.as_mut() {
             Some(s) => match s.put_latest(&key, &record).await {
-                Ok(Written::Stored) => SHARED,
+                Ok(Written::Stored(replaced)) => {
+                    if let Some(earlier) = replaced.filter(|e| record.overrides_unseen(e)) {
+                        self.lose(&key, &earlier, &record);
+                    }
+                    SHARED
+                }
                 Ok(Written::Lost(there)) => {
                     // A later change is in etcd already; the watch brings it.
                     self.lose(&key, &record, &there);
                     SUPERSEDED
                 }
                 Err(e) => {
-                    self.local.pending.insert(key.clone(), record.clone());
+                    self.defer(&key, record.clone());
                     self.lost_session(&e).await;
                     LOCAL
                 }
             },
             None => {
-                self.local.pending.insert(key.clone(), record.clone());
+                self.defer(&key, record.clone());
                 LOCAL
             }
         };
@@ -311,6 +317,15 @@ impl Link {
         self.save();
         self.status().await;
         word
+    }
+
+    /// Keep a change made here for writing later. A second change to the same key replaces
+    /// the first but keeps its base: what this instance had seen before either.
+    fn defer(&mut self, key: &str, mut record: Record) {
+        if let Some(first) = self.local.pending.get(key) {
+            record.base = first.base.clone();
+        }
+        self.local.pending.insert(key.to_string(), record);
     }
 
     fn lose(&mut self, key: &str, loser: &Record, winner: &Record) {
@@ -346,9 +361,8 @@ impl Link {
         };
         if let Some(mine) = self.local.pending.get(&key).cloned() {
             if record.stamp <= mine.stamp {
-                if record.stamp < mine.stamp {
-                    self.lose(&key, &record, &mine);
-                }
+                // Ours is later: it replaces that one when it is written, and the loss is
+                // logged then (once).
                 return;
             }
             self.lose(&key, &mine, &record);
@@ -422,7 +436,10 @@ impl Link {
                 continue;
             };
             match s.put_latest(&key, &record).await {
-                Ok(Written::Stored) => {
+                Ok(Written::Stored(replaced)) => {
+                    if let Some(earlier) = replaced.filter(|e| record.overrides_unseen(e)) {
+                        self.lose(&key, &earlier, &record);
+                    }
                     info!(key, stamp = %record.stamp, "fleet: local change shared")
                 }
                 Ok(Written::Lost(there)) => self.lose(&key, &record, &there),

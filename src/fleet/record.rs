@@ -101,6 +101,18 @@ pub(crate) enum Change {
 pub(crate) struct Record {
     pub(crate) stamp: Stamp,
     pub(crate) change: Change,
+    /// The stamp of the change to the same key in force where this one was made (None:
+    /// none): a record it replaces with another stamp was made concurrently, and lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) base: Option<Stamp>,
+}
+
+impl Record {
+    /// Whether replacing `earlier` with this record overrides a change its maker had not
+    /// seen (a conflict, settled by the rule), rather than following it.
+    pub(crate) fn overrides_unseen(&self, earlier: &Record) -> bool {
+        self.base.as_ref() != Some(&earlier.stamp)
+    }
 }
 
 impl Change {
@@ -262,6 +274,24 @@ mod tests {
     }
 
     #[test]
+    fn a_record_replacing_one_its_maker_had_not_seen_is_a_conflict() {
+        let change = Change::Mode {
+            registry: None,
+            mode: ModeName::Off,
+            who: "x".into(),
+        };
+        let rec = |at, i: &str, base: Option<Stamp>| Record {
+            stamp: stamp(at, i),
+            change: change.clone(),
+            base,
+        };
+        let first = rec(1, "a", None);
+        assert!(!rec(2, "b", Some(stamp(1, "a"))).overrides_unseen(&first));
+        assert!(rec(2, "b", None).overrides_unseen(&first));
+        assert!(rec(3, "b", Some(stamp(0, "c"))).overrides_unseen(&first));
+    }
+
+    #[test]
     fn keys_name_what_changes() {
         let replica = Change::Override {
             target: Target::Replica {
@@ -287,6 +317,7 @@ mod tests {
         let json = serde_json::to_string(&Record {
             stamp: stamp(5, "a"),
             change: replica,
+            base: None,
         })
         .expect("json");
         assert_eq!(

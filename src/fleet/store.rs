@@ -136,8 +136,8 @@ pub(crate) async fn open(cfg: &FleetConfig) -> Result<Opened, StoreError> {
 /// What writing a shared change found.
 #[derive(Debug)]
 pub(crate) enum Written {
-    /// It is in etcd now.
-    Stored,
+    /// It is in etcd now, in place of this earlier record (if there was one).
+    Stored(Option<Box<Record>>),
     /// etcd holds a later change for the key (by the conflict rule), which stays.
     Lost(Box<Record>),
 }
@@ -166,16 +166,18 @@ impl Session {
             .map_err(|e| StoreError::Etcd(etcd_client::Error::InvalidArgs(e.to_string())))?;
         loop {
             let got = within(self.timeout, self.client.get(full.as_str(), None)).await?;
+            let mut replaced = None;
             let guard = match got.kvs().first() {
                 Some(kv) => {
-                    if let Ok(there) = serde_json::from_slice::<Record>(kv.value())
-                        && there.stamp >= record.stamp
-                    {
-                        return Ok(if there == *record {
-                            Written::Stored
-                        } else {
-                            Written::Lost(Box::new(there))
-                        });
+                    if let Ok(there) = serde_json::from_slice::<Record>(kv.value()) {
+                        if there.stamp >= record.stamp {
+                            return Ok(if there == *record {
+                                Written::Stored(None)
+                            } else {
+                                Written::Lost(Box::new(there))
+                            });
+                        }
+                        replaced = Some(Box::new(there));
                     }
                     Compare::mod_revision(full.as_str(), CompareOp::Equal, kv.mod_revision())
                 }
@@ -189,7 +191,7 @@ impl Session {
                 .await?
                 .succeeded()
             {
-                return Ok(Written::Stored);
+                return Ok(Written::Stored(replaced));
             }
         }
     }

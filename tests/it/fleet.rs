@@ -692,10 +692,49 @@ async fn with_etcd_gone_a_local_override_works_at_once_and_is_shared_when_it_ret
     // B and C do not have it while etcd is gone.
     assert_eq!(f.answer(1, "contoso").await, WEU);
     assert_eq!(f.answer(2, "contoso").await, WEU);
+    // A conflict: the kill switch set on A, then otherwise on B, both while etcd is gone.
+    let (code, reply) = f
+        .send(0, reqwest::Method::PUT, "/v1/mode", json!({"mode": "off"}))
+        .await;
+    assert_eq!(
+        (code, reply["fleet"].as_str()),
+        (200, Some("local, not yet shared")),
+        "{reply}"
+    );
+    let (code, reply) = f
+        .send(
+            1,
+            reqwest::Method::PUT,
+            "/v1/mode",
+            json!({"mode": "shallow"}),
+        )
+        .await;
+    assert_eq!(
+        (code, reply["fleet"].as_str()),
+        (200, Some("local, not yet shared")),
+        "{reply}"
+    );
 
     etcd.nodes[0].spawn();
     etcd.wait_healthy().await;
     f.wait_answer(&[1, 2], "contoso", EUS).await;
+    // The later change (B's) wins everywhere, and the loss is counted once.
+    wait_until("B's mode everywhere", || async {
+        let mut modes = Vec::new();
+        for i in 0..3 {
+            modes.push(f.status(i).await["mode"].clone());
+        }
+        modes == [json!("shallow"), json!("shallow"), json!("shallow")]
+    })
+    .await;
+    let mut lost = 0;
+    for i in 0..3 {
+        lost += f.status(i).await["fleet"]["lost"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(
+        lost, 1,
+        "the change that lost is counted once, where it was settled"
+    );
     wait_until("A's pending change shared", || async {
         let s = f.status(0).await;
         s["fleet"]["connected"] == true && s["fleet"]["pending"] == json!([])
