@@ -48,6 +48,9 @@ pub(super) struct World {
     pub(super) target_names: HashMap<TargetId, (String, Duration)>,
     pub(super) last_outcome: HashMap<TargetId, Instant>,
     pub(super) stale: HashSet<TargetId>,
+    /// The shortest `stale_after` of any probe target (`None`: nothing is probed): how long
+    /// the health view stays valid after the writer last looked at it.
+    pub(super) stale_after_min: Option<Duration>,
 }
 
 impl World {
@@ -71,6 +74,7 @@ impl World {
             target_names: HashMap::new(),
             last_outcome: HashMap::new(),
             stale: HashSet::new(),
+            stale_after_min: None,
         };
         w.replan(snap);
         w
@@ -88,6 +92,7 @@ impl World {
             .iter()
             .map(|t| (t.id, (t.check.to_string(), t.timing.stale_after)))
             .collect();
+        self.stale_after_min = self.target_names.values().map(|(_, s)| *s).min();
         let names = &self.target_names;
         self.last_outcome.retain(|t, _| names.contains_key(t));
         self.stale.retain(|t| names.contains_key(t));

@@ -67,6 +67,10 @@ pub struct ControlHandles {
     /// outcomes, verdicts expire to unknown and every replica becomes routable).
     #[doc(hidden)]
     pub prober_abort: tokio::task::AbortHandle,
+    /// Stops the writer itself (fault injection for tests of the health view's deadline:
+    /// with nobody stamping it, the answer path treats every verdict as unknown).
+    #[doc(hidden)]
+    pub writer_abort: tokio::task::AbortHandle,
 }
 
 /// Start the prober and the writer task on the current runtime, after publishing the first
@@ -124,12 +128,14 @@ pub(crate) fn spawn<P: Probe>(
             Err(e) => error!(error = %e, "the prober ended abnormally"),
         }
     });
+    let writer_abort = task.abort_handle();
     Ok((
         ControlHandles {
             first_round: first_rx,
             commands: commands_tx,
             events: event_log,
             prober_abort,
+            writer_abort,
         },
         task,
     ))
@@ -161,9 +167,11 @@ impl Control {
                 event = self.outcomes.recv(), if outcomes_open => match event {
                     Some((target, outcome)) => {
                         let snap = self.shared.load();
-                        if let Some(next) = self.world.outcome(&snap, target, &outcome, Instant::now()) {
+                        let now = Instant::now();
+                        if let Some(next) = self.world.outcome(&snap, target, &outcome, now) {
                             self.shared.publish(next);
                         }
+                        self.beat(now);
                         self.check_first_round();
                     }
                     None => {
@@ -175,12 +183,23 @@ impl Control {
                     use std::sync::atomic::Ordering;
                     self.world.metrics.set_prober_restarts(self.prober_stats.panics.load(Ordering::Relaxed));
                     let snap = self.shared.load();
-                    if let Some(next) = self.world.tick(&snap, Instant::now()) {
+                    let now = Instant::now();
+                    if let Some(next) = self.world.tick(&snap, now) {
                         self.shared.publish(next);
                     }
+                    self.beat(now);
                 }
             }
         }
+    }
+
+    /// The book was evaluated at `now`: the published health view is good for the shortest
+    /// `stale_after` from here (see `state::freshness`).
+    fn beat(&self, now: Instant) {
+        self.shared
+            .current()
+            .health_clock
+            .beat(now, self.world.stale_after_min);
     }
 
     fn check_first_round(&mut self) {
