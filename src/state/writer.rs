@@ -267,9 +267,17 @@ impl Control {
         let current = self.shared.load();
         let path = current.config.path.clone();
         // Parsing and preparing run off the writer's thread; probes queue meanwhile.
-        let loaded = tokio::task::spawn_blocking(move || Snapshot::load_indexed(&path))
-            .await
-            .map_err(|e| AdminError::Failed(format!("the reload task failed: {e}")))?;
+        let task = tokio::task::spawn_blocking(move || Snapshot::load_indexed(&path));
+        tokio::pin!(task);
+        // A large reload takes seconds; the writer is alive meanwhile, so it keeps the
+        // health view's deadline moving (the verdicts it holds are the last ones judged).
+        let loaded = loop {
+            tokio::select! {
+                r = &mut task => break r,
+                _ = tokio::time::sleep(TICK) => self.beat(Instant::now()),
+            }
+        }
+        .map_err(|e| AdminError::Failed(format!("the reload task failed: {e}")))?;
         let w = &mut self.world;
         match loaded {
             Err(problems) => {
