@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, Request};
 use parking_lot::Mutex;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use steerdns::admin::access::Access;
+use steerdns::admin::access::{Access, AccessPolicy};
 use steerdns::admin::client::{
     self, AdminArgs, AdminCommand, ClientError, RegionAction, ReplicaAction,
 };
@@ -314,7 +314,7 @@ async fn start(host: u8, tokens: bool, allow: &[&str]) -> Server {
     .expect("access");
     let router = admin::router(Admin {
         context: Arc::new(ctx),
-        access: Arc::new(access),
+        access: AccessPolicy::Fixed(Arc::new(access)),
         readiness,
         liveness: liveness.clone(),
     })

@@ -70,6 +70,22 @@ pub struct Config {
 }
 
 impl Config {
+    /// The keys that differ between `self` (in service) and `next` but take effect only at a
+    /// restart: the sockets and the writer's own files. Everything else a reload applies,
+    /// `[server.tcp]`, `[server.rrl]` and the admin token file and allow-list included.
+    pub(crate) fn restart_needed(&self, next: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.admin, &next.admin);
+        [
+            ("server.listen", self.listen != next.listen),
+            ("admin.listen", a.listen != b.listen),
+            ("admin.state_file", a.state_file != b.state_file),
+            ("admin.event_history", a.event_history != b.event_history),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+
     /// Every replica set: the templates, then the config file's registries.
     pub(crate) fn sets(&self) -> impl Iterator<Item = (&Template, bool)> {
         self.templates

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::apply::World;
 use crate::catalog::file::Journal;
@@ -295,6 +295,10 @@ impl Control {
             }
             Ok((next, index)) => {
                 let current = self.shared.load();
+                let restart = current.config.restart_needed(&next.config);
+                if !restart.is_empty() {
+                    warn!(who, keys = %restart.join(", "), "reload: these changes take effect only after a restart");
+                }
                 let next = w.reload(&current, next, index).map_err(|e| {
                     AdminError::Failed(format!("cannot open the catalog journal: {e}"))
                 })?;
@@ -311,8 +315,16 @@ impl Control {
                     None,
                     format!("configuration reloaded (generation {generation}, by {who})"),
                 );
+                let message = if restart.is_empty() {
+                    "reloaded".to_string()
+                } else {
+                    format!(
+                        "reloaded; changed but applied only after a restart: {}",
+                        restart.join(", ")
+                    )
+                };
                 Ok(Ack {
-                    message: "reloaded".into(),
+                    message,
                     generation: Some(generation),
                 })
             }
