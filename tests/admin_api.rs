@@ -876,7 +876,8 @@ async fn status_page_is_self_contained_html() {
 async fn cli_clients_against_the_router() {
     let s = start(10, true, &[]).await;
     let args = AdminArgs {
-        admin: s.base.clone(),
+        config: None,
+        admin: Some(s.base.clone()),
         token_file: Some(s.token_file.clone()),
     };
     let out = client::run(
@@ -976,7 +977,8 @@ async fn cli_clients_against_the_router() {
         "409 Conflict: replica fabrikam/westeurope is not disabled"
     );
     let no_token = AdminArgs {
-        admin: s.base.clone(),
+        config: None,
+        admin: Some(s.base.clone()),
         token_file: None,
     };
     let err = client::run(&no_token, &AdminCommand::Reload)
@@ -995,7 +997,8 @@ async fn cli_clients_against_the_router() {
         .expect("status without token");
     // Nothing listening: a connect error naming the URL.
     let gone = AdminArgs {
-        admin: "http://127.0.7.11:1".into(),
+        config: None,
+        admin: Some("http://127.0.7.11:1".into()),
         token_file: None,
     };
     let err = client::run(&gone, &status_command())
