@@ -9,11 +9,11 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::admin::access::Access;
+use crate::admin::access::AccessPolicy;
 use crate::admin::context::{AdminError, ChannelContext};
 use crate::admin::{self, Admin};
 use crate::metrics::Metrics;
-use crate::server::{self, Sockets, TcpLimits, TransportStats};
+use crate::server::{self, Sockets, TransportStats};
 use crate::state::readiness::{Liveness, Readiness};
 use crate::state::view::ExplainQuery;
 use crate::state::writer::{self, ControlHandles};
@@ -55,14 +55,6 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
     probe: P,
     shutdown: CancellationToken,
 ) -> std::io::Result<(Handles, tokio::task::JoinHandle<()>)> {
-    let limits = TcpLimits {
-        idle_timeout: snapshot.config.tcp_idle_timeout,
-        max_connections: snapshot.config.tcp_max_connections,
-        max_per_client: snapshot.config.tcp_max_per_client,
-        message_timeout: snapshot.config.tcp_message_timeout,
-        write_timeout: snapshot.config.tcp_write_timeout,
-        shutdown_grace: snapshot.config.shutdown_grace,
-    };
     info!(
         zones = snapshot.zones.len(),
         registries = snapshot.globals.len(),
@@ -70,11 +62,6 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
         config = %snapshot.config.path.display(),
         "steerdns starting"
     );
-    let access = Access::load(
-        snapshot.config.admin.token_file.as_deref(),
-        snapshot.config.admin.allow_read_from.clone(),
-    )
-    .map_err(std::io::Error::other)?;
     let fleet = snapshot.config.fleet.clone();
     let mut metrics = Metrics::new();
     if fleet.is_some() {
@@ -129,7 +116,7 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
         );
         let router = admin::router(Admin {
             context: Arc::new(context),
-            access: Arc::new(access),
+            access: AccessPolicy::Live(shared.clone()),
             readiness,
             liveness: liveness.clone(),
         });
@@ -148,7 +135,6 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
             sockets.udp,
             sockets.tcp,
             h.shared,
-            limits,
             h.stats,
             &liveness,
             shutdown,

@@ -38,6 +38,8 @@ macro_rules! out {
 
 /// Exit code for invalid configuration or data.
 pub(crate) const EXIT_INVALID: u8 = 3;
+/// The config file serve, demo, check-config and explain read without `--config`.
+const DEFAULT_CONFIG: &str = "steerdns.toml";
 /// Exit code for runtime failures.
 pub(crate) const EXIT_FAILURE: u8 = 1;
 
@@ -56,9 +58,6 @@ pub struct Cli {
 enum Command {
     /// Serve DNS on the configured addresses until SIGTERM or SIGINT.
     Serve {
-        /// The config file.
-        #[arg(long, default_value = "steerdns.toml")]
-        config: PathBuf,
         /// Listen on ADDR:PORT instead of the configured addresses (repeatable; port 0 picks a
         /// free port, logged at start).
         #[arg(long, value_name = "ADDR:PORT")]
@@ -74,26 +73,15 @@ enum Command {
     /// Serves the config (default: the repository's) together with simulated replicas — real
     /// HTTP deep-health endpoints on the loopback addresses its health URLs name — and prints
     /// the commands to watch routing move and to break and mend replicas.
-    Demo {
-        /// The config file.
-        #[arg(long, default_value = "steerdns.toml")]
-        config: PathBuf,
-    },
+    Demo,
     /// Validate the config, the zones and the geo data; print a summary or every problem.
-    CheckConfig {
-        /// The config file.
-        #[arg(long, default_value = "steerdns.toml")]
-        config: PathBuf,
-    },
+    CheckConfig,
     /// Show how a query for a global name would be answered for a client.
     ///
     /// Prints the ranking (replica, region, RTT), the basis, the matched prefix, the answer
     /// and the ECS scope. Every replica counts as healthy (the offline view; the admin API's
     /// /v1/explain explains with live health).
     Explain {
-        /// The config file.
-        #[arg(long, default_value = "steerdns.toml")]
-        config: PathBuf,
         /// The global name.
         name: String,
         /// The client (the resolver's address, the packet source).
@@ -113,17 +101,20 @@ enum Command {
 impl Cli {
     /// Run the parsed command.
     pub fn run(self) -> ExitCode {
+        let config = self
+            .admin
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
         match self.command {
             Command::Serve {
-                config,
                 listen,
                 admin_listen,
             } => serve(config, listen, admin_listen),
             Command::Admin(command) => admin_client(&self.admin, &command),
-            Command::CheckConfig { config } => check_config(config),
-            Command::Demo { config } => demo(config),
+            Command::CheckConfig => check_config(config),
+            Command::Demo => demo(config),
             Command::Explain {
-                config,
                 name,
                 client,
                 ecs,

@@ -9,6 +9,7 @@
 //! ```text
 //!  [flags: 1] [enabled mask: 4, LE] [routable mask: 4, LE] [client: 4 or 16] [DNS message ...]
 //!   bit 0: IPv6 client   bit 1: TCP   bit 2: use the masks   bit 3: fail-open   bit 4: guard
+//!   bit 5: shadow mode   bit 6: the health view is past its deadline (the writer stopped)
 //! ```
 //!
 //! so the fuzzer (and a seed file) chooses the family, the transport and the health state.
@@ -28,6 +29,7 @@ use crate::health::spec::{HttpCheck, StatusRange};
 use crate::metrics::DnsCounters;
 use crate::problem::Problems;
 use crate::routing::{BuiltinRegions, LatencyTable, RegionSpec, ReplicaMask, resolve_regions};
+use crate::state::freshness::HealthClock;
 use crate::state::{HealthMasks, Snapshot};
 use crate::wire::{self, HEADER_LEN, Reject};
 use crate::zone::{NoOutside, Zone, ZoneSet};
@@ -97,6 +99,7 @@ impl<'a> Request<'a> {
         }
         flags |= u8::from(h.fail_open) << 3;
         flags |= u8::from(h.guard) << 4;
+        flags |= u8::from(h.expired) << 6;
         let mut v = vec![flags];
         v.extend_from_slice(&h.enabled.to_le_bytes());
         v.extend_from_slice(&h.routable.to_le_bytes());
@@ -120,6 +123,8 @@ pub struct SeedHealth {
     pub fail_open: bool,
     /// The mass-failure guard is engaged.
     pub guard: bool,
+    /// The health view is past its deadline (every verdict counts as unknown).
+    pub expired: bool,
 }
 
 impl RequestHarness {
@@ -149,6 +154,11 @@ impl RequestHarness {
         } else {
             let snap = Snapshot {
                 health: Arc::new(self.masks(&req)),
+                health_clock: if req.flags & 64 != 0 {
+                    Arc::new(HealthClock::expired_long_ago())
+                } else {
+                    Arc::clone(&self.snap.health_clock)
+                },
                 ..self.snap.clone()
             };
             dns::handle(

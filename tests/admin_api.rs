@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, Request};
 use parking_lot::Mutex;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use steerdns::admin::access::Access;
+use steerdns::admin::access::{Access, AccessPolicy};
 use steerdns::admin::client::{
     self, AdminArgs, AdminCommand, ClientError, RegionAction, ReplicaAction,
 };
@@ -318,7 +318,7 @@ async fn start(host: u8, tokens: bool, allow: &[&str]) -> Server {
     .expect("access");
     let router = admin::router(Admin {
         context: Arc::new(ctx),
-        access: Arc::new(access),
+        access: AccessPolicy::Fixed(Arc::new(access)),
         readiness,
         liveness: liveness.clone(),
     })
@@ -880,7 +880,8 @@ async fn status_page_is_self_contained_html() {
 async fn cli_clients_against_the_router() {
     let s = start(10, true, &[]).await;
     let args = AdminArgs {
-        admin: s.base.clone(),
+        config: None,
+        admin: Some(s.base.clone()),
         token_file: Some(s.token_file.clone()),
     };
     let out = client::run(
@@ -980,7 +981,8 @@ async fn cli_clients_against_the_router() {
         "409 Conflict: replica fabrikam/westeurope is not disabled"
     );
     let no_token = AdminArgs {
-        admin: s.base.clone(),
+        config: None,
+        admin: Some(s.base.clone()),
         token_file: None,
     };
     let err = client::run(&no_token, &AdminCommand::Reload)
@@ -999,7 +1001,8 @@ async fn cli_clients_against_the_router() {
         .expect("status without token");
     // Nothing listening: a connect error naming the URL.
     let gone = AdminArgs {
-        admin: "http://127.0.7.11:1".into(),
+        config: None,
+        admin: Some("http://127.0.7.11:1".into()),
         token_file: None,
     };
     let err = client::run(&gone, &status_command())

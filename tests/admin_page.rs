@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use steerdns::admin::access::Access;
+use steerdns::admin::access::{Access, AccessPolicy};
 use steerdns::admin::context::{AdminContext, AdminError, ModeCommand, OverrideCommand, Reply};
 use steerdns::admin::{self, Admin};
 use steerdns::overrides::AuditEvent;
@@ -188,7 +188,7 @@ impl AdminContext for Showcase {
 async fn start() -> (SocketAddr, CancellationToken) {
     let router = admin::router(Admin {
         context: Arc::new(Showcase),
-        access: Arc::new(Access::default()),
+        access: AccessPolicy::Fixed(Arc::new(Access::default())),
         readiness: Readiness::new().0,
         liveness: Liveness::new(),
     });

@@ -7,31 +7,41 @@
 //!   matching one of its tokens (from any client that can connect); without a token file, only
 //!   loopback clients.
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
-/// A token file line: `NAME:TOKEN`, or a bare `TOKEN` (named `token`).
-#[derive(Clone, Eq, PartialEq)]
-struct Token {
-    name: String,
-    secret: String,
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print the secret.
-        write!(f, "Token({})", self.name)
-    }
-}
+use crate::config::admin::{AdminConfig, AdminToken, parse_tokens};
+use crate::state::Shared;
 
 /// The access policy.
 #[derive(Clone, Debug, Default)]
 pub struct Access {
-    tokens: Option<Vec<Token>>,
+    tokens: Option<Arc<[AdminToken]>>,
     allow_read_from: Vec<IpNet>,
+}
+
+/// Where the admin listener takes its policy from on each request.
+#[derive(Clone, Debug)]
+pub enum AccessPolicy {
+    /// One policy for the listener's lifetime (tests of the API alone).
+    Fixed(Arc<Access>),
+    /// The `[admin]` table of the configuration in service: a reload that changes the token
+    /// file or `allow_read_from` applies to the next request (revoking a token needs no
+    /// restart), and a token file that does not load rejects the reload.
+    Live(Shared),
+}
+
+impl AccessPolicy {
+    /// The policy for one request.
+    pub(crate) fn current(&self) -> Arc<Access> {
+        match self {
+            Self::Fixed(a) => Arc::clone(a),
+            Self::Live(shared) => Arc::new(Access::of(&shared.current().config.admin)),
+        }
+    }
 }
 
 /// Why a request was refused: the HTTP status and the reason (logged and returned).
@@ -46,7 +56,7 @@ pub(crate) struct Refusal {
 impl Access {
     /// A policy from tokens (None: no token file) and extra read CIDRs.
     pub(crate) fn new(tokens: Option<&str>, allow_read_from: Vec<IpNet>) -> Result<Self, String> {
-        let tokens = tokens.map(parse_tokens).transpose()?;
+        let tokens = tokens.map(parse_tokens).transpose()?.map(Arc::from);
         Ok(Self {
             tokens,
             allow_read_from,
@@ -66,6 +76,14 @@ impl Access {
             Some(p) => format!("token file {}: {e}", p.display()),
             None => e,
         })
+    }
+
+    /// The policy of a loaded `[admin]` table (its token file already read and checked).
+    pub(crate) fn of(admin: &AdminConfig) -> Self {
+        Self {
+            tokens: admin.tokens.clone(),
+            allow_read_from: admin.allow_read_from.clone(),
+        }
     }
 
     /// May `peer` read (status, metrics, events, explain, the page)?
@@ -110,7 +128,7 @@ impl Access {
                 let given = given.trim();
                 // Compare against every token so the time taken does not say which matched.
                 let mut found = None;
-                for t in tokens {
+                for t in tokens.iter() {
                     if constant_time_eq(t.secret.as_bytes(), given.as_bytes()) {
                         found = Some(t);
                     }
@@ -125,37 +143,6 @@ impl Access {
             }
         }
     }
-}
-
-fn parse_tokens(text: &str) -> Result<Vec<Token>, String> {
-    let mut tokens = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (name, secret) = match line.split_once(':') {
-            Some((n, s)) => (n.trim(), s.trim()),
-            None => ("token", line),
-        };
-        if secret.len() < 16 {
-            return Err(format!(
-                "line {}: token is shorter than 16 characters",
-                i + 1
-            ));
-        }
-        if name.is_empty() || secret.chars().any(char::is_whitespace) {
-            return Err(format!("line {}: expected NAME:TOKEN or TOKEN", i + 1));
-        }
-        tokens.push(Token {
-            name: name.to_owned(),
-            secret: secret.to_owned(),
-        });
-    }
-    if tokens.is_empty() {
-        return Err("no tokens in the file".into());
-    }
-    Ok(tokens)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -36,7 +36,8 @@
 //! # Wiring (who owns what)
 //!
 //! ```text
-//!  app::spawn ─┬─ Access::load(cfg.admin.token_file, cfg.admin.allow_read_from)
+//!  app::spawn ─┬─ AccessPolicy::Live(shared): each request checks the [admin] of the config
+//!              │     in service (token file read and checked when the config loads)
 //!              ├─ Readiness::new() -> (readiness, latch): the zones are loaded before start;
 //!              │     the writer drops the latch when HealthBook::first_round_done()
 //!              ├─ Liveness::register("dns" | "state")  guard held by each task
@@ -69,7 +70,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use self::access::Access;
+use self::access::AccessPolicy;
 use self::context::{AdminContext, AdminError, ModeCommand, OverrideAction, OverrideCommand};
 use crate::overrides::Target;
 use crate::state::readiness::{Liveness, Readiness};
@@ -81,7 +82,7 @@ pub struct Admin {
     /// The server behind the API.
     pub context: Arc<dyn AdminContext>,
     /// Who may do what.
-    pub access: Arc<Access>,
+    pub access: AccessPolicy,
     /// `/ready`.
     pub readiness: Readiness,
     /// `/live`.
@@ -157,14 +158,14 @@ async fn guard(State(admin): State<Admin>, mut req: Request, next: Next) -> Resp
         if path == "/live" || path == "/ready" {
             Ok(())
         } else {
-            admin.access.may_read(peer)
+            admin.access.current().may_read(peer)
         }
     } else {
         let auth = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        admin.access.may_write(peer, auth).map(|who| {
+        admin.access.current().may_write(peer, auth).map(|who| {
             req.extensions_mut().insert(Caller(who));
         })
     };

@@ -10,8 +10,10 @@
 //! event_history = 256
 //! ```
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -55,6 +57,8 @@ pub(crate) struct AdminConfig {
     pub(crate) listen: SocketAddr,
     /// Token file (absolute), if any.
     pub(crate) token_file: Option<PathBuf>,
+    /// Its tokens, read and checked when the config was loaded.
+    pub(crate) tokens: Option<Arc<[AdminToken]>>,
     /// Extra read networks.
     pub(crate) allow_read_from: Vec<IpNet>,
     /// State file (absolute).
@@ -76,15 +80,74 @@ impl AdminSpec {
         if event_history == 0 {
             return Err("admin.event_history must be at least 1".into());
         }
+        let token_file = self.token_file.as_ref().map(|f| config_dir.join(f));
+        let tokens = token_file.as_deref().map(read_tokens).transpose()?;
         Ok(AdminConfig {
             listen,
-            token_file: self.token_file.as_ref().map(|f| config_dir.join(f)),
+            token_file,
+            tokens,
             allow_read_from: self.allow_read_from.iter().map(IpNet::trunc).collect(),
             state_file: config_dir.join(self.state_file.as_deref().unwrap_or(DEFAULT_STATE_FILE)),
             event_history,
             metrics_registries: self.metrics_registries.clone(),
         })
     }
+}
+
+/// A token file line: `NAME:TOKEN`, or a bare `TOKEN` (named `token`).
+#[derive(Clone, Eq, PartialEq)]
+pub(crate) struct AdminToken {
+    pub(crate) name: String,
+    pub(crate) secret: String,
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret.
+        write!(f, "Token({})", self.name)
+    }
+}
+
+/// Read and check a token file. Errors name the file (and the line).
+pub(crate) fn read_tokens(path: &Path) -> Result<Arc<[AdminToken]>, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| parse_tokens(&text))
+        .map(Arc::from)
+        .map_err(|e| format!("token file {}: {e}", path.display()))
+}
+
+/// Parse a token file: one `NAME:TOKEN` or `TOKEN` per line, `#` comments; at least one
+/// token, each at least 16 characters.
+pub(crate) fn parse_tokens(text: &str) -> Result<Vec<AdminToken>, String> {
+    let mut tokens = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, secret) = match line.split_once(':') {
+            Some((n, s)) => (n.trim(), s.trim()),
+            None => ("token", line),
+        };
+        if secret.len() < 16 {
+            return Err(format!(
+                "line {}: token is shorter than 16 characters",
+                i + 1
+            ));
+        }
+        if name.is_empty() || secret.chars().any(char::is_whitespace) {
+            return Err(format!("line {}: expected NAME:TOKEN or TOKEN", i + 1));
+        }
+        tokens.push(AdminToken {
+            name: name.to_owned(),
+            secret: secret.to_owned(),
+        });
+    }
+    if tokens.is_empty() {
+        return Err("no tokens in the file".into());
+    }
+    Ok(tokens)
 }
 
 #[cfg(test)]
@@ -106,12 +169,19 @@ mod tests {
 
     #[test]
     fn full_and_errors() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("tokens"), "ops:0123456789abcdef0123\n").expect("write");
         let s: AdminSpec = toml::from_str(
             "listen = \"[::1]:9000\"\ntoken_file = \"tokens\"\nallow_read_from = [\"10.1.2.3/16\"]\nstate_file = \"/var/lib/steerdns/state.json\"\n",
         )
         .expect("parse");
-        let c = s.resolve(Path::new("/etc/steerdns")).expect("ok");
-        assert_eq!(c.token_file, Some(PathBuf::from("/etc/steerdns/tokens")));
+        let c = s.resolve(dir.path()).expect("ok");
+        assert_eq!(c.token_file, Some(dir.path().join("tokens")));
+        assert_eq!(c.tokens.as_deref().map(<[_]>::len), Some(1));
+        // A token file that does not load is the config's error, naming file and line.
+        std::fs::write(dir.path().join("tokens"), "# revoked\nops:short\n").expect("write");
+        let e = s.resolve(dir.path()).expect_err("short");
+        assert!(e.contains("tokens: line 2: token is shorter"), "{e}");
         assert_eq!(c.allow_read_from[0].to_string(), "10.1.0.0/16");
         assert_eq!(c.state_file, PathBuf::from("/var/lib/steerdns/state.json"));
         let e = toml::from_str::<AdminSpec>("tokenfile = \"x\"").expect_err("typo");

@@ -180,10 +180,10 @@ impl FleetSpec {
         self,
         dir: &Path,
         problems: &mut Vec<Problem>,
-        at: impl Fn(&str, &str, String) -> Problem,
+        at: impl Fn(&str, Option<&str>, String) -> Problem,
     ) -> Option<FleetConfig> {
         let before = problems.len();
-        let mut bad = |key: &str, reason: String| problems.push(at("fleet", key, reason));
+        let mut bad = |key: &str, reason: String| problems.push(at("fleet", Some(key), reason));
         if self.endpoints.is_empty() {
             bad(
                 "endpoints",
@@ -328,7 +328,7 @@ impl FleetSpec {
                     Err(e) => {
                         problems.push(at(
                             "fleet.tls",
-                            key,
+                            Some(key),
                             format!("fleet.tls.{key} {f:?}: cannot read: {e}"),
                         ));
                         None
@@ -342,7 +342,7 @@ impl FleetSpec {
             if has_cert != has_key {
                 problems.push(at(
                     "fleet.tls",
-                    if has_cert { "cert" } else { "key" },
+                    Some(if has_cert { "cert" } else { "key" }),
                     "fleet.tls: cert and key go together".into(),
                 ));
             }
@@ -378,7 +378,7 @@ mod tests {
             Problem::at(
                 Path::new("t.toml"),
                 None,
-                format!("{table}.{key}: {reason}"),
+                format!("{table}.{}: {reason}", key.unwrap_or_default()),
             )
         })
         .ok_or_else(|| problems.iter().map(|p| p.to_string()).collect())

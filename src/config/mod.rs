@@ -73,6 +73,24 @@ pub struct Config {
 }
 
 impl Config {
+    /// The keys that differ between `self` (in service) and `next` but take effect only at a
+    /// restart: the sockets, the writer's own files and `[fleet]` (the link starts once).
+    /// Everything else a reload applies, `[server.tcp]`, `[server.rrl]` and the admin token
+    /// file and allow-list included.
+    pub(crate) fn restart_needed(&self, next: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.admin, &next.admin);
+        [
+            ("server.listen", self.listen != next.listen),
+            ("admin.listen", a.listen != b.listen),
+            ("admin.state_file", a.state_file != b.state_file),
+            ("admin.event_history", a.event_history != b.event_history),
+            ("fleet", self.fleet != next.fleet),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+
     /// Every replica set: the templates, then the config file's registries.
     pub(crate) fn sets(&self) -> impl Iterator<Item = (&Template, bool)> {
         self.templates
@@ -174,11 +192,7 @@ impl Config {
             catalog,
             fleet,
         } = spec;
-        let fleet = fleet.and_then(|f| {
-            f.resolve(&base, &mut problems, |table, key, reason| {
-                at(table, Some(key), reason)
-            })
-        });
+        let fleet = fleet.and_then(|f| f.resolve(&base, &mut problems, at));
         if version != 1 {
             problems.push(at(
                 "",

@@ -260,7 +260,10 @@ fn global_answer(
         set,
         answers,
     };
-    let masks = snap.health.get(reg);
+    let (masks, expired) = snap.masks(reg);
+    if expired {
+        counters.stale_view();
+    }
     let (decision, fail_open) =
         global::decide_with_health(&snap.locator, target, &masks, q.qtype, source, ecs.as_ref());
     // Count what was decided and for whom (atomics only: no lock, no allocation).
@@ -755,5 +758,61 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(&m.answers[0].data, RData::AAAA(a) if a.to_string() == "2001:db8:1::10"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_health_view_past_its_deadline_routes_every_verdict_as_unknown() {
+        use crate::routing::ReplicaMask;
+        use std::time::Duration;
+        use tokio::time::{Instant, advance};
+        // westeurope (nearest 127.0.1.x) degraded, as the writer would publish. Replicas are
+        // numbered in key order: eastus 0, southeastasia 1, westeurope 2.
+        const WEU: ReplicaMask = ReplicaMask::from_bits(0b100);
+        const EUS: ReplicaMask = ReplicaMask::from_bits(0b001);
+        let mut snap = snapshot();
+        let mut health = (*snap.health).clone();
+        for m in &mut health.profiles {
+            m.routable = m.enabled & !WEU;
+        }
+        snap.health = std::sync::Arc::new(health);
+        let stale_after = Duration::from_secs(6);
+        snap.health_clock.beat(Instant::now(), Some(stale_after));
+        let packet = query("contoso.registry.example.", RecordType::A, None);
+        let counters = DnsCounters::default();
+        let answer = |snap: &Snapshot, counters: &DnsCounters| {
+            let mut out = Vec::new();
+            let client = "127.0.1.1".parse::<IpAddr>().unwrap();
+            handle(snap, &packet, client, Transport::Udp, &mut out, counters).unwrap();
+            a_records(&Message::from_vec(&out).unwrap())
+        };
+        // Fresh: the degraded replica is not answered.
+        assert_eq!(answer(&snap, &counters), ["198.51.100.10"]);
+        advance(stale_after).await;
+        assert_eq!(
+            answer(&snap, &counters),
+            ["198.51.100.10"],
+            "not yet strictly past"
+        );
+        assert_eq!(counters.stale_views(), 0);
+        // Nobody stamped the view for longer than stale_after: the verdict is unknown, and
+        // unknown is routable — the nearest replica is back, and the answer is counted.
+        advance(Duration::from_millis(1)).await;
+        assert_eq!(answer(&snap, &counters), ["192.0.2.10"]);
+        assert_eq!(counters.stale_views(), 1);
+        // Operator overrides still hold on an expired view.
+        let mut health = (*snap.health).clone();
+        for m in &mut health.profiles {
+            m.enabled &= !WEU;
+            m.routable = m.enabled & !EUS;
+        }
+        snap.health = std::sync::Arc::new(health);
+        assert_eq!(
+            answer(&snap, &counters),
+            ["198.51.100.10"],
+            "disabled stays out"
+        );
+        // A new beat makes the view fresh again: the degraded replica is out once more.
+        snap.health_clock.beat(Instant::now(), Some(stale_after));
+        assert_eq!(answer(&snap, &counters), ["203.0.113.10"]);
     }
 }

@@ -40,6 +40,7 @@ pub struct DnsCounters {
     pub(super) ecs: [AtomicU64; 2],
     pub(super) basis: [AtomicU64; BASES.len()],
     pub(super) fail_open: AtomicU64,
+    pub(super) stale_view: AtomicU64,
 }
 
 impl DnsCounters {
@@ -71,6 +72,18 @@ impl DnsCounters {
     #[inline]
     pub(crate) fn fail_open(&self) {
         self.fail_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count an answer routed on an expired health view (the writer stopped stamping it).
+    #[inline]
+    pub(crate) fn stale_view(&self) {
+        self.stale_view.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    /// Answers routed on an expired health view so far.
+    pub(crate) fn stale_views(&self) -> u64 {
+        self.stale_view.load(Ordering::Relaxed)
     }
 
     #[cfg(test)]

@@ -66,6 +66,7 @@ pub(crate) const DNS_ECS: &str = "steerdns_dns_ecs_queries";
 pub(crate) const DNS_DECISIONS: &str = "steerdns_dns_decisions";
 /// Counter: answers given while a registry failed open (all replicas degraded).
 pub(crate) const DNS_FAIL_OPEN_ANSWERS: &str = "steerdns_dns_fail_open_answers";
+pub(crate) const DNS_STALE_VIEW_ANSWERS: &str = "steerdns_dns_stale_health_view_answers";
 /// Counter: answers by `registry` × `replica`.
 pub(crate) const ANSWERS_BY_REPLICA: &str = "steerdns_answers";
 /// Counter: answers by `client` label × `replica` key (only non-zero cells are exported).
@@ -493,6 +494,16 @@ impl Collector for HotCollector {
             let m = encoder.encode_descriptor(
                 DNS_FAIL_OPEN_ANSWERS,
                 "Answers given while failing open",
+                None,
+                c.metric_type(),
+            )?;
+            c.encode(m)?;
+        }
+        {
+            let c = ConstCounter::new(d.stale_view.load(Ordering::Relaxed));
+            let m = encoder.encode_descriptor(
+                DNS_STALE_VIEW_ANSWERS,
+                "Answers routed with every verdict unknown because the health view was past its deadline (the writer stopped)",
                 None,
                 c.metric_type(),
             )?;

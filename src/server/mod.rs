@@ -97,7 +97,8 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// TCP limits.
+/// TCP limits, read from the current snapshot's config at each use (so a reload applies
+/// them: the caps to the next accept, the timeouts to each connection's next query).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TcpLimits {
     /// Close a connection that sends nothing for this long.
@@ -112,6 +113,20 @@ pub(crate) struct TcpLimits {
     pub(crate) write_timeout: Duration,
     /// After shutdown, how long connections may finish their answers.
     pub(crate) shutdown_grace: Duration,
+}
+
+impl TcpLimits {
+    /// The limits `config` sets.
+    pub(crate) fn of(config: &crate::config::Config) -> Self {
+        Self {
+            idle_timeout: config.tcp_idle_timeout,
+            max_connections: config.tcp_max_connections,
+            max_per_client: config.tcp_max_per_client,
+            message_timeout: config.tcp_message_timeout,
+            write_timeout: config.tcp_write_timeout,
+            shutdown_grace: config.shutdown_grace,
+        }
+    }
 }
 
 /// Counters the transports keep, and the metrics the answer path bumps.
@@ -141,7 +156,6 @@ pub(crate) async fn serve(
     udp: Vec<UdpSocket>,
     tcp: Vec<TcpListener>,
     shared: Shared,
-    limits: TcpLimits,
     stats: Arc<TransportStats>,
     liveness: &Liveness,
     shutdown: CancellationToken,
@@ -150,7 +164,6 @@ pub(crate) async fn serve(
     let hard = CancellationToken::new();
     let cx = tcp::Context {
         shared: shared.clone(),
-        limits,
         connections: tcp::Connections::new(),
         stats: stats.clone(),
         tracker: tracker.clone(),
@@ -194,14 +207,17 @@ pub(crate) async fn serve(
     tracker.close();
     let grace = async {
         shutdown.cancelled().await;
-        tokio::time::sleep(limits.shutdown_grace).await;
+        // The grace in force when the shutdown came (a reload may have changed it).
+        let grace = TcpLimits::of(&shared.current().config).shutdown_grace;
+        tokio::time::sleep(grace).await;
+        grace
     };
-    tokio::select! {
+    let grace = tokio::select! {
         () = tracker.wait() => return,
-        () = grace => {}
-    }
+        g = grace => g,
+    };
     warn!(
-        grace = ?limits.shutdown_grace,
+        ?grace,
         "shutdown grace period over; closing the remaining TCP connections"
     );
     hard.cancel();

@@ -169,7 +169,6 @@ fn client_key(ip: IpAddr) -> IpAddr {
 #[derive(Clone)]
 pub(super) struct Context {
     pub(super) shared: Shared,
-    pub(super) limits: TcpLimits,
     pub(super) connections: Arc<Connections>,
     pub(super) stats: Arc<TransportStats>,
     pub(super) tracker: TaskTracker,
@@ -177,6 +176,13 @@ pub(super) struct Context {
     pub(super) shutdown: CancellationToken,
     /// The grace period is over: close now, mid-write or not.
     pub(super) hard: CancellationToken,
+}
+
+impl Context {
+    /// The limits of the configuration in service now.
+    fn limits(&self) -> TcpLimits {
+        TcpLimits::of(&self.shared.current().config)
+    }
 }
 
 pub(super) async fn serve_tcp(listener: TcpListener, cx: Context) {
@@ -195,7 +201,8 @@ pub(super) async fn serve_tcp(listener: TcpListener, cx: Context) {
                 }
             },
         };
-        match cx.connections.admit(peer.ip(), &cx.limits) {
+        let limits = cx.limits();
+        match cx.connections.admit(peer.ip(), &limits) {
             Ok((registration, evicted)) => {
                 if evicted {
                     cx.stats
@@ -205,7 +212,7 @@ pub(super) async fn serve_tcp(listener: TcpListener, cx: Context) {
                         .fetch_add(1, Ordering::Relaxed);
                     if !cap_logged {
                         warn!(
-                            max = cx.limits.max_connections,
+                            max = limits.max_connections,
                             "tcp connection cap reached; closing the longest-idle connections"
                         );
                         cap_logged = true;
@@ -227,7 +234,7 @@ pub(super) async fn serve_tcp(listener: TcpListener, cx: Context) {
                     .metrics
                     .tcp_refused()
                     .fetch_add(1, Ordering::Relaxed);
-                debug!(client = %peer, max = cx.limits.max_per_client, "per-client tcp cap");
+                debug!(client = %peer, max = limits.max_per_client, "per-client tcp cap");
                 drop(stream);
             }
         }
@@ -248,8 +255,9 @@ async fn read_query(
             _ = conn.close.cancelled() => {}
         }
     };
+    let limits = cx.limits();
     let read_all = async {
-        let first = match tokio::time::timeout(cx.limits.idle_timeout, read.read_u8()).await {
+        let first = match tokio::time::timeout(limits.idle_timeout, read.read_u8()).await {
             Err(_) => return Ok(None),
             Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
             Ok(r) => r?,
@@ -261,7 +269,7 @@ async fn read_query(
             read.read_exact(&mut query[..len]).await?;
             Ok::<_, io::Error>(len)
         };
-        match tokio::time::timeout(cx.limits.message_timeout, rest).await {
+        match tokio::time::timeout(limits.message_timeout, rest).await {
             Err(_) => {
                 debug!("tcp query not complete within the message timeout");
                 Ok(None)
@@ -308,6 +316,7 @@ async fn serve_connection(
             )
         };
         if answered.is_some() {
+            let write_timeout = cx.limits().write_timeout;
             frame.clear();
             frame.extend_from_slice(&(out.len() as u16).to_be_bytes());
             frame.extend_from_slice(&out);
@@ -317,7 +326,7 @@ async fn serve_connection(
                 biased;
                 _ = cx.hard.cancelled() => return Ok(()),
                 _ = conn.close.cancelled() => return Ok(()),
-                r = tokio::time::timeout(cx.limits.write_timeout, write.write_all(&frame)) => {
+                r = tokio::time::timeout(write_timeout, write.write_all(&frame)) => {
                     match r {
                         Err(_) => {
                             debug!(client = %peer, "tcp answer not taken within the write timeout");

@@ -50,6 +50,9 @@ pub(super) struct World {
     pub(super) stale: HashSet<TargetId>,
     /// The fleet link's state for `/v1/status`, when `[fleet]` is configured.
     pub(super) fleet_status: Option<crate::state::view::FleetStatus>,
+    /// The shortest `stale_after` of any probe target (`None`: nothing is probed): how long
+    /// the health view stays valid after the writer last looked at it.
+    pub(super) stale_after_min: Option<Duration>,
 }
 
 impl World {
@@ -74,6 +77,7 @@ impl World {
             last_outcome: HashMap::new(),
             stale: HashSet::new(),
             fleet_status: None,
+            stale_after_min: None,
         };
         w.replan(snap);
         w
@@ -91,6 +95,7 @@ impl World {
             .iter()
             .map(|t| (t.id, (t.check.to_string(), t.timing.stale_after)))
             .collect();
+        self.stale_after_min = self.target_names.values().map(|(_, s)| *s).min();
         let names = &self.target_names;
         self.last_outcome.retain(|t, _| names.contains_key(t));
         self.stale.retain(|t| names.contains_key(t));
@@ -478,9 +483,6 @@ impl World {
             || next.config.admin.listen != current.config.admin.listen
         {
             warn!("listen addresses changed in the config; they take effect at the next restart");
-        }
-        if next.config.fleet != current.config.fleet {
-            warn!("[fleet] changed in the config; it takes effect at the next restart");
         }
         self.journal = match &next.config.catalog {
             Some(c) => Some(Journal::open(&c.journal)?),

@@ -8,6 +8,7 @@ mod apply;
 pub(crate) mod catalog;
 pub(crate) mod command;
 pub mod events;
+pub(crate) mod freshness;
 mod notes;
 pub mod readiness;
 mod registries;
@@ -34,6 +35,7 @@ use crate::routing::{
 };
 use crate::zone::ZoneSet;
 use catalog::{CatalogIndex, Entry};
+use freshness::HealthClock;
 
 /// Everything needed to answer a query, captured at one instant. Never mutated in place.
 #[derive(Clone, Debug)]
@@ -50,6 +52,8 @@ pub struct Snapshot {
     pub(crate) globals: Arc<Globals>,
     /// Which replicas of each registry may be answered, from the health book.
     pub health: Arc<HealthMasks>,
+    /// The deadline of `health` (one clock for the process, carried by every publish).
+    pub(crate) health_clock: Arc<HealthClock>,
     /// What to probe.
     pub(crate) targets: Arc<TargetTable>,
     /// Answer counters by replica set and replica, and by client label.
@@ -109,6 +113,25 @@ impl HealthMasks {
 }
 
 impl Snapshot {
+    /// The masks the answer path routes `reg` on, and whether they are the health view's
+    /// own (`true`: the view is past its deadline, every verdict counts as `unknown`, only
+    /// operator overrides hold; see [`freshness`]).
+    #[inline]
+    pub(crate) fn masks(&self, reg: &Registry) -> (Masks, bool) {
+        let m = self.health.get(reg);
+        // Expiry can only add enabled replicas that are not routable: skip the clock when
+        // there are none.
+        if m.routable != m.enabled && self.health_clock.expired() {
+            let unknown = Masks {
+                routable: m.enabled,
+                fail_open: false,
+                ..m
+            };
+            return (unknown, true);
+        }
+        (m, false)
+    }
+
     /// Load the config file and everything it names, validating all of it. Returns every
     /// problem found (config, zones, catalog) with file, line and reason.
     pub fn load(config_path: &Path) -> Result<Self, Problems> {
@@ -235,6 +258,7 @@ impl Snapshot {
                 counters: Arc::new(counters),
                 generation: 1,
                 health: Arc::new(HealthMasks::all(&globals)),
+                health_clock: Arc::new(HealthClock::new()),
                 config: Arc::new(config),
                 zones: Arc::new(zones),
                 locator: Arc::new(locator),
@@ -259,7 +283,7 @@ impl Snapshot {
     ) -> Option<crate::global::Explained> {
         let reg = self.globals.find_name(name)?;
         let (set, answers) = self.globals.parts(reg)?;
-        let masks = self.health.get(reg);
+        let masks = self.masks(reg).0;
         Some(crate::global::explain(
             &self.locator,
             &self.zones,
@@ -532,7 +556,12 @@ impl Shared {
 
     /// Publish a new snapshot; its generation is set to one past the current one.
     pub(crate) fn publish(&self, mut next: Snapshot) {
-        next.generation = self.0.load().generation + 1;
+        let current = self.0.load();
+        next.generation = current.generation + 1;
+        // One health clock for the process: a snapshot built from a fresh load (a reload)
+        // must not restart the deadline the writer keeps.
+        next.health_clock = Arc::clone(&current.health_clock);
+        drop(current);
         self.0.store(Arc::new(next));
     }
 }

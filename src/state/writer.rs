@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::apply::World;
 use crate::catalog::file::Journal;
@@ -71,6 +71,10 @@ pub struct ControlHandles {
     /// outcomes, verdicts expire to unknown and every replica becomes routable).
     #[doc(hidden)]
     pub prober_abort: tokio::task::AbortHandle,
+    /// Stops the writer itself (fault injection for tests of the health view's deadline:
+    /// with nobody stamping it, the answer path treats every verdict as unknown).
+    #[doc(hidden)]
+    pub writer_abort: tokio::task::AbortHandle,
 }
 
 /// Start the prober and the writer task on the current runtime, after publishing the first
@@ -131,6 +135,7 @@ pub(crate) fn spawn<P: Probe>(
             Err(e) => error!(error = %e, "the prober ended abnormally"),
         }
     });
+    let writer_abort = task.abort_handle();
     Ok((
         ControlHandles {
             first_round: first_rx,
@@ -138,6 +143,7 @@ pub(crate) fn spawn<P: Probe>(
             events: event_log,
             own_degraded: own_rx,
             prober_abort,
+            writer_abort,
         },
         task,
     ))
@@ -172,9 +178,11 @@ impl Control {
                 event = self.outcomes.recv(), if outcomes_open => match event {
                     Some((target, outcome)) => {
                         let snap = self.shared.load();
-                        if let Some(next) = self.world.outcome(&snap, target, &outcome, Instant::now()) {
+                        let now = Instant::now();
+                        if let Some(next) = self.world.outcome(&snap, target, &outcome, now) {
                             self.shared.publish(next);
                         }
+                        self.beat(now);
                         self.check_first_round();
                         self.note_own_degraded(false);
                     }
@@ -187,11 +195,13 @@ impl Control {
                     use std::sync::atomic::Ordering;
                     self.world.metrics.set_prober_restarts(self.prober_stats.panics.load(Ordering::Relaxed));
                     let snap = self.shared.load();
-                    let next = self.world.tick(&snap, Instant::now());
+                    let now = Instant::now();
+                    let next = self.world.tick(&snap, now);
                     let changed = next.is_some();
                     if let Some(next) = next {
                         self.shared.publish(next);
                     }
+                    self.beat(now);
                     self.note_own_degraded(changed);
                 }
             }
@@ -210,6 +220,15 @@ impl Control {
         if **self.own_degraded.borrow() != own {
             let _ = self.own_degraded.send(Arc::new(own));
         }
+    }
+
+    /// The book was evaluated at `now`: the published health view is good for the shortest
+    /// `stale_after` from here (see `state::freshness`).
+    fn beat(&self, now: Instant) {
+        self.shared
+            .current()
+            .health_clock
+            .beat(now, self.world.stale_after_min);
     }
 
     fn check_first_round(&mut self) {
@@ -284,9 +303,17 @@ impl Control {
         let current = self.shared.load();
         let path = current.config.path.clone();
         // Parsing and preparing run off the writer's thread; probes queue meanwhile.
-        let loaded = tokio::task::spawn_blocking(move || Snapshot::load_indexed(&path))
-            .await
-            .map_err(|e| AdminError::Failed(format!("the reload task failed: {e}")))?;
+        let task = tokio::task::spawn_blocking(move || Snapshot::load_indexed(&path));
+        tokio::pin!(task);
+        // A large reload takes seconds; the writer is alive meanwhile, so it keeps the
+        // health view's deadline moving (the verdicts it holds are the last ones judged).
+        let loaded = loop {
+            tokio::select! {
+                r = &mut task => break r,
+                _ = tokio::time::sleep(TICK) => self.beat(Instant::now()),
+            }
+        }
+        .map_err(|e| AdminError::Failed(format!("the reload task failed: {e}")))?;
         let w = &mut self.world;
         match loaded {
             Err(problems) => {
@@ -304,6 +331,10 @@ impl Control {
             }
             Ok((next, index)) => {
                 let current = self.shared.load();
+                let restart = current.config.restart_needed(&next.config);
+                if !restart.is_empty() {
+                    warn!(who, keys = %restart.join(", "), "reload: these changes take effect only after a restart");
+                }
                 let next = w.reload(&current, next, index).map_err(|e| {
                     AdminError::Failed(format!("cannot open the catalog journal: {e}"))
                 })?;
@@ -320,8 +351,16 @@ impl Control {
                     None,
                     format!("configuration reloaded (generation {generation}, by {who})"),
                 );
+                let message = if restart.is_empty() {
+                    "reloaded".to_string()
+                } else {
+                    format!(
+                        "reloaded; changed but applied only after a restart: {}",
+                        restart.join(", ")
+                    )
+                };
                 Ok(Ack {
-                    message: "reloaded".into(),
+                    message,
                     generation: Some(generation),
                     fleet: None,
                 })

@@ -498,3 +498,67 @@ async fn reload_under_load_drops_and_misanswers_nothing() {
     }
     setup.finish(b).await;
 }
+
+/// Run the CLI with exactly `args`; (exit code, stdout, stderr).
+fn cli_bare(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_steerdns"))
+        .args(args)
+        .output()
+        .expect("run cli");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_finds_the_admin_address_and_token_in_the_config_file() {
+    use crate::support::{TestServer, demo_config};
+    let token = "ops:0123456789abcdef0123";
+    let config = demo_config("[admin]\ntoken_file = \"tokens\"\n");
+    let s = TestServer::start_with_admin_files(&config, &[("tokens", token)]).await;
+    let admin = s.handles.admin.expect("admin listener");
+    // The file an operator would point the CLI at: the served config, with the listener
+    // the server really bound (port 0 in the test).
+    let path = s.dir().join("steerdns.toml");
+    let with_listen = config.replace("[admin]\n", &format!("[admin]\nlisten = \"{admin}\"\n"));
+    std::fs::write(&path, &with_listen).expect("write");
+    let path = path.to_str().expect("utf8");
+
+    // A change needs the token: `--config` supplies the address and the token file.
+    let (code, out, err) = tokio::task::block_in_place(|| cli_bare(&["reload", "--config", path]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("reloaded"), "{out}");
+    // Before the subcommand works too, and reads go to the same address.
+    let (code, out, err) = tokio::task::block_in_place(|| cli_bare(&["--config", path, "status"]));
+    assert_eq!(code, 0, "{out}{err}");
+    // Without it the CLI has no token: 401, so the token really came from the file.
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        cli_bare(&["reload", "--admin", &format!("http://{admin}")])
+    });
+    assert_ne!(code, 0);
+    assert!(err.contains("401"), "{err}");
+    // `--admin` overrides the file's address.
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        cli_bare(&["reload", "--config", path, "--admin", "http://127.0.7.11:1"])
+    });
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("cannot reach the admin API at http://127.0.7.11:1"),
+        "{err}"
+    );
+    // A config that does not load is an error naming it.
+    std::fs::write(
+        s.dir().join("broken.toml"),
+        "version = 1\n[admin]\nlisten = 7\n",
+    )
+    .expect("w");
+    let broken = s.dir().join("broken.toml");
+    let (code, _, err) = tokio::task::block_in_place(|| {
+        cli_bare(&["status", "--config", broken.to_str().expect("utf8")])
+    });
+    assert_ne!(code, 0);
+    assert!(err.contains("broken.toml"), "{err}");
+    s.stop().await;
+}

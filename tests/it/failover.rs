@@ -208,6 +208,31 @@ async fn verdicts_expire_to_unknown_when_the_prober_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_expire_to_unknown_when_the_writer_stops() {
+    let lab = Lab::start(&["contoso"], "").await;
+    lab.first_round().await;
+    lab.replicas[0].fail("storage", Some("contoso"));
+    lab.wait_answer("contoso", EUS).await;
+    // The writer dies (or hangs): nobody publishes or stamps the health view any more. The
+    // answer path sees the view pass its deadline (stale_after) and treats the degraded
+    // verdict as unknown, which is routable; the prober keeps probing, to no one.
+    lab.server.handles.control.writer_abort.abort();
+    let took = lab.wait_answer("contoso", WEU).await;
+    assert!(
+        took >= Duration::from_millis(INTERVAL_MS),
+        "expired only after stale_after, took {took:?}"
+    );
+    let text = lab.server.handles.stats.metrics.render();
+    let stale: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("steerdns_dns_stale_health_view_answers_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(stale >= 1.0, "stale-view answers not counted:\n{text}");
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mass_failure_guard_holds_state_when_the_prober_is_blind() {
     let lab = Lab::start(
         &["contoso"],

@@ -160,6 +160,7 @@ fn request_seeds() -> Vec<(String, Vec<u8>)> {
                 routable: 0x0f,
                 fail_open: n.is_multiple_of(4),
                 guard: false,
+                expired: n.is_multiple_of(7),
             });
             let mut input = steerdns::fuzzing::Request::encode(client, transport, health);
             input.extend(query(n, name, rtype, edns));
@@ -340,18 +341,21 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
         edns,
         0..CLIENTS.len(),
         any::<bool>(),
-        any::<Option<(u32, u32, bool, bool)>>(),
+        any::<Option<(u32, u32, bool, bool, bool)>>(),
         proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
         any::<Option<usize>>(),
     )
         .prop_map(|(id, name, rtype, edns, client, tcp, health, flips, cut)| {
             let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-            let health = health.map(|(enabled, routable, fail_open, guard)| SeedHealth {
-                enabled,
-                routable,
-                fail_open,
-                guard,
-            });
+            let health = health.map(
+                |(enabled, routable, fail_open, guard, expired)| SeedHealth {
+                    enabled,
+                    routable,
+                    fail_open,
+                    guard,
+                    expired,
+                },
+            );
             let client = CLIENTS[client].parse().expect("ip");
             let mut input = steerdns::fuzzing::Request::encode(client, transport, health);
             let header = input.len();

@@ -86,6 +86,13 @@ impl TestServer {
         .await
     }
 
+    /// Start with the admin API and more files beside the config (a token file, say).
+    pub async fn start_with_admin_files(config: &str, files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let any = "127.0.0.1:0".parse().expect("addr");
+        Self::launch(dir, config, files, any, Some(any)).await
+    }
+
     /// Start in a given directory (a restart keeps its files).
     pub async fn start_in(
         dir: tempfile::TempDir,

@@ -261,3 +261,83 @@ async fn live_names_each_transport_and_the_writer_until_they_end() {
         assert!(dead.iter().any(|d| d == name), "{name} not in {dead:?}");
     }
 }
+
+const OPS: &str = "ops:0123456789abcdef0123";
+const OLD: &str = "old:fedcba9876543210fedc";
+
+/// POST /v1/reload with a bearer token: the status and the body.
+async fn reload(s: &TestServer, token: &str) -> (u16, String) {
+    let admin = s.handles.admin.expect("admin listener");
+    let r = reqwest::Client::new()
+        .post(format!("http://{admin}/v1/reload"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("admin reachable");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+fn secret(line: &str) -> &str {
+    line.split_once(':').expect("NAME:TOKEN").1
+}
+
+#[tokio::test]
+async fn a_reload_applies_tcp_limits_and_the_admin_token_file() {
+    let config = |per_client: u32| {
+        demo_config(&format!(
+            "[server.tcp]\nmax_per_client = {per_client}\n[admin]\ntoken_file = \"tokens\"\n"
+        ))
+    };
+    let tokens = format!("{OPS}\n{OLD}\n");
+    let s = TestServer::start_with_admin_files(&config(1), &[("tokens", &tokens)]).await;
+    let mut first = connect_from("127.0.3.9", s.addr).await;
+    assert!(ask(&mut first).await.is_some());
+    let mut second = connect_from("127.0.3.9", s.addr).await;
+    assert!(
+        closed_within(&mut second, Duration::from_secs(5)).await,
+        "over the per-client cap of 1"
+    );
+    assert_eq!(reload(&s, secret(OLD)).await.0, 200, "both tokens work");
+
+    // Revoke `old` and raise the cap, then reload: both apply without a restart.
+    std::fs::write(s.dir().join("tokens"), format!("{OPS}\n")).expect("write");
+    std::fs::write(s.dir().join("steerdns.toml"), config(2)).expect("write");
+    assert_eq!(reload(&s, secret(OPS)).await.0, 200);
+    let (status, body) = reload(&s, secret(OLD)).await;
+    assert_eq!(status, 401, "the revoked token is refused: {body}");
+    let mut second = connect_from("127.0.3.9", s.addr).await;
+    assert!(
+        ask(&mut second).await.is_some(),
+        "the new cap admits a second"
+    );
+    assert!(ask(&mut first).await.is_some(), "the first is still served");
+
+    // A token file that does not load rejects the reload, naming file and line; the
+    // tokens in service keep working.
+    std::fs::write(s.dir().join("tokens"), "# rotated\nops:short\n").expect("write");
+    let (status, body) = reload(&s, secret(OPS)).await;
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        body.contains("tokens: line 2: token is shorter than 16 characters"),
+        "{body}"
+    );
+    assert_eq!(reload(&s, secret(OLD)).await.0, 401);
+    std::fs::write(s.dir().join("tokens"), format!("{OPS}\n")).expect("write");
+    let (status, body) = reload(&s, secret(OPS)).await;
+    assert_eq!(status, 200, "still the old policy: {body}");
+    assert!(
+        body.contains("\"reloaded\""),
+        "nothing needs a restart: {body}"
+    );
+
+    // What a reload cannot apply is named in its answer.
+    let moved = config(2).replace("[admin]\n", "[admin]\nevent_history = 9\n");
+    std::fs::write(s.dir().join("steerdns.toml"), moved).expect("write");
+    let (status, body) = reload(&s, secret(OPS)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("changed but applied only after a restart: admin.event_history"),
+        "{body}"
+    );
+    s.stop().await;
+}
