@@ -62,7 +62,12 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
         config = %snapshot.config.path.display(),
         "steerdns starting"
     );
-    let metrics = Arc::new(Metrics::new());
+    let fleet = snapshot.config.fleet.clone();
+    let mut metrics = Metrics::new();
+    if fleet.is_some() {
+        metrics.enable_fleet();
+    }
+    let metrics = Arc::new(metrics);
     metrics.install_replica_counters(snapshot.counters.clone());
     metrics.set_generation(snapshot.generation);
     // Zones are loaded (the snapshot exists); the one latch left is the first probe round.
@@ -78,6 +83,21 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
         probe,
         shutdown.clone(),
     )?;
+    // With `[fleet]`, admin changes go through the fleet link, which feeds the writer the
+    // same commands and shares them through etcd.
+    let (admin_commands, fleet_task) = match fleet {
+        Some(cfg) => {
+            let (tx, task) = crate::fleet::spawn(
+                cfg,
+                control.commands.clone(),
+                control.own_degraded.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )?;
+            (tx, Some(task))
+        }
+        None => (control.commands.clone(), None),
+    };
     let handles = Handles {
         shared: shared.clone(),
         stats: Arc::new(TransportStats::new(metrics.clone())),
@@ -89,7 +109,7 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
     let admin_task = sockets.admin.map(|listener| {
         let explain_from = shared.clone();
         let context = ChannelContext::new(
-            control.commands.clone(),
+            admin_commands,
             move |q: &ExplainQuery| explain(&explain_from, q),
             metrics.clone(),
             control.events.clone(),
@@ -128,6 +148,11 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
             && let Err(e) = t.await
         {
             error!(error = %e, "the admin task ended abnormally");
+        }
+        if let Some(t) = fleet_task
+            && let Err(e) = t.await
+        {
+            error!(error = %e, "the fleet link ended abnormally");
         }
     });
     Ok((handles, task))

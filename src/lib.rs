@@ -64,6 +64,7 @@ pub mod cli;
 pub mod config;
 pub mod demo_replica;
 pub mod dns;
+mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 mod global;

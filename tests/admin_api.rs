@@ -162,6 +162,7 @@ async fn state_task(
                     Ok(Ack {
                         message: format!("reloaded: generation {}", f.generation),
                         generation: Some(f.generation),
+                        fleet: None,
                     })
                 };
                 let _ = reply.send(r);
@@ -169,6 +170,8 @@ async fn state_task(
             Command::Status { reply, .. } => {
                 let _ = reply.send(Ok(status_of(&f, readiness.is_ready())));
             }
+            // Only the fleet link sends these.
+            Command::FleetVerdicts { .. } | Command::FleetStatus { .. } => {}
             Command::PutRegistry { reply, .. } | Command::DeleteRegistry { reply, .. } => {
                 let _ = reply.send(Err(AdminError::Conflict("the fake has no catalog".into())));
             }
@@ -226,6 +229,7 @@ async fn state_task(
                     Ack {
                         message,
                         generation: None,
+                        fleet: None,
                     }
                 });
                 let _ = reply.send(r);

@@ -29,6 +29,8 @@ cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 # The page tests must really run a browser here (chromium is installed above).
 export STEERDNS_REQUIRE_BROWSER=1
+# The fleet tests must really run etcd here (etcd-server is installed above).
+export STEERDNS_REQUIRE_ETCD=1
 cargo test --all-targets
 
 # Fuzz smoke: each cargo-fuzz target (fuzz/) for a bounded number of runs, seeds from

@@ -238,7 +238,7 @@ pub async fn run(args: &AdminArgs, command: &AdminCommand) -> Result<String, Cli
         )),
         AdminCommand::Reload => {
             let ack: Ack = client.send(Method::POST, "/v1/reload", None).await?;
-            Ok(format!("{}\n", ack.message))
+            Ok(ack_text(&ack))
         }
         AdminCommand::Mode { mode, registry } => {
             let body = ModeRequest {
@@ -248,7 +248,7 @@ pub async fn run(args: &AdminArgs, command: &AdminCommand) -> Result<String, Cli
             let ack: Ack = client
                 .send(Method::PUT, "/v1/mode", Some(to_json(&body)?))
                 .await?;
-            Ok(format!("{}\n", ack.message))
+            Ok(ack_text(&ack))
         }
         AdminCommand::Replica { action } => {
             let (method, body) = match action {
@@ -392,7 +392,18 @@ impl Client {
         let reply: OverrideReply = self
             .send(method, "/v1/overrides", Some(to_json(body)?))
             .await?;
-        Ok(format!("{}\n", reply.event))
+        Ok(match &reply.event.fleet {
+            Some(f) => format!("{} (fleet: {f})\n", reply.event),
+            None => format!("{}\n", reply.event),
+        })
+    }
+}
+
+/// An acknowledgement, with the fleet's word when `[fleet]` is configured.
+fn ack_text(ack: &Ack) -> String {
+    match &ack.fleet {
+        Some(f) => format!("{} (fleet: {f})\n", ack.message),
+        None => format!("{}\n", ack.message),
     }
 }
 
@@ -428,6 +439,24 @@ pub(crate) fn render_status(st: &StatusView) -> String {
     );
     if st.guard_engaged {
         let _ = writeln!(out, "MASS-FAILURE GUARD ENGAGED: health state is held");
+    }
+    if let Some(f) = &st.fleet {
+        let link = if f.connected {
+            "connected: routing on the fleet's verdicts"
+        } else {
+            "NOT CONNECTED to etcd: routing on this instance's own verdicts"
+        };
+        let _ = writeln!(
+            out,
+            "fleet instance {}  {link}  live [{}]  quorum {} ({} of {})  not yet shared {}  lost {}",
+            f.instance,
+            f.live.join(", "),
+            f.quorum,
+            f.needed,
+            f.live.len(),
+            f.pending.len(),
+            f.lost
+        );
     }
     for reg in st.registries.iter().filter(|r| r.fail_open) {
         let _ = writeln!(
@@ -473,6 +502,15 @@ pub(crate) fn render_status(st: &StatusView) -> String {
                     note.push_str("; ");
                 }
                 let _ = write!(note, "failing: {}", failing.join(", "));
+            }
+            if let Some(fv) = r.fleet.as_ref().filter(|fv| fv.own != fv.fleet) {
+                if !note.is_empty() {
+                    note.push_str("; ");
+                }
+                let _ = write!(note, "own view {}, fleet {}", fv.own, fv.fleet);
+                if !fv.reported_by.is_empty() {
+                    let _ = write!(note, " (reported by {})", fv.reported_by.join(", "));
+                }
             }
             if let Some(sh) = r.shadow.as_ref().filter(|sh| sh.deep != sh.routed) {
                 if !note.is_empty() {
@@ -610,6 +648,39 @@ mod tests {
             "{t}"
         );
         assert_eq!(lines[1].find("STATE"), lines[3].find("healthy"), "{t}");
+
+        // With [fleet]: the link on its own line, own vs fleet on the replica.
+        let mut st = st;
+        st.fleet = Some(crate::state::view::FleetStatus {
+            instance: "a".into(),
+            connected: true,
+            live: vec!["a".into(), "b".into(), "c".into()],
+            quorum: "majority".into(),
+            needed: 2,
+            ..Default::default()
+        });
+        st.registries[0].replicas[1].fleet = Some(crate::state::view::FleetReplicaView {
+            own: ReplicaState::Degraded,
+            fleet: ReplicaState::Healthy,
+            reported_by: vec!["a".into()],
+        });
+        let t = render_status(&st);
+        assert!(
+            t.contains("fleet instance a  connected: routing on the fleet's verdicts  live [a, b, c]  quorum majority (2 of 3)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("own view degraded, fleet healthy (reported by a)"),
+            "{t}"
+        );
+        assert_eq!(
+            ack_text(&Ack {
+                message: "mode off for every registry".into(),
+                generation: None,
+                fleet: Some("local, not yet shared".into()),
+            }),
+            "mode off for every registry (fleet: local, not yet shared)\n"
+        );
     }
 
     #[derive(Debug, clap::Parser)]

@@ -39,6 +39,8 @@ pub(crate) struct Spec {
     pub(crate) templates: BTreeMap<String, TemplateSpec>,
     /// The registry catalog file (one registry a line).
     pub(crate) catalog: Option<CatalogSpec>,
+    /// Several instances sharing state through etcd (`crate::config::fleet`).
+    pub(crate) fleet: Option<crate::config::fleet::FleetSpec>,
 }
 
 /// `[catalog]`: registries as data (see `crate::catalog::file` for the format).

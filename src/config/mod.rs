@@ -3,10 +3,11 @@
 //! problem with the file, the line and the reason.
 //!
 //! What a reload may change: everything but `server.listen` and `admin.listen`, which need a
-//! restart (the sockets are bound once).
+//! restart (the sockets are bound once), and `[fleet]` (the link to etcd starts once).
 
 pub(crate) mod admin;
 pub(crate) mod file;
+pub mod fleet;
 mod rrl;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -67,12 +68,15 @@ pub struct Config {
     pub(crate) templates: Vec<Template>,
     /// The registry catalog, when configured.
     pub(crate) catalog: Option<CatalogFiles>,
+    /// The fleet (etcd) settings; None: a single server.
+    pub(crate) fleet: Option<fleet::FleetConfig>,
 }
 
 impl Config {
     /// The keys that differ between `self` (in service) and `next` but take effect only at a
-    /// restart: the sockets and the writer's own files. Everything else a reload applies,
-    /// `[server.tcp]`, `[server.rrl]` and the admin token file and allow-list included.
+    /// restart: the sockets, the writer's own files and `[fleet]` (the link starts once).
+    /// Everything else a reload applies, `[server.tcp]`, `[server.rrl]` and the admin token
+    /// file and allow-list included.
     pub(crate) fn restart_needed(&self, next: &Config) -> Vec<&'static str> {
         let (a, b) = (&self.admin, &next.admin);
         [
@@ -80,6 +84,7 @@ impl Config {
             ("admin.listen", a.listen != b.listen),
             ("admin.state_file", a.state_file != b.state_file),
             ("admin.event_history", a.event_history != b.event_history),
+            ("fleet", self.fleet != next.fleet),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -185,7 +190,9 @@ impl Config {
             registries,
             templates,
             catalog,
+            fleet,
         } = spec;
+        let fleet = fleet.and_then(|f| f.resolve(&base, &mut problems, at));
         if version != 1 {
             problems.push(at(
                 "",
@@ -423,6 +430,7 @@ impl Config {
             registries: regs,
             templates: temps,
             catalog,
+            fleet,
         })
     }
 }
@@ -635,6 +643,32 @@ cname = "eastus.contoso.registry.example."
         assert_eq!(r.set.replicas[0].key, "east");
         assert_eq!(r.set.replicas[0].region, "eastus");
         assert_eq!(r.set.replicas[1].region, "westeurope");
+    }
+
+    #[test]
+    fn fleet_is_optional_and_its_errors_have_lines() {
+        assert!(load(GOOD).expect("valid").fleet.is_none());
+        let text = format!(
+            "{GOOD}[fleet]\nendpoints = [\"http://127.0.0.1:2379\"]\ninstance = \"ns1\"\nquorum = \"most\"\n"
+        );
+        let e = load(&text).expect_err("bad quorum").to_string();
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("quorum"))
+            .map(|i| i + 1);
+        assert!(
+            e.contains(&format!("steerdns.toml:{}:", line.unwrap_or(0))),
+            "{e}"
+        );
+        let ok = text.replace("\"most\"", "2");
+        let f = load(&ok).expect("valid").fleet.expect("fleet");
+        assert_eq!(
+            (f.instance.as_str(), f.quorum),
+            ("ns1", fleet::Quorum::Count(2))
+        );
+        let typo = format!("{GOOD}[fleet]\nendpoint = []\ninstance = \"a\"\n");
+        let e = load(&typo).expect_err("typo").to_string();
+        assert!(e.contains("unknown field `endpoint`"), "{e}");
     }
 
     #[test]

@@ -58,9 +58,11 @@ use super::state::{HealthState, Status};
 
 use crate::routing::{MAX_REPLICAS, ReplicaMask};
 
+mod fleet;
+
 pub use super::keys::{
-    BookCounters, BookEvent, EventKind, HealthKey, KeyDetail, Masks, ProbeTarget, ProfileKeys,
-    TargetId,
+    BookCounters, BookEvent, EventKind, FleetVerdict, HealthKey, KeyDetail, Masks, ProbeTarget,
+    ProfileKeys, TargetId,
 };
 pub(crate) use super::keys::{Resource, judge_deps};
 /// How many events the history keeps.
@@ -78,6 +80,10 @@ struct KeySlot {
     stale_after: std::time::Duration,
     /// Profiles that read this key.
     profiles: Vec<u32>,
+    /// Its name in the fleet.
+    name: Arc<str>,
+    /// The fleet's verdict while some live instance reports it.
+    fleet: Option<FleetVerdict>,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +120,9 @@ pub struct HealthBook {
     unprobed: usize,
     history: VecDeque<BookEvent>,
     counters: BookCounters,
+    /// The fleet's verdicts while its view is current (`set_fleet`), by fleet name; routing
+    /// reads them instead of the own verdicts. Kept so keys interned later get theirs.
+    fleet: Option<Arc<HashMap<Arc<str>, FleetVerdict>>>,
 }
 
 fn push_bounded(h: &mut VecDeque<BookEvent>, ev: BookEvent) {
@@ -147,6 +156,7 @@ impl HealthBook {
             unprobed: 0,
             history: VecDeque::new(),
             counters: BookCounters::default(),
+            fleet: None,
         };
         b.replan(targets);
         b
@@ -220,7 +230,10 @@ impl HealthBook {
                     effective = state.effective(last.at, t.plan.target.timing.stale_after);
                 }
             }
+            let name = key.fleet_name();
             KeySlot {
+                fleet: self.fleet.as_ref().and_then(|v| v.get(&name).cloned()),
+                name,
                 key: key.clone(),
                 state,
                 effective,
@@ -421,7 +434,7 @@ impl HealthBook {
     }
 
     fn status_of(&self, key: Option<KeyId>) -> Status {
-        key.map_or(Status::Unknown, |k| self.keys[k as usize].effective)
+        key.map_or(Status::Unknown, |k| self.routed(&self.keys[k as usize]))
     }
 
     fn mask(&self, keys: &[Option<KeyId>], disabled: ReplicaMask) -> (ReplicaMask, bool) {
@@ -506,7 +519,7 @@ impl HealthBook {
             .flatten()?;
         let slot = &self.keys[k as usize];
         let check = &self.targets.get(&slot.key.target)?.plan.target.check;
-        Some((&slot.key, check, slot.effective))
+        Some((&slot.key, check, self.routed(slot)))
     }
 
     /// The detail of replica `i` of profile `p`: (deep, shallow).
@@ -534,6 +547,9 @@ impl HealthBook {
             consecutive_successes: st.consecutive_successes(),
             consecutive_failures: st.consecutive_failures(),
             last: st.last().cloned(),
+            fleet: slot.fleet.clone().filter(|_| self.fleet.is_some()),
+            fleet_current: self.fleet.is_some(),
+            routed: self.routed(slot),
         }
     }
 
@@ -681,6 +697,41 @@ mod tests {
 
     fn fail(at: Instant) -> ProbeOutcome {
         outcome(at, Err(Failure::Status(503)), None)
+    }
+
+    #[test]
+    fn routing_reads_the_fleet_verdict_while_it_is_current() {
+        let (t, p) = setup("");
+        let mut b = book(&t, &p);
+        let mut clock = Instant::now();
+        feed(&mut b, deep(&p, 0, 0), fail, 2, &mut clock);
+        assert_eq!(routable(&b, 0, HealthMode::Deep), 0b110);
+        let mine = HealthKey::whole(deep(&p, 0, 0)).fleet_name();
+        assert!(b.own_degraded().contains(&mine) && b.own_degraded().len() == 1);
+        // The fleet's view is current and nobody else reports it: the fleet keeps it.
+        assert_eq!(b.set_fleet(Some(Arc::new(HashMap::new()))), [0]);
+        assert_eq!(routable(&b, 0, HealthMode::Deep), 0b111);
+        let (d, _) = b.replica_detail(0, 0, clock);
+        let d = d.unwrap();
+        assert_eq!(
+            (d.effective, d.routed, d.fleet_current),
+            (Status::Degraded, Status::Healthy, true)
+        );
+        // A quorum reports it, and another key this instance sees healthy.
+        let other = HealthKey::whole(deep(&p, 0, 1)).fleet_name();
+        let verdict = |by: &[&str]| FleetVerdict {
+            degraded: by.len() >= 2,
+            reported_by: by.iter().map(|s| s.to_string()).collect(),
+        };
+        let v: HashMap<Arc<str>, FleetVerdict> =
+            [(mine, verdict(&["a", "b"])), (other, verdict(&["b", "c"]))].into();
+        assert_eq!(b.set_fleet(Some(Arc::new(v))), [0]);
+        assert_eq!(routable(&b, 0, HealthMode::Deep), 0b100);
+        assert_eq!(routable(&b, 1, HealthMode::Deep), 0b111);
+        // The fleet's view is not current: own verdicts again.
+        assert_eq!(b.set_fleet(None), [0]);
+        assert_eq!(routable(&b, 0, HealthMode::Deep), 0b110);
+        assert!(b.replica_detail(0, 0, clock).0.unwrap().fleet.is_none());
     }
 
     #[test]

@@ -77,6 +77,15 @@ pub struct HealthKey {
 }
 
 impl HealthKey {
+    /// The key's name in the fleet (`crate::fleet`): the target id, then `/` and the
+    /// dependencies for a `depends_on` key. The same on every instance of one config.
+    pub(crate) fn fleet_name(&self) -> Arc<str> {
+        match &self.resource {
+            Resource::Whole => self.target.to_string().into(),
+            Resource::Deps(d) => format!("{}/{}", self.target, d.join(",")).into(),
+        }
+    }
+
     /// The whole result of `target`.
     pub fn whole(target: TargetId) -> Self {
         Self {
@@ -149,6 +158,22 @@ pub struct KeyDetail {
     pub(crate) consecutive_failures: u32,
     /// The last outcome (time, latency, result, deep document).
     pub last: Option<ProbeOutcome>,
+    /// The fleet's verdict, when the fleet's view is current and some instance reports the
+    /// key; `effective` is this instance's own.
+    pub(crate) fleet: Option<FleetVerdict>,
+    /// Whether routing reads the fleet's verdict (the fleet watch is current).
+    pub(crate) fleet_current: bool,
+    /// What routing reads: `effective`, or the fleet's verdict while it is current.
+    pub(crate) routed: Status,
+}
+
+/// The fleet's verdict on one key (`crate::fleet::quorum`).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct FleetVerdict {
+    /// Whether a quorum of the live instances reports it degraded.
+    pub degraded: bool,
+    /// The live instances that report it degraded.
+    pub reported_by: Arc<[String]>,
 }
 
 /// What happened, for the history.

@@ -47,6 +47,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+mod fleet;
 mod hot;
 
 use hot::ReplicaHub;
@@ -92,6 +93,14 @@ pub(crate) const RELOADS: &str = "steerdns_config_reloads";
 pub(crate) const CONFIG_GENERATION: &str = "steerdns_config_generation";
 /// Gauge: active operator overrides.
 pub(crate) const OVERRIDES: &str = "steerdns_overrides";
+/// Gauge (with `[fleet]`): 1 while the link to etcd is up and its watch current.
+pub(crate) const FLEET_CONNECTED: &str = "steerdns_fleet_connected";
+/// Gauge (with `[fleet]`): admin changes applied here and not yet written to etcd.
+pub(crate) const FLEET_PENDING: &str = "steerdns_fleet_pending_changes";
+/// Gauge (with `[fleet]`): instances with a live lease, as the watch shows them.
+pub(crate) const FLEET_LIVE: &str = "steerdns_fleet_live_instances";
+/// Counter (with `[fleet]`): changes that lost to a later one by the conflict rule.
+pub(crate) const FLEET_LOST: &str = "steerdns_fleet_lost_changes";
 /// Gauge: probe tasks that panicked and were restarted since start.
 pub(crate) const PROBER_RESTARTS: &str = "steerdns_prober_task_restarts";
 /// Counter: TCP connections refused because the connection cap was reached.
@@ -173,6 +182,7 @@ pub struct Metrics {
     config_generation: Gauge,
     overrides: Gauge,
     prober_restarts: Gauge,
+    fleet: fleet::FleetGauges,
 }
 
 impl Default for Metrics {
@@ -212,6 +222,7 @@ impl Metrics {
             config_generation: Gauge::default(),
             overrides: Gauge::default(),
             prober_restarts: Gauge::default(),
+            fleet: fleet::FleetGauges::default(),
             // Filled below, once every family is registered.
             registry: Registry::default(),
         };

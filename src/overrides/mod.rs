@@ -141,6 +141,9 @@ pub struct AuditEvent {
     /// Expiry of a disable.
     #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
     pub(crate) until: Option<SystemTime>,
+    /// With `[fleet]`: `shared` or `local, not yet shared` (see `state::view::Ack::fleet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
 }
 
 impl fmt::Display for AuditEvent {
@@ -336,6 +339,7 @@ impl Overrides {
             reason: reason.to_owned(),
             at: now,
             until,
+            fleet: None,
         }))
     }
 
@@ -365,6 +369,7 @@ impl Overrides {
             reason: reason.to_owned(),
             at: now,
             until: None,
+            fleet: None,
         }))
     }
 
@@ -388,6 +393,7 @@ impl Overrides {
                     reason: o.reason,
                     at: now,
                     until: o.until,
+                    fleet: None,
                 })
             })
             .collect())

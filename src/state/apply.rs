@@ -48,6 +48,8 @@ pub(super) struct World {
     pub(super) target_names: HashMap<TargetId, (String, Duration)>,
     pub(super) last_outcome: HashMap<TargetId, Instant>,
     pub(super) stale: HashSet<TargetId>,
+    /// The fleet link's state for `/v1/status`, when `[fleet]` is configured.
+    pub(super) fleet_status: Option<crate::state::view::FleetStatus>,
     /// The shortest `stale_after` of any probe target (`None`: nothing is probed): how long
     /// the health view stays valid after the writer last looked at it.
     pub(super) stale_after_min: Option<Duration>,
@@ -74,6 +76,7 @@ impl World {
             target_names: HashMap::new(),
             last_outcome: HashMap::new(),
             stale: HashSet::new(),
+            fleet_status: None,
             stale_after_min: None,
         };
         w.replan(snap);
@@ -462,6 +465,7 @@ impl World {
             Ack {
                 message: format!("mode {mode} for {scope}"),
                 generation: Some(snap.generation + 1),
+                fleet: None,
             },
             next,
         ))

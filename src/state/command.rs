@@ -1,12 +1,15 @@
 //! The domain commands the writer executes, and their errors. The admin API and SIGHUP send
 //! them; the admin API maps [`AdminError`] to HTTP statuses ([`AdminError::status`]).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::health::keys::FleetVerdict;
 use crate::overrides::{AuditEvent, Target};
-use crate::state::view::{Ack, ModeName, RegistryRequest, StatusQuery, StatusView};
+use crate::state::view::{Ack, FleetStatus, ModeName, RegistryRequest, StatusQuery, StatusView};
 
 /// Disable or enable.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -126,5 +129,17 @@ pub enum Command {
         query: StatusQuery,
         /// Where it goes.
         reply: oneshot::Sender<Result<StatusView, AdminError>>,
+    },
+    /// The fleet link (`crate::fleet`): route on these fleet verdicts (health keys some live
+    /// instance reports, by fleet name), or on this instance's own (None: the fleet's view is
+    /// not current).
+    FleetVerdicts {
+        /// The verdicts.
+        verdicts: Option<Arc<HashMap<Arc<str>, FleetVerdict>>>,
+    },
+    /// The fleet link's state, for `/v1/status`.
+    FleetStatus {
+        /// The state.
+        status: FleetStatus,
     },
 }

@@ -163,6 +163,7 @@ fn catalog_changed(
         Ack {
             message,
             generation: Some(snap.generation + 1),
+            fleet: None,
         },
         Snapshot {
             globals: Arc::new(g),

@@ -12,9 +12,9 @@ use crate::health::spec::HealthMode;
 use crate::state::Snapshot;
 use crate::state::command::AdminError;
 use crate::state::view::{
-    DependencyView, OverrideView, ProbeView, RegistryStatus, ReplicaState, ReplicaStatus,
-    ResourceStatus, STATUS_PAGE, STATUS_PAGE_MAX, ServerFacts, ShadowView, StatusQuery,
-    StatusSummary, StatusView, WallClock, ZoneFact,
+    DependencyView, FleetReplicaView, OverrideView, ProbeView, RegistryStatus, ReplicaState,
+    ReplicaStatus, ResourceStatus, STATUS_PAGE, STATUS_PAGE_MAX, ServerFacts, ShadowView,
+    StatusQuery, StatusSummary, StatusView, WallClock, ZoneFact,
 };
 
 use super::apply::World;
@@ -107,6 +107,7 @@ impl World {
             registries,
             summary: self.summary(snap, &profile_states, now_wall),
             next,
+            fleet: self.fleet_status.clone(),
         })
     }
 
@@ -198,7 +199,7 @@ impl World {
                     state: if over.is_some() {
                         ReplicaState::Disabled
                     } else {
-                        k.map_or(ReplicaState::Unknown, |k| k.effective.into())
+                        k.map_or(ReplicaState::Unknown, |k| k.routed.into())
                     },
                     routable: masks.routable.contains(i),
                     shadow: (mode == HealthMode::Shadow)
@@ -221,6 +222,15 @@ impl World {
                     }),
                     dependencies,
                     override_: over.map(OverrideView::from),
+                    fleet: k.filter(|k| k.fleet_current).map(|k| FleetReplicaView {
+                        own: k.effective.into(),
+                        fleet: k.routed.into(),
+                        reported_by: k
+                            .fleet
+                            .as_ref()
+                            .map(|v| v.reported_by.to_vec())
+                            .unwrap_or_default(),
+                    }),
                 });
             }
         }
@@ -349,7 +359,7 @@ fn shadow_view(
         if disabled {
             ReplicaState::Disabled
         } else {
-            k.map_or(ReplicaState::Unknown, |k| k.effective.into())
+            k.map_or(ReplicaState::Unknown, |k| k.routed.into())
         }
     };
     let deep = d.0.as_ref();

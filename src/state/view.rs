@@ -92,6 +92,44 @@ pub struct StatusView {
     /// The key to pass as `after` for the next page; None on the last page.
     #[serde(default)]
     pub next: Option<String>,
+    /// The fleet link, when `[fleet]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// `fleet` in `GET /v1/status`: this instance's link to the fleet's etcd.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct FleetStatus {
+    /// This instance's id.
+    pub instance: String,
+    /// Whether the link to etcd is up and its watch current (routing then reads the fleet's
+    /// verdicts; otherwise this instance's own).
+    pub connected: bool,
+    /// Instances with a live lease, as the watch last showed them.
+    pub live: Vec<String>,
+    /// The quorum rule and how many reports it needs among the live instances.
+    pub quorum: String,
+    /// Reports needed for a fleet verdict degraded.
+    pub needed: usize,
+    /// Changes made here and applied locally, not yet written to etcd (etcd keys).
+    pub pending: Vec<String>,
+    /// Changes that lost to a later one by the conflict rule, since start.
+    pub lost: u64,
+    /// Since when (RFC 3339) the link is in its current state.
+    #[serde(default)]
+    pub since: Option<String>,
+}
+
+/// `fleet` on a replica in `GET /v1/status`: the fleet's verdict beside this instance's own.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct FleetReplicaView {
+    /// What this instance's own probes say.
+    pub own: ReplicaState,
+    /// What the fleet says (degraded by a quorum of live instances, else healthy or own
+    /// unknown).
+    pub fleet: ReplicaState,
+    /// The live instances that report it degraded.
+    pub reported_by: Vec<String>,
 }
 
 /// `GET /v1/status` parameters: `?registry=KEY`, `?state=degraded` (registries with a replica
@@ -244,6 +282,9 @@ pub struct ReplicaStatus {
     /// The operator override disabling it, if any.
     #[serde(default, rename = "override")]
     pub override_: Option<OverrideView>,
+    /// The fleet's verdict and this instance's own, while the fleet's view is current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetReplicaView>,
 }
 
 /// Shadow mode, for one replica: routing follows the shallow check while deep checks run
@@ -434,6 +475,10 @@ pub struct Ack {
     /// The snapshot generation now in service, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
+    /// With `[fleet]`: `shared` (written to etcd) or `local, not yet shared` (applied here,
+    /// written to etcd when it is reachable again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
 }
 
 /// Reply to the override endpoints.

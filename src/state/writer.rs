@@ -25,6 +25,7 @@
 //! profiles and exceptions — before it publishes it with one store, so no query sees a new
 //! registry set with old masks.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -63,6 +64,9 @@ pub struct ControlHandles {
     pub commands: mpsc::Sender<Command>,
     /// The event history.
     pub(crate) events: EventLog,
+    /// The health keys this instance itself judges degraded, by fleet name: what the fleet
+    /// link publishes as this instance's exceptions. Updated on every flip.
+    pub(crate) own_degraded: watch::Receiver<Arc<BTreeSet<Arc<str>>>>,
     /// Stops the prober (fault injection for tests of the stale-verdict rule: with no
     /// outcomes, verdicts expire to unknown and every replica becomes routable).
     #[doc(hidden)]
@@ -103,7 +107,10 @@ pub(crate) fn spawn<P: Probe>(
     let mut world = World::new(&snap, index, overrides, event_log.clone(), metrics);
     world.journal = journal;
     shared.publish(world.rebuild(&snap));
+    let (own_tx, own_rx) = watch::channel(Arc::new(world.book.own_degraded()));
     let mut control = Control {
+        own_degraded: own_tx,
+        transitions: 0,
         prober_stats: prober.stats.clone(),
         world,
         shared,
@@ -134,6 +141,7 @@ pub(crate) fn spawn<P: Probe>(
             first_round: first_rx,
             commands: commands_tx,
             events: event_log,
+            own_degraded: own_rx,
             prober_abort,
             writer_abort,
         },
@@ -142,6 +150,9 @@ pub(crate) fn spawn<P: Probe>(
 }
 
 struct Control {
+    own_degraded: watch::Sender<Arc<BTreeSet<Arc<str>>>>,
+    /// The book's transition count when `own_degraded` was last computed.
+    transitions: u64,
     prober_stats: Arc<ProberStats>,
     world: World,
     shared: Shared,
@@ -173,6 +184,7 @@ impl Control {
                         }
                         self.beat(now);
                         self.check_first_round();
+                        self.note_own_degraded(false);
                     }
                     None => {
                         error!("the prober's outcome channel closed; health verdicts will expire to unknown");
@@ -184,12 +196,29 @@ impl Control {
                     self.world.metrics.set_prober_restarts(self.prober_stats.panics.load(Ordering::Relaxed));
                     let snap = self.shared.load();
                     let now = Instant::now();
-                    if let Some(next) = self.world.tick(&snap, now) {
+                    let next = self.world.tick(&snap, now);
+                    let changed = next.is_some();
+                    if let Some(next) = next {
                         self.shared.publish(next);
                     }
                     self.beat(now);
+                    self.note_own_degraded(changed);
                 }
             }
+        }
+    }
+
+    /// Recompute this instance's own degraded keys after a transition (or a tick that
+    /// changed something: a verdict may have gone stale); O(keys), at flips only.
+    fn note_own_degraded(&mut self, force: bool) {
+        let t = self.world.book.counters().transitions;
+        if t == self.transitions && !force {
+            return;
+        }
+        self.transitions = t;
+        let own = self.world.book.own_degraded();
+        if **self.own_degraded.borrow() != own {
+            let _ = self.own_degraded.send(Arc::new(own));
         }
     }
 
@@ -260,6 +289,13 @@ impl Control {
             Command::Status { query, reply } => {
                 let _ = reply.send(self.world.status(&snap, &query, self.ready.is_none()));
             }
+            Command::FleetVerdicts { verdicts } => {
+                let affected = self.world.book.set_fleet(verdicts);
+                if let Some(next) = self.world.changed(&snap, &affected) {
+                    self.shared.publish(next);
+                }
+            }
+            Command::FleetStatus { status } => self.world.fleet_status = Some(status),
         }
     }
 
@@ -326,6 +362,7 @@ impl Control {
                 Ok(Ack {
                     message,
                     generation: Some(generation),
+                    fleet: None,
                 })
             }
         }

@@ -53,7 +53,22 @@ impl Binary {
 impl Binary {
     /// Start `steerdns serve` with `args`, wait for its "listening udp=ADDR" log line.
     pub fn serve(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_steerdns"))
+        Self::serve_via(&[], args)
+    }
+
+    /// [`serve`](Self::serve) through a wrapper that execs it (e.g. `ip netns exec NS`), so
+    /// the PID is still the server's.
+    pub fn serve_via(wrapper: &[&str], args: &[&str]) -> Self {
+        let bin = env!("CARGO_BIN_EXE_steerdns");
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .arg("serve")
             .args(args)
             .current_dir(repo())

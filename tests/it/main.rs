@@ -38,6 +38,9 @@ mod scripted;
 /// Operating the running binary: admin API, CLI, overrides, reload, status page.
 mod admin_e2e;
 
+/// Three binaries sharing state through a real etcd (skipped when etcd is not installed).
+mod fleet;
+
 /// The built binary, queried with `dig`.
 pub(crate) mod e2e;
 
