@@ -49,6 +49,7 @@
 //! ```
 
 pub mod access;
+mod args;
 pub mod client;
 pub mod context;
 mod page;

@@ -9,6 +9,7 @@ pub(crate) mod catalog;
 pub(crate) mod command;
 pub mod events;
 pub(crate) mod freshness;
+mod masks;
 mod notes;
 pub mod readiness;
 mod registries;
@@ -23,10 +24,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, Replica};
-use crate::global::{
-    Deps, GlobalZone, Globals, Registry, ReplicaSet, SetKind, SetReplica, encode_rr,
-};
-use crate::health::book::{Masks, TargetTable};
+use crate::global::{Deps, GlobalZone, Globals, ReplicaSet, SetKind, SetReplica, encode_rr};
+use crate::health::book::TargetTable;
 use crate::health::spec::HealthSpec;
 use crate::metrics::{ClientLabels, RegistryKeys, ReplicaCounters};
 use crate::problem::{Problem, Problems};
@@ -36,6 +35,7 @@ use crate::routing::{
 use crate::zone::ZoneSet;
 use catalog::{CatalogIndex, Entry};
 use freshness::HealthClock;
+pub use masks::HealthMasks;
 
 /// Everything needed to answer a query, captured at one instant. Never mutated in place.
 #[derive(Clone, Debug)]
@@ -63,75 +63,7 @@ pub struct Snapshot {
     pub(crate) index: Option<Arc<CatalogIndex>>,
 }
 
-/// What routing may answer: masks per health profile (shared by every registry of the
-/// profile), and per registry for the few with an exception (a replica override or a
-/// per-registry mode).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HealthMasks {
-    /// By profile index (`Globals::profiles`).
-    pub profiles: Vec<Masks>,
-    /// By registry id, for registries judged apart from their profile.
-    pub(crate) exceptions: HashMap<u32, Masks>,
-    /// The mass-failure guard holds the current state (the prober's own network is suspect).
-    pub guard_engaged: bool,
-}
-
-impl HealthMasks {
-    /// Every replica routable and enabled (before any probe has run).
-    pub(crate) fn all(globals: &Globals) -> Self {
-        Self {
-            profiles: globals
-                .profiles
-                .iter()
-                .map(|p| {
-                    Masks::all(
-                        globals
-                            .sets
-                            .get(p.set as usize)
-                            .map_or(0, |s| s.replicas.len()),
-                    )
-                })
-                .collect(),
-            exceptions: HashMap::new(),
-            guard_engaged: false,
-        }
-    }
-
-    /// The masks of a registry.
-    #[inline]
-    pub(crate) fn get(&self, reg: &Registry) -> Masks {
-        if !self.exceptions.is_empty()
-            && let Some(m) = self.exceptions.get(&reg.id)
-        {
-            return *m;
-        }
-        self.profiles
-            .get(reg.profile as usize)
-            .copied()
-            .unwrap_or(Masks::all(64))
-    }
-}
-
 impl Snapshot {
-    /// The masks the answer path routes `reg` on, and whether they are the health view's
-    /// own (`true`: the view is past its deadline, every verdict counts as `unknown`, only
-    /// operator overrides hold; see [`freshness`]).
-    #[inline]
-    pub(crate) fn masks(&self, reg: &Registry) -> (Masks, bool) {
-        let m = self.health.get(reg);
-        // Expiry can only add enabled replicas that are not routable: skip the clock when
-        // there are none.
-        if m.routable != m.enabled && self.health_clock.expired() {
-            let unknown = Masks {
-                routable: m.enabled,
-                fail_open: false,
-                ..m
-            };
-            return (unknown, true);
-        }
-        (m, false)
-    }
-
     /// Load the config file and everything it names, validating all of it. Returns every
     /// problem found (config, zones, catalog) with file, line and reason.
     pub fn load(config_path: &Path) -> Result<Self, Problems> {
