@@ -269,10 +269,12 @@ fn global_answer(
         counters.fail_open();
     }
     let label = snap.counters.labels().index(decision.location.label);
+    let shard = counters.shard();
     for p in &decision.picks[..decision.count] {
         snap.counters
-            .answer(answers.set as usize, usize::from(*p), label);
-        snap.counters.answer_registry(reg.id, usize::from(*p));
+            .answer(shard, answers.set as usize, usize::from(*p), label);
+        snap.counters
+            .answer_registry(shard, reg.id, usize::from(*p));
     }
     let negative_soa = snap
         .globals
