@@ -280,6 +280,8 @@ pub struct ReplicaCounters {
     /// cells apart.
     by_client: Box<[AtomicU64]>,
     client_stride: usize,
+    /// Cells per shard in `by_client`.
+    client_cells: usize,
     /// Number of shards (at least 1).
     shards: usize,
     /// Registry id → its group in `offsets`, for the registries that get series of their own
@@ -326,7 +328,8 @@ impl ReplicaCounters {
             }
         }
         let replica_stride = stride(slot_keys.len());
-        let client_stride = stride(labels.len() * replica_keys.len());
+        let client_cells = labels.len() * replica_keys.len();
+        let client_stride = stride(client_cells);
         let cells = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
         Self {
             offsets: offsets.into(),
@@ -338,6 +341,7 @@ impl ReplicaCounters {
             labels,
             by_client: cells(client_stride * shards),
             client_stride,
+            client_cells,
             shards,
             own: HashMap::new(),
         }
@@ -346,16 +350,19 @@ impl ReplicaCounters {
     /// The cells of `shard` (taken modulo the shard count, so any index is safe).
     #[inline]
     pub(super) fn shard_cells(&self, shard: usize) -> (&[AtomicU64], &[AtomicU64]) {
-        let s = shard % self.shards;
+        // A shard past the count (a reload that changed the worker count) shares cells.
+        let s = if shard < self.shards {
+            shard
+        } else {
+            shard % self.shards
+        };
         let r = s * self.replica_stride;
         let c = s * self.client_stride;
         (
             self.by_replica
                 .get(r..r + self.slot_keys.len())
                 .unwrap_or(&[]),
-            self.by_client
-                .get(c..c + self.labels.len() * self.replica_keys.len())
-                .unwrap_or(&[]),
+            self.by_client.get(c..c + self.client_cells).unwrap_or(&[]),
         )
     }
 
