@@ -17,7 +17,8 @@
 #            mix-ecs (the same with EDNS + ECS /24 from three client networks), the query
 #            files of benches/dnsperf.sh
 # STEERDNS_BIN=PATH measures that steerdns binary (default target/release/steerdns, built
-# when missing). Listens on 127.0.4.4x only; stops only the processes it started.
+# when missing). Listens on 127.0.4.4x (and the demo replicas on 127.0.4.21-23, like
+# benches/dnsperf.sh: run one of the two at a time); stops only the processes it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 server=${1:?usage: benches/instructions-process.sh steerdns|gdnsd|knot|floor [QUERIES] [mix|mix-ecs]}
