@@ -172,13 +172,15 @@ where
     };
     runtime.block_on(async move {
         let admin_addr = admin_listen.unwrap_or(snapshot.config.admin.listen);
-        let sockets = match Sockets::bind(&addrs).and_then(|s| s.with_admin(admin_addr)) {
-            Ok(s) => s,
-            Err(e) => {
-                error!(error = %e, addresses = ?addrs, "cannot bind");
-                return ExitCode::from(EXIT_FAILURE);
-            }
-        };
+        let workers = snapshot.config.udp.workers;
+        let sockets =
+            match Sockets::bind_workers(&addrs, workers).and_then(|s| s.with_admin(admin_addr)) {
+                Ok(s) => s,
+                Err(e) => {
+                    error!(error = %e, addresses = ?addrs, "cannot bind");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));
         if let Err(e) = before(shutdown.clone()).await {

@@ -495,7 +495,6 @@ pub(crate) fn write_header(
     counts: [u16; 4],
 ) {
     out.clear();
-    out.extend_from_slice(&id.to_be_bytes());
     let mut flags: u16 = 0x8000 | (u16::from(opcode & 0x0f) << 11);
     if authoritative {
         flags |= 0x0400;
@@ -510,10 +509,14 @@ pub(crate) fn write_header(
         flags |= 0x0010;
     }
     flags |= rcode.low();
-    out.extend_from_slice(&flags.to_be_bytes());
-    for c in counts {
-        out.extend_from_slice(&c.to_be_bytes());
+    // One copy of the whole header: a dozen small appends each re-check the capacity.
+    let mut h = [0u8; HEADER_LEN];
+    h[..2].copy_from_slice(&id.to_be_bytes());
+    h[2..4].copy_from_slice(&flags.to_be_bytes());
+    for (i, c) in counts.iter().enumerate() {
+        h[4 + 2 * i..6 + 2 * i].copy_from_slice(&c.to_be_bytes());
     }
+    out.extend_from_slice(&h);
 }
 
 /// Overwrite the four section counts of a header already in `out`.
@@ -532,28 +535,42 @@ pub(crate) fn write_opt(
     dnssec_ok: bool,
     ecs: Option<(&ClientSubnet, u8)>,
 ) {
-    out.push(0); // root owner
-    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-    out.extend_from_slice(&OUR_UDP_PAYLOAD.to_be_bytes());
+    // Built on the stack and appended with one copy (at most 11 + 8 + 16 octets).
+    let mut o = [0u8; 11 + 8 + 16];
+    // o[0] = 0: the root owner.
+    o[1..3].copy_from_slice(&TYPE_OPT.to_be_bytes());
+    o[3..5].copy_from_slice(&OUR_UDP_PAYLOAD.to_be_bytes());
     let ttl: u32 = (u32::from(rcode_high) << 24) | if dnssec_ok { 0x8000 } else { 0 };
-    out.extend_from_slice(&ttl.to_be_bytes());
-    match ecs {
-        None => out.extend_from_slice(&0u16.to_be_bytes()),
+    o[5..9].copy_from_slice(&ttl.to_be_bytes());
+    let len = match ecs {
+        // RDLENGTH 0.
+        None => 11,
         Some((cs, scope)) => {
-            let octets = cs.addr_octets();
+            let mut addr = [0u8; 16];
+            let max = match cs.addr {
+                IpAddr::V4(a) => {
+                    addr[..4].copy_from_slice(&a.octets());
+                    4
+                }
+                IpAddr::V6(a) => {
+                    addr = a.octets();
+                    16
+                }
+            };
+            // The parser allows no more octets than the family has; never index past them.
+            let octets = cs.addr_octets().min(max);
             let opt_len = 4 + octets;
-            out.extend_from_slice(&((4 + opt_len) as u16).to_be_bytes());
-            out.extend_from_slice(&OPTION_ECS.to_be_bytes());
-            out.extend_from_slice(&(opt_len as u16).to_be_bytes());
-            out.extend_from_slice(&cs.family.to_be_bytes());
-            out.push(cs.source_prefix);
-            out.push(scope);
-            match cs.addr {
-                IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..octets]),
-                IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..octets]),
-            }
+            o[9..11].copy_from_slice(&((4 + opt_len) as u16).to_be_bytes());
+            o[11..13].copy_from_slice(&OPTION_ECS.to_be_bytes());
+            o[13..15].copy_from_slice(&(opt_len as u16).to_be_bytes());
+            o[15..17].copy_from_slice(&cs.family.to_be_bytes());
+            o[17] = cs.source_prefix;
+            o[18] = scope;
+            o[19..19 + octets].copy_from_slice(&addr[..octets]);
+            19 + octets
         }
-    }
+    };
+    out.extend_from_slice(&o[..len]);
 }
 
 /// Length of the OPT record `write_opt` would append.

@@ -98,6 +98,22 @@ pub(crate) struct ServerSpec {
     /// Response rate limiting (UDP).
     #[serde(default)]
     pub(crate) rrl: RrlSpec,
+    /// UDP sockets (SO_REUSEPORT), one thread each, per listen address. Default: the number
+    /// of CPUs the process may run on. Changing it needs a restart.
+    pub(crate) udp_workers: Option<usize>,
+    /// Pin the UDP worker threads to CPUs: `false` (default), `true` (the CPUs the process
+    /// may run on, in order) or a list of CPU numbers. Changing it needs a restart.
+    pub(crate) udp_pin: Option<PinSpec>,
+}
+
+/// `server.udp_pin`: a flag or a list of CPU numbers.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum PinSpec {
+    /// `true` / `false`.
+    Flag(bool),
+    /// `[0, 2, 4]`.
+    Cpus(Vec<usize>),
 }
 
 impl Default for ServerSpec {
@@ -109,6 +125,8 @@ impl Default for ServerSpec {
             tcp: TcpSpec::default(),
             shutdown_grace: default_shutdown_grace(),
             rrl: RrlSpec::default(),
+            udp_workers: None,
+            udp_pin: None,
         }
     }
 }

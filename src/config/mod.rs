@@ -9,6 +9,7 @@ pub(crate) mod admin;
 pub(crate) mod file;
 pub mod fleet;
 mod rrl;
+mod udp;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,8 @@ pub struct Config {
     pub(crate) shutdown_grace: Duration,
     /// Response rate limiting (UDP).
     pub(crate) rrl: RrlConfig,
+    /// UDP worker threads per listen address and their pinning.
+    pub(crate) udp: UdpConfig,
     /// The admin API settings.
     pub(crate) admin: crate::config::admin::AdminConfig,
     /// Latency table path (absolute).
@@ -81,6 +84,8 @@ impl Config {
         let (a, b) = (&self.admin, &next.admin);
         [
             ("server.listen", self.listen != next.listen),
+            ("server.udp_workers", self.udp.workers != next.udp.workers),
+            ("server.udp_pin", self.udp.pin != next.udp.pin),
             ("admin.listen", a.listen != b.listen),
             ("admin.state_file", a.state_file != b.state_file),
             ("admin.event_history", a.event_history != b.event_history),
@@ -101,6 +106,7 @@ impl Config {
 }
 
 pub(crate) use rrl::RrlConfig;
+pub(crate) use udp::{UdpConfig, UdpPin};
 
 /// Where the registry catalog and its journal of runtime changes live.
 #[derive(Clone, Debug)]
@@ -208,9 +214,14 @@ impl Config {
             tcp,
             shutdown_grace,
             rrl,
+            udp_workers,
+            udp_pin,
         } = server;
         let rrl = RrlConfig::from_spec(rrl, &mut problems, |key, reason| {
             at("server.rrl", Some(key), reason)
+        });
+        let udp = UdpConfig::from_spec(udp_workers, udp_pin, &mut problems, |key, reason| {
+            at("server", Some(key), reason)
         });
         if tcp.max_per_client == 0 {
             problems.push(at(
@@ -423,6 +434,7 @@ impl Config {
             tcp_write_timeout: tcp.write_timeout.0,
             shutdown_grace: shutdown_grace.0,
             rrl,
+            udp,
             admin,
             default_order,
             regions: regions.into_iter().collect(),
@@ -747,5 +759,28 @@ cname = "eastus.contoso.registry.example."
         assert!(e.to_string().contains("both a cname and addresses"), "{e}");
         let e = load(&GOOD.replace("[\"127.0.0.1:5300\",", "[\"127.0.0.1\",")).expect_err("listen");
         assert!(e.to_string().contains("not ADDR:PORT"), "{e}");
+    }
+
+    #[test]
+    fn udp_workers_default_to_the_cpus_and_reject_zero_on_its_line() {
+        let c = load(GOOD).expect("valid");
+        assert_eq!(c.udp.workers, udp::cpus_allowed());
+        assert_eq!(c.udp.pin, UdpPin::Off);
+        let with = |extra: &str| GOOD.replace("[server.tcp]", &format!("{extra}\n[server.tcp]"));
+        let c = load(&with("udp_workers = 3\nudp_pin = [1, 0]")).expect("valid");
+        assert_eq!(c.udp.workers, 3);
+        assert_eq!(c.udp.pin, UdpPin::Cpus(vec![1, 0]));
+        let c = load(&with("udp_pin = true")).expect("valid");
+        assert_eq!(c.udp.pin, UdpPin::Allowed);
+        let e = load(&with("udp_workers = 0")).expect_err("zero");
+        assert!(
+            e.to_string()
+                .contains("/etc/steerdns/steerdns.toml:5: udp_workers must be at least 1"),
+            "{e}"
+        );
+        let e = load(&with("udp_pin = []")).expect_err("empty list");
+        assert_eq!(e.0[0].line, Some(5), "{e}");
+        assert!(e.to_string().contains("udp_pin is true, false or"), "{e}");
+        assert!(load(&with("udp_pin = \"yes\"")).is_err());
     }
 }

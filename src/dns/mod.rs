@@ -21,7 +21,7 @@ use crate::global::{self, Registry, copy_owned_by, wire_lower_into};
 use crate::metrics::DnsCounters;
 use crate::state::Snapshot;
 use crate::wire::{self, ClientSubnet, HEADER_LEN, Query, Rcode, Reject};
-use crate::zone::{Answer, Owner, emit_record};
+use crate::zone::{Answer, Fast, Owner, emit_record};
 
 /// The answer a `CNAME` chain (the zones' records and where its target starts) contributes.
 type Chain<'a, 'z> = &'a [(&'z Record, Owner<'z>)];
@@ -151,18 +151,24 @@ fn answer(
 
     // Global names: an exact match on the lower-cased wire name, no allocation. A global
     // name at a zone apex answers only the address types; the zone answers the rest.
-    if !snap.globals.is_empty() {
-        let mut lower = [0u8; wire::MAX_NAME_LEN];
-        let key = wire::lowercase_wire(q.qname_wire(), &mut lower);
-        if let Some(reg) = snap.globals.find(key)
-            && (!reg.apex
-                || matches!(
-                    q.qtype,
-                    global::qtype::A | global::qtype::AAAA | global::qtype::ANY
-                ))
-        {
-            return global_answer(snap, q, reg, &[], source, limit, out, counters);
-        }
+    let mut lower = [0u8; wire::MAX_NAME_LEN];
+    let key = wire::lowercase_wire(q.qname_wire(), &mut lower);
+    if !snap.globals.is_empty()
+        && let Some(reg) = snap.globals.find(key)
+        && (!reg.apex
+            || matches!(
+                q.qtype,
+                global::qtype::A | global::qtype::AAAA | global::qtype::ANY
+            ))
+    {
+        return global_answer(snap, q, reg, &[], source, limit, out, counters);
+    }
+    // The static answers prepared at load (a name of the zone files, NODATA, NXDOMAIN): a
+    // copy, no `Name` and no encoder.
+    if let Some(f) = snap.zones.fast(key, q.qtype, &*snap.globals)
+        && let Some(outcome) = prepared(q, &f, ecs, limit, out)
+    {
+        return outcome;
     }
 
     let Ok(qname) = Name::read(&mut BinDecoder::new(q.question)) else {
@@ -272,10 +278,12 @@ fn global_answer(
         counters.fail_open();
     }
     let label = snap.counters.labels().index(decision.location.label);
+    let shard = counters.shard();
     for p in &decision.picks[..decision.count] {
         snap.counters
-            .answer(answers.set as usize, usize::from(*p), label);
-        snap.counters.answer_registry(reg.id, usize::from(*p));
+            .answer(shard, answers.set as usize, usize::from(*p), label);
+        snap.counters
+            .answer_registry(shard, reg.id, usize::from(*p));
     }
     let negative_soa = snap
         .globals
@@ -449,6 +457,50 @@ fn error(
     }
 }
 
+/// Answer from sections prepared at load, when they fit in `limit`; None when they do not
+/// (the full path then decides what to leave out, or truncates).
+fn prepared(
+    q: &Query<'_>,
+    f: &Fast<'_>,
+    ecs: Option<(&ClientSubnet, u8)>,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Option<Outcome> {
+    let opt_room = q.edns.map_or(0, |_| wire::opt_len(ecs.map(|(cs, _)| cs)));
+    if HEADER_LEN + q.question.len() + f.prepared.bytes.len() + opt_room > limit {
+        return None;
+    }
+    let rcode = if f.nxdomain {
+        Rcode::NxDomain
+    } else {
+        Rcode::NoError
+    };
+    let [an, ns, ar] = f.prepared.counts;
+    let opt = u16::from(q.edns.is_some());
+    wire::write_header(
+        out,
+        q.id,
+        q.opcode,
+        true,
+        false,
+        q.recursion_desired,
+        q.checking_disabled,
+        rcode,
+        [1, an, ns, ar + opt],
+    );
+    out.extend_from_slice(q.question);
+    f.prepared.write(out, f.shift);
+    if let Some(e) = &q.edns {
+        wire::write_opt(out, rcode.high(), e.dnssec_ok, ecs);
+    }
+    Some(Outcome {
+        rcode,
+        qtype: q.qtype,
+        truncated: false,
+        referral: false,
+    })
+}
+
 /// The sections of a response, borrowed from the zones.
 struct Response<'a, 'z> {
     rcode: Rcode,
@@ -541,6 +593,9 @@ fn emit_sections(enc: &mut BinEncoder<'_>, r: &Response<'_, '_>, counts: &mut [u
     counts[3] += added;
     true
 }
+
+#[cfg(test)]
+mod prepared_tests;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -21,6 +21,13 @@ impl OutsideNames for Globals {
         }
         let mut buf = [0u8; MAX_NAME_LEN];
         let wire = wire_lower_into(name, &mut buf)?;
+        self.outside_wire(wire)
+    }
+
+    fn outside_wire(&self, wire: &[u8]) -> Option<Outside> {
+        if self.is_empty() {
+            return None;
+        }
         if self.find(wire).is_some() {
             Some(Outside::Global)
         } else if self.is_ent(wire) {

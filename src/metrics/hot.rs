@@ -34,16 +34,46 @@ fn basis_index(b: DecisionBasis) -> usize {
 }
 
 /// Counters the DNS answer path bumps: plain atomics, `Relaxed`, no locks, no allocation.
+///
+/// One set per UDP worker thread (a *shard*, see [`Metrics::udp_shard`](super::Metrics)) and
+/// one for TCP and everything else, so that no two threads bump the same cache line; the
+/// alignment keeps two shards off one line. Scrapes sum the shards.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct DnsCounters {
     pub(super) queries: [[AtomicU64; QTYPES.len()]; RCODES.len()],
     pub(super) ecs: [AtomicU64; 2],
     pub(super) basis: [AtomicU64; BASES.len()],
     pub(super) fail_open: AtomicU64,
     pub(super) stale_view: AtomicU64,
+    /// This set's shard number: the per-thread cells of [`ReplicaCounters`] it bumps.
+    shard: usize,
 }
 
 impl DnsCounters {
+    /// Counters for shard `shard` (0: TCP and everything that is not a UDP worker).
+    pub(crate) fn for_shard(shard: usize) -> Self {
+        Self {
+            shard,
+            ..Self::default()
+        }
+    }
+
+    /// The shard these counters belong to, for [`ReplicaCounters::answer`].
+    #[inline]
+    pub(crate) fn shard(&self) -> usize {
+        self.shard
+    }
+
+    /// Responses counted in this shard, all rcodes and types.
+    pub(super) fn total(&self) -> u64 {
+        self.queries
+            .iter()
+            .flatten()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Count one response with `rcode` (the full 12-bit extended code, BADVERS = 16) to a
     /// query of type `qtype`.
     #[inline]
@@ -241,6 +271,10 @@ pub struct RegistryKeys {
 /// Answer counters by (registry, replica) and by (client label × replica key), preallocated
 /// for one config generation. Put an `Arc` of it in the snapshot; the answer path calls
 /// [`ReplicaCounters::answer`].
+///
+/// The cells exist once per *shard* (one per UDP worker thread, plus one for the rest, see
+/// [`DnsCounters::shard`]), each shard's cells at least 128 bytes away from the next shard's,
+/// so worker threads never bump a shared cache line. Scrapes sum the shards.
 #[derive(Debug)]
 pub struct ReplicaCounters {
     /// Per registry index: its first slot in `by_replica`.
@@ -249,20 +283,46 @@ pub struct ReplicaCounters {
     pub(super) slot_keys: Box<[(Arc<str>, Arc<str>)]>,
     /// Per slot: index of its replica key in `replica_keys`.
     slot_column: Box<[u32]>,
+    /// `shards` runs of one cell per slot, `replica_stride` cells apart.
     by_replica: Box<[AtomicU64]>,
+    replica_stride: usize,
     /// Distinct replica keys: the columns of `by_client`.
     replica_keys: Box<[Arc<str>]>,
     labels: ClientLabels,
-    /// `labels.len()` rows × `replica_keys.len()` columns.
+    /// `shards` runs of `labels.len()` rows × `replica_keys.len()` columns, `client_stride`
+    /// cells apart.
     by_client: Box<[AtomicU64]>,
+    client_stride: usize,
+    /// Cells per shard in `by_client`.
+    client_cells: usize,
+    /// Number of shards (at least 1).
+    shards: usize,
     /// Registry id → its group in `offsets`, for the registries that get series of their own
     /// (the allow-list); empty for everybody else, so the answer path skips the lookup.
     own: HashMap<u32, u32>,
 }
 
+/// Cells between the starts of two shards holding `len` cells each: rounded up to whole
+/// 128-byte lines, plus one spare line, so no line holds cells of two shards.
+fn stride(len: usize) -> usize {
+    const LINE: usize = 128 / std::mem::size_of::<AtomicU64>();
+    len.div_ceil(LINE) * LINE + LINE
+}
+
 impl ReplicaCounters {
-    /// Lay out counters for `registries` (in registry-index order) and `labels`.
+    /// Lay out counters for `registries` (in registry-index order) and `labels`, one shard.
+    #[cfg(test)]
     pub(crate) fn new(registries: &[RegistryKeys], labels: ClientLabels) -> Self {
+        Self::sharded(registries, labels, 1)
+    }
+
+    /// [`new`](Self::new) with `shards` copies of the cells (one per answering thread).
+    pub(crate) fn sharded(
+        registries: &[RegistryKeys],
+        labels: ClientLabels,
+        shards: usize,
+    ) -> Self {
+        let shards = shards.max(1);
         let mut offsets = Vec::with_capacity(registries.len());
         let mut slot_keys = Vec::new();
         let mut slot_column = Vec::new();
@@ -280,20 +340,43 @@ impl ReplicaCounters {
                 slot_column.push(col);
             }
         }
-        let by_replica = (0..slot_keys.len()).map(|_| AtomicU64::new(0)).collect();
-        let by_client = (0..labels.len() * replica_keys.len())
-            .map(|_| AtomicU64::new(0))
-            .collect();
+        let replica_stride = stride(slot_keys.len());
+        let client_cells = labels.len() * replica_keys.len();
+        let client_stride = stride(client_cells);
+        let cells = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
         Self {
             offsets: offsets.into(),
             slot_keys: slot_keys.into(),
             slot_column: slot_column.into(),
-            by_replica,
+            by_replica: cells(replica_stride * shards),
+            replica_stride,
             replica_keys: replica_keys.into(),
             labels,
-            by_client,
+            by_client: cells(client_stride * shards),
+            client_stride,
+            client_cells,
+            shards,
             own: HashMap::new(),
         }
+    }
+
+    /// The cells of `shard` (taken modulo the shard count, so any index is safe).
+    #[inline]
+    pub(super) fn shard_cells(&self, shard: usize) -> (&[AtomicU64], &[AtomicU64]) {
+        // A shard past the count (a reload that changed the worker count) shares cells.
+        let s = if shard < self.shards {
+            shard
+        } else {
+            shard % self.shards
+        };
+        let r = s * self.replica_stride;
+        let c = s * self.client_stride;
+        (
+            self.by_replica
+                .get(r..r + self.slot_keys.len())
+                .unwrap_or(&[]),
+            self.by_client.get(c..c + self.client_cells).unwrap_or(&[]),
+        )
     }
 
     /// Lay out `groups` (replica sets) and, after them, one group for each registry of
@@ -302,13 +385,14 @@ impl ReplicaCounters {
         groups: &[RegistryKeys],
         own: &[(u32, RegistryKeys)],
         labels: ClientLabels,
+        shards: usize,
     ) -> Self {
         let all: Vec<RegistryKeys> = groups
             .iter()
             .cloned()
             .chain(own.iter().map(|(_, k)| k.clone()))
             .collect();
-        let mut c = Self::new(&all, labels);
+        let mut c = Self::sharded(&all, labels, shards);
         c.own = own
             .iter()
             .enumerate()
@@ -320,7 +404,7 @@ impl ReplicaCounters {
     /// Count an answer of an allow-listed registry in its own series (not in the per-client
     /// cells: [`answer`](Self::answer) counted those). Costs nothing without an allow-list.
     #[inline]
-    pub(crate) fn answer_registry(&self, id: u32, replica: usize) {
+    pub(crate) fn answer_registry(&self, shard: usize, id: u32, replica: usize) {
         if self.own.is_empty() {
             return;
         }
@@ -331,12 +415,15 @@ impl ReplicaCounters {
             return;
         };
         let slot = off as usize + replica;
+        let (by_replica, _) = self.shard_cells(shard);
         let end = self
             .offsets
             .get(group as usize + 1)
-            .map_or(self.by_replica.len(), |&e| e as usize);
-        if slot < end {
-            self.by_replica[slot].fetch_add(1, Ordering::Relaxed);
+            .map_or(by_replica.len(), |&e| e as usize);
+        if slot < end
+            && let Some(c) = by_replica.get(slot)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -345,43 +432,50 @@ impl ReplicaCounters {
         &self.labels
     }
 
-    /// Count one answer with replica `replica` of registry `registry` (config indices) for a
-    /// client labelled `label`. Out-of-range indices are ignored (never panics).
+    /// Count, in the cells of `shard` (the answering thread's, [`DnsCounters::shard`]), one
+    /// answer with replica `replica` of registry `registry` (config indices) for a client
+    /// labelled `label`. Out-of-range indices are ignored (never panics).
     #[inline]
-    pub(crate) fn answer(&self, registry: usize, replica: usize, label: LabelIndex) {
+    pub(crate) fn answer(&self, shard: usize, registry: usize, replica: usize, label: LabelIndex) {
         let Some(&off) = self.offsets.get(registry) else {
             return;
         };
+        let (by_replica, by_client) = self.shard_cells(shard);
         let slot = off as usize + replica;
         let end = self
             .offsets
             .get(registry + 1)
-            .map_or(self.by_replica.len(), |&e| e as usize);
+            .map_or(by_replica.len(), |&e| e as usize);
         if slot >= end {
             return;
         }
-        self.by_replica[slot].fetch_add(1, Ordering::Relaxed);
-        let col = self.slot_column[slot] as usize;
-        let cell = usize::from(label.0) * self.replica_keys.len() + col;
-        if let Some(c) = self.by_client.get(cell) {
+        let (Some(cell), Some(&col)) = (by_replica.get(slot), self.slot_column.get(slot)) else {
+            return;
+        };
+        cell.fetch_add(1, Ordering::Relaxed);
+        let i = usize::from(label.0) * self.replica_keys.len() + col as usize;
+        if let Some(c) = by_client.get(i) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn add_into(&self, replica: &mut KeyTotals, client: &mut ClientTotals) {
-        for (k, v) in self.slot_keys.iter().zip(self.by_replica.iter()) {
-            *replica.entry(k.clone()).or_default() += v.load(Ordering::Relaxed);
-        }
         let cols = self.replica_keys.len();
-        if cols == 0 {
-            return;
-        }
-        for (i, v) in self.by_client.iter().enumerate() {
-            let v = v.load(Ordering::Relaxed);
-            if v > 0 {
-                let label = self.labels.name(LabelIndex((i / cols) as u16));
-                let key = (Arc::<str>::from(label), self.replica_keys[i % cols].clone());
-                *client.entry(key).or_default() += v;
+        for shard in 0..self.shards {
+            let (by_replica, by_client) = self.shard_cells(shard);
+            for (k, v) in self.slot_keys.iter().zip(by_replica.iter()) {
+                *replica.entry(k.clone()).or_default() += v.load(Ordering::Relaxed);
+            }
+            if cols == 0 {
+                continue;
+            }
+            for (i, v) in by_client.iter().enumerate() {
+                let v = v.load(Ordering::Relaxed);
+                if v > 0 {
+                    let label = self.labels.name(LabelIndex((i / cols) as u16));
+                    let key = (Arc::<str>::from(label), self.replica_keys[i % cols].clone());
+                    *client.entry(key).or_default() += v;
+                }
             }
         }
     }

@@ -34,21 +34,23 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+mod collect;
 mod fleet;
 mod hot;
+
+use collect::{HotCollector, Shards};
 
 use hot::ReplicaHub;
 pub use hot::{
@@ -103,6 +105,8 @@ pub(crate) const FLEET_LIVE: &str = "steerdns_fleet_live_instances";
 pub(crate) const FLEET_LOST: &str = "steerdns_fleet_lost_changes";
 /// Gauge: probe tasks that panicked and were restarted since start.
 pub(crate) const PROBER_RESTARTS: &str = "steerdns_prober_task_restarts";
+/// Counter: responses sent by each UDP worker thread, by `worker` (its `/live` name).
+pub(crate) const UDP_WORKER_RESPONSES: &str = "steerdns_udp_worker_responses";
 /// Counter: TCP connections refused because the connection cap was reached.
 pub(crate) const TCP_REFUSED: &str = "steerdns_tcp_refused_connections";
 /// Info: build facts (`version`).
@@ -167,6 +171,7 @@ fn probe_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     dns: Arc<DnsCounters>,
+    udp_shards: Shards,
     hub: Arc<Mutex<ReplicaHub>>,
     tcp_refused: Arc<AtomicU64>,
     transport: Arc<TransportCounters>,
@@ -196,17 +201,20 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let dns = Arc::new(DnsCounters::default());
+        let udp_shards = Shards::default();
         let hub = Arc::new(Mutex::new(ReplicaHub::default()));
         let tcp_refused = Arc::new(AtomicU64::new(0));
         let transport = Arc::new(TransportCounters::default());
         registry.register_collector(Box::new(HotCollector {
             dns: dns.clone(),
+            udp_shards: udp_shards.clone(),
             hub: hub.clone(),
             tcp_refused: tcp_refused.clone(),
             transport: transport.clone(),
         }));
         let mut m = Self {
             dns,
+            udp_shards,
             hub,
             tcp_refused,
             transport,
@@ -287,9 +295,19 @@ impl Metrics {
         m
     }
 
-    /// The hot-path DNS counters (clone the `Arc` into the socket loops).
+    /// The hot-path DNS counters of shard 0: TCP, and anything that is not a UDP worker.
     pub fn dns(&self) -> &Arc<DnsCounters> {
         &self.dns
+    }
+
+    /// A new shard of DNS counters for the UDP worker thread `worker` (its `/live` name),
+    /// numbered after the ones already handed out; scrapes add it into every DNS family and
+    /// show its responses as [`UDP_WORKER_RESPONSES`]. Called once per thread, at its start.
+    pub(crate) fn udp_shard(&self, worker: &str) -> Arc<DnsCounters> {
+        let mut shards = self.udp_shards.lock();
+        let c = Arc::new(DnsCounters::for_shard(shards.len() + 1));
+        shards.push((worker.to_owned(), c.clone()));
+        c
     }
 
     /// The TCP-refused counter cell; the wiring points the TCP accept loop at it (or copies
@@ -306,7 +324,8 @@ impl Metrics {
     #[cfg(test)]
     /// Set the TCP-refused total (from `server::TransportStats`).
     pub(crate) fn set_tcp_refused(&self, total: u64) {
-        self.tcp_refused.store(total, Ordering::Relaxed);
+        self.tcp_refused
+            .store(total, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Install the replica counters of a new config generation; the previous ones are retired
@@ -431,160 +450,6 @@ impl Metrics {
 /// The OpenMetrics content type for `/metrics`.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-//------------ HotCollector -----------------------------------------------------------------
-
-/// Exports the atomics at scrape time.
-#[derive(Debug)]
-struct HotCollector {
-    dns: Arc<DnsCounters>,
-    hub: Arc<Mutex<ReplicaHub>>,
-    tcp_refused: Arc<AtomicU64>,
-    transport: Arc<TransportCounters>,
-}
-
-impl Collector for HotCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let d = &self.dns;
-        {
-            let c = ConstCounter::new(0u64);
-            let mut fam = encoder.encode_descriptor(
-                DNS_QUERIES,
-                "DNS responses by rcode and qtype",
-                None,
-                c.metric_type(),
-            )?;
-            for (r, row) in d.queries.iter().enumerate() {
-                for (q, cell) in row.iter().enumerate() {
-                    let labels = [("rcode", RCODES[r]), ("qtype", QTYPES[q])];
-                    let m = fam.encode_family(&labels)?;
-                    ConstCounter::new(cell.load(Ordering::Relaxed)).encode(m)?;
-                }
-            }
-        }
-        {
-            let c = ConstCounter::new(0u64);
-            let mut fam = encoder.encode_descriptor(
-                DNS_ECS,
-                "Global-name queries with and without ECS",
-                None,
-                c.metric_type(),
-            )?;
-            for (i, v) in ["absent", "present"].iter().enumerate() {
-                let labels = [("ecs", *v)];
-                let m = fam.encode_family(&labels)?;
-                ConstCounter::new(d.ecs[i].load(Ordering::Relaxed)).encode(m)?;
-            }
-        }
-        {
-            let c = ConstCounter::new(0u64);
-            let mut fam = encoder.encode_descriptor(
-                DNS_DECISIONS,
-                "Routing decisions by basis",
-                None,
-                c.metric_type(),
-            )?;
-            for (i, v) in BASES.iter().enumerate() {
-                let labels = [("basis", *v)];
-                let m = fam.encode_family(&labels)?;
-                ConstCounter::new(d.basis[i].load(Ordering::Relaxed)).encode(m)?;
-            }
-        }
-        {
-            let c = ConstCounter::new(d.fail_open.load(Ordering::Relaxed));
-            let m = encoder.encode_descriptor(
-                DNS_FAIL_OPEN_ANSWERS,
-                "Answers given while failing open",
-                None,
-                c.metric_type(),
-            )?;
-            c.encode(m)?;
-        }
-        {
-            let c = ConstCounter::new(d.stale_view.load(Ordering::Relaxed));
-            let m = encoder.encode_descriptor(
-                DNS_STALE_VIEW_ANSWERS,
-                "Answers routed with every verdict unknown because the health view was past its deadline (the writer stopped)",
-                None,
-                c.metric_type(),
-            )?;
-            c.encode(m)?;
-        }
-        {
-            let c = ConstCounter::new(self.tcp_refused.load(Ordering::Relaxed));
-            let m = encoder.encode_descriptor(
-                TCP_REFUSED,
-                "TCP connections refused at the connection cap",
-                None,
-                c.metric_type(),
-            )?;
-            c.encode(m)?;
-        }
-        let t = &self.transport;
-        for (name, help, cell) in [
-            (
-                TCP_EVICTED,
-                "TCP connections closed, longest-idle first, to admit a new one at the cap",
-                &t.tcp_evicted,
-            ),
-            (
-                RRL_DROPPED,
-                "UDP responses dropped by response rate limiting",
-                &t.rrl_dropped,
-            ),
-            (
-                RRL_SLIPPED,
-                "UDP responses sent truncated (TC) by response rate limiting",
-                &t.rrl_slipped,
-            ),
-        ] {
-            let c = ConstCounter::new(cell.load(Ordering::Relaxed));
-            let m = encoder.encode_descriptor(name, help, None, c.metric_type())?;
-            c.encode(m)?;
-        }
-        let (current_keys, (replica, client)) = {
-            let mut hub = self.hub.lock();
-            let keys: Vec<(Arc<str>, Arc<str>)> = hub
-                .current
-                .as_ref()
-                .map(|c| c.slot_keys.to_vec())
-                .unwrap_or_default();
-            (keys, hub.totals())
-        };
-        {
-            let c = ConstCounter::new(0u64);
-            let mut fam = encoder.encode_descriptor(
-                ANSWERS_BY_REPLICA,
-                "Answers by registry and replica",
-                None,
-                c.metric_type(),
-            )?;
-            for k in &current_keys {
-                let v = replica.get(k).copied().unwrap_or(0);
-                let labels = [("registry", &*k.0), ("replica", &*k.1)];
-                let m = fam.encode_family(&labels)?;
-                ConstCounter::new(v).encode(m)?;
-            }
-        }
-        {
-            let c = ConstCounter::new(0u64);
-            let mut fam = encoder.encode_descriptor(
-                ANSWERS_BY_CLIENT,
-                "Answers by client label and replica (non-zero cells only)",
-                None,
-                c.metric_type(),
-            )?;
-            let mut cells: Vec<_> = client.into_iter().collect();
-            cells.sort();
-            for ((label, rep), v) in cells {
-                let labels = [("client", &*label), ("replica", &*rep)];
-                let m = fam.encode_family(&labels)?;
-                ConstCounter::new(v).encode(m)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,6 +467,58 @@ mod tests {
                 replicas: r.iter().map(|s| (*s).into()).collect(),
             })
             .collect()
+    }
+
+    #[test]
+    fn udp_worker_shards_add_up_and_each_has_its_series() {
+        let m = Metrics::new();
+        let a = m.udp_shard("udp 127.0.0.1:53 #1");
+        let b = m.udp_shard("udp 127.0.0.1:53 #2");
+        assert_eq!((m.dns().shard(), a.shard(), b.shard()), (0, 1, 2));
+        m.dns().response(0, 1);
+        a.response(0, 1);
+        a.response(3, 1);
+        b.response(0, 1);
+        b.ecs(true);
+        a.ecs(true);
+        let t = m.render();
+        let q = "steerdns_dns_queries_total{rcode=\"NOERROR\",qtype=\"A\"}";
+        assert_eq!(sample(&t, q), Some("3"), "{t}");
+        assert_eq!(
+            sample(&t, "steerdns_dns_ecs_queries_total{ecs=\"present\"}"),
+            Some("2")
+        );
+        let w = |n: &str| {
+            format!("steerdns_udp_worker_responses_total{{worker=\"udp 127.0.0.1:53 #{n}\"}}")
+        };
+        assert_eq!(sample(&t, &w("1")), Some("2"), "{t}");
+        assert_eq!(sample(&t, &w("2")), Some("1"), "{t}");
+    }
+
+    #[test]
+    fn replica_counter_shards_are_apart_and_add_up() {
+        let m = Metrics::new();
+        let rc = Arc::new(ReplicaCounters::sharded(
+            &layout(&[("contoso", &["eastus", "westeurope"])]),
+            ClientLabels::new(["NL"]),
+            3,
+        ));
+        m.install_replica_counters(rc.clone());
+        let nl = rc.labels().index(Some("NL"));
+        // Shards 0, 1, 2, and 4 (= 1 modulo 3: an index past the count is still counted).
+        for shard in [0, 1, 2, 4] {
+            rc.answer(shard, 0, 1, nl);
+        }
+        let t = m.render();
+        let key = "steerdns_answers_total{registry=\"contoso\",replica=\"westeurope\"}";
+        assert_eq!(sample(&t, key), Some("4"), "{t}");
+        let key = "steerdns_client_answers_total{client=\"NL\",replica=\"westeurope\"}";
+        assert_eq!(sample(&t, key), Some("4"), "{t}");
+        // Two shards' cells never share a 128-byte line.
+        let (a, _) = rc.shard_cells(0);
+        let (b, _) = rc.shard_cells(1);
+        let end_a = a.as_ptr_range().end as usize;
+        assert!(b.as_ptr() as usize - end_a >= 128);
     }
 
     #[test]
@@ -715,12 +632,12 @@ mod tests {
         ));
         m.install_replica_counters(rc.clone());
         let nl = rc.labels().index(Some("NL"));
-        rc.answer(0, 1, nl);
-        rc.answer(0, 1, nl);
-        rc.answer(1, 0, nl);
-        rc.answer(0, 0, LabelIndex(0));
-        rc.answer(0, 2, nl); // out of range for registry 0
-        rc.answer(7, 0, nl);
+        rc.answer(0, 0, 1, nl);
+        rc.answer(0, 0, 1, nl);
+        rc.answer(0, 1, 0, nl);
+        rc.answer(0, 0, 0, LabelIndex(0));
+        rc.answer(0, 0, 2, nl); // out of range for registry 0
+        rc.answer(0, 7, 0, nl);
         let t = m.render();
         assert_eq!(
             sample(
@@ -772,7 +689,7 @@ mod tests {
                 &layout(&[("contoso", &["westeurope"])]),
                 ClientLabels::new(["NL"]),
             ));
-            c.answer(0, 0, LabelIndex(0));
+            c.answer(0, 0, 0, LabelIndex(0));
             m.install_replica_counters(c);
             // Only the installed set is held (by the hub); nothing is retired for good.
             assert_eq!(m.hub.lock().retired.len(), 0, "after {} reloads", i + 1);
@@ -789,8 +706,8 @@ mod tests {
             ClientLabels::new(["NL"]),
         ));
         m.install_replica_counters(old.clone());
-        old.answer(0, 1, LabelIndex(0));
-        old.answer(0, 1, LabelIndex(0));
+        old.answer(0, 0, 1, LabelIndex(0));
+        old.answer(0, 0, 1, LabelIndex(0));
         // New layout: a registry added before contoso, westeurope now index 0.
         let new = Arc::new(ReplicaCounters::new(
             &layout(&[("aaa", &["eastus"]), ("contoso", &["westeurope", "x"])]),
@@ -798,8 +715,8 @@ mod tests {
         ));
         m.install_replica_counters(new.clone());
         // A query still holding the old snapshot counts once more.
-        old.answer(0, 1, LabelIndex(0));
-        new.answer(1, 0, LabelIndex(0));
+        old.answer(0, 0, 1, LabelIndex(0));
+        new.answer(0, 1, 0, LabelIndex(0));
         let want = "steerdns_answers_total{registry=\"contoso\",replica=\"westeurope\"}";
         assert_eq!(sample(&m.render(), want), Some("4"));
         drop(old); // the last snapshot holding it is gone: folded into the baseline

@@ -156,6 +156,22 @@ pub fn rank(
     n: usize,
     out: &mut [ReplicaIndex; MAX_REPLICAS],
 ) -> usize {
+    if n == 1 {
+        // The common `answers = 1`: the least key in one pass, no key array to clear and
+        // sort. Keys are distinct (the replica index is in the low bits), so this is the
+        // first of the full ranking.
+        let best = (0..candidates.len())
+            .filter(|&i| routable.contains(i))
+            .map(|i| key(location, candidates, i))
+            .min();
+        return match best {
+            Some(key) => {
+                out[0] = (key & 0xff) as ReplicaIndex;
+                1
+            }
+            None => 0,
+        };
+    }
     let mut keys = [0u64; MAX_REPLICAS];
     let k = sorted_keys(location, candidates, routable, false, &mut keys);
     let m = k.min(n);
@@ -307,6 +323,30 @@ mod tests {
         // n larger than the replica count returns them all.
         assert_eq!(ranked(&loc, &c, c.all().bits(), 10), [1, 0, 2]);
         assert_eq!(ranked(&loc, &c, c.all().bits(), 0), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn the_best_one_is_the_first_of_the_full_ranking() {
+        let l = locator(true, false);
+        let c = cands(&[0, 1, 2, 1, 0, 2, 2]);
+        for ip in [
+            "10.1.2.7",
+            "10.9.9.9",
+            "192.0.2.1",
+            "2001:db8::1",
+            "127.0.0.1",
+        ] {
+            let loc = l.locate(client(ip));
+            for mask in 0..(1u64 << 7) {
+                let all = ranked(&loc, &c, mask, MAX_REPLICAS);
+                let one = ranked(&loc, &c, mask, 1);
+                assert_eq!(
+                    one,
+                    all.first().copied().into_iter().collect::<Vec<_>>(),
+                    "{ip} {mask:b}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! DNS transports: UDP and TCP listeners, bound by the caller, served until shutdown.
 //!
 //! - `udp`: one blocking thread per socket, reading and answering batches of datagrams with
-//!   recvmmsg/sendmmsg (no task per query; the answer path is synchronous). One socket per
-//!   listen address, so one thread per address for now. Answers pass through `rrl`.
+//!   recvmmsg/sendmmsg (no task per query; the answer path is synchronous).
+//!   `server.udp_workers` SO_REUSEPORT sockets per listen address (default: one per CPU the
+//!   process may run on), optionally pinned to CPUs; each thread counts into its own metrics
+//!   shard, so the threads share no lock and no written cache line. Answers pass through
+//!   `rrl` (one table per thread).
 //! - `rrl`: response rate limiting per (source prefix, response class), per UDP thread.
 //! - `tcp` (RFC 7766): one task per connection, pipelined queries answered in order; idle,
 //!   whole-message and write deadlines; per-client and global caps (the global one closes
@@ -50,15 +53,29 @@ pub struct Sockets {
 impl Sockets {
     /// Bind UDP and TCP on each address. IPv6 sockets are IPv6-only so that IPv4 and IPv6 are
     /// separate sockets (no IPv4-mapped sources). Port 0 picks a free port, the same for UDP
-    /// and TCP of one address when possible.
+    /// and TCP of one address when possible. One UDP socket per address: see
+    /// [`bind_workers`](Self::bind_workers) for more.
     pub fn bind(addrs: &[SocketAddr]) -> io::Result<Self> {
+        Self::bind_workers(addrs, 1)
+    }
+
+    /// [`bind`](Self::bind) with `udp_workers` UDP sockets per address (`server.udp_workers`),
+    /// all bound to the same address and port with SO_REUSEPORT when there are several, so
+    /// that the kernel spreads the clients over them by flow hash; each gets a thread of its
+    /// own in [`serve`].
+    pub fn bind_workers(addrs: &[SocketAddr], udp_workers: usize) -> io::Result<Self> {
         let mut sockets = Self::default();
+        let shared = udp_workers > 1;
         for addr in addrs {
             let tcp = bind_tcp(*addr)?;
             // With port 0, reuse the port TCP got for UDP, so one address:port serves both.
             let udp_addr = tcp.local_addr()?;
-            let udp = bind_udp(udp_addr).or_else(|_| bind_udp(*addr))?;
-            sockets.udp.push(udp);
+            let first = bind_udp(udp_addr, shared).or_else(|_| bind_udp(*addr, shared))?;
+            let bound = first.local_addr()?;
+            sockets.udp.push(first);
+            for _ in 1..udp_workers {
+                sockets.udp.push(bind_udp(bound, true)?);
+            }
             sockets.tcp.push(tcp);
         }
         Ok(sockets)
@@ -81,8 +98,12 @@ fn socket_for(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket>
     Ok(socket)
 }
 
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// A UDP socket on `addr`; `shared`: with SO_REUSEPORT, one of a group of worker sockets.
+fn bind_udp(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
     let socket = socket_for(addr, Type::DGRAM, Protocol::UDP)?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
     // The kernel caps this at net.core.rmem_max; a failure here is not fatal.
     let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
     socket.bind(&addr.into())?;
@@ -170,25 +191,25 @@ pub(crate) async fn serve(
         shutdown: shutdown.clone(),
         hard: hard.clone(),
     };
-    for socket in udp {
-        if let Ok(addr) = socket.local_addr() {
-            info!(udp = %addr, "listening");
+    let pin = udp::Pinning::new(&shared.current().config.udp.pin);
+    for (socket, name, k) in udp::workers(udp) {
+        // The worker first: tools read the address as the rest of the line after `udp=`.
+        match socket.local_addr() {
+            Ok(addr) => info!(worker = k + 1, udp = %addr, "listening"),
+            Err(_) => info!(worker = k + 1, "listening on udp"),
         }
-        match socket.into_std() {
-            Ok(socket) => {
-                let (shared, shutdown, stats) = (shared.clone(), shutdown.clone(), stats.clone());
-                let name = socket
-                    .local_addr()
-                    .map_or_else(|_| "udp".to_string(), |a| format!("udp {a}"));
-                let alive = liveness.register(&name);
-                tracker.spawn_blocking(move || {
-                    // Dropped when the thread ends, by return or by panic.
-                    let _alive = alive;
-                    udp::serve_udp(socket, shared, stats, shutdown)
-                });
+        let (shared, shutdown, stats) = (shared.clone(), shutdown.clone(), stats.clone());
+        let alive = liveness.register(&name);
+        let cpu = pin.cpu(k);
+        let counters = stats.metrics.udp_shard(&name);
+        tracker.spawn_blocking(move || {
+            // Dropped when the thread ends, by return or by panic.
+            let _alive = alive;
+            if let Some(cpu) = cpu {
+                udp::pin_to(cpu, &name);
             }
-            Err(e) => warn!(error = %e, "cannot serve a UDP socket"),
-        }
+            udp::serve_udp(socket, shared, stats, counters, shutdown)
+        });
     }
     for listener in tcp {
         if let Ok(addr) = listener.local_addr() {

@@ -1,5 +1,7 @@
 //! UDP: one blocking thread per socket, batches of datagrams with recvmmsg/sendmmsg, and
-//! response rate limiting (`rrl`) on the answers, per thread.
+//! response rate limiting (`rrl`) on the answers, per thread. Several sockets per address
+//! (`server.udp_workers`, SO_REUSEPORT) are several threads, each with its own buffers, rate
+//! limiter and metrics shard, optionally pinned to a CPU each.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,8 +13,84 @@ use tracing::{debug, warn};
 
 use super::rrl::{self, Class, Limiter, Verdict};
 use super::{TransportStats, canonical};
+use crate::config::UdpPin;
 use crate::dns::{self, Transport};
+use crate::metrics::DnsCounters;
 use crate::state::Shared;
+
+//------------ Workers ----------------------------------------------------------------------
+
+/// The sockets as threads to start: (socket, its `/live` name, its index among the sockets
+/// of its address). The name is `udp ADDR`, or `udp ADDR #K` (K from 1) when the address has
+/// several workers.
+pub(super) fn workers(
+    udp: Vec<tokio::net::UdpSocket>,
+) -> Vec<(std::net::UdpSocket, String, usize)> {
+    let addrs: Vec<Option<SocketAddr>> = udp.iter().map(|s| s.local_addr().ok()).collect();
+    let mut out = Vec::with_capacity(udp.len());
+    for (i, socket) in udp.into_iter().enumerate() {
+        let same = |a: &Option<SocketAddr>| a.is_some() && *a == addrs[i];
+        let k = addrs[..i].iter().filter(|a| same(a)).count();
+        let n = addrs.iter().filter(|a| same(a)).count();
+        let name = match addrs[i] {
+            Some(a) if n > 1 => format!("udp {a} #{}", k + 1),
+            Some(a) => format!("udp {a}"),
+            None => "udp".to_string(),
+        };
+        match socket.into_std() {
+            Ok(socket) => out.push((socket, name, k)),
+            Err(e) => warn!(error = %e, udp = %name, "cannot serve a UDP socket"),
+        }
+    }
+    out
+}
+
+/// The CPUs the workers are pinned to (`server.udp_pin`), resolved once at start.
+#[derive(Debug)]
+pub(super) struct Pinning(Vec<usize>);
+
+impl Pinning {
+    /// `Allowed` reads the process's affinity mask now; an unreadable mask pins nothing.
+    pub(super) fn new(pin: &UdpPin) -> Self {
+        use nix::sched::{CpuSet, sched_getaffinity};
+        use nix::unistd::Pid;
+        Self(match pin {
+            UdpPin::Off => Vec::new(),
+            UdpPin::Cpus(cpus) => cpus.clone(),
+            UdpPin::Allowed => match sched_getaffinity(Pid::from_raw(0)) {
+                Ok(set) => (0..CpuSet::count())
+                    .filter(|c| set.is_set(*c).unwrap_or(false))
+                    .collect(),
+                Err(e) => {
+                    warn!(error = %e, "cannot read the CPU affinity; UDP workers not pinned");
+                    Vec::new()
+                }
+            },
+        })
+    }
+
+    /// The CPU of worker `k` of an address, if pinning.
+    pub(super) fn cpu(&self, k: usize) -> Option<usize> {
+        (!self.0.is_empty()).then(|| self.0[k % self.0.len()])
+    }
+}
+
+/// Pin the calling thread to `cpu`; on failure (no such CPU, not allowed) say so and run
+/// unpinned.
+pub(super) fn pin_to(cpu: usize, worker: &str) {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    match set
+        .set(cpu)
+        .and_then(|()| sched_setaffinity(Pid::from_raw(0), &set))
+    {
+        Ok(()) => debug!(udp = %worker, cpu, "pinned"),
+        Err(e) => warn!(udp = %worker, cpu, error = %e, "cannot pin the UDP worker; unpinned"),
+    }
+}
+
+//------------ The batch loop ---------------------------------------------------------------
 
 /// How often limited prefixes are looked at to end their limited period (ns).
 const RRL_SWEEP_NS: u64 = 1_000_000_000;
@@ -29,13 +107,14 @@ const UDP_QUERY_MAX: usize = 4096;
 /// `recvmmsg`, answer each inline, send the answers with one `sendmmsg`. The answer path never
 /// waits on anything, so a blocking loop without a reactor round trip per datagram, and one
 /// system call per batch each way, is the cheapest way to run it (Knot and NSD do the same).
+/// `counters` is this thread's shard: no other thread writes its cache lines.
 pub(super) fn serve_udp(
     socket: std::net::UdpSocket,
     shared: Shared,
     stats: Arc<TransportStats>,
+    counters: Arc<DnsCounters>,
     shutdown: CancellationToken,
 ) {
-    let counters = stats.metrics.dns().clone();
     let transport = stats.metrics.transport().clone();
     let epoch = std::time::Instant::now();
     let mut generation = 0;

@@ -543,13 +543,12 @@ fn replica_counters(
         .unwrap_or_default();
     labels.sort();
     labels.dedup();
-    ReplicaCounters::with_registries(
-        &keys,
-        &own,
-        ClientLabels::new(
-            labels
-                .into_iter()
-                .chain(ClientLabels::all_two_letter_codes()),
-        ),
-    )
+    // One shard per UDP worker thread, plus one for TCP (`metrics::DnsCounters::shard`).
+    let shards = 1 + config.udp.workers * config.listen.len();
+    let labels = ClientLabels::new(
+        labels
+            .into_iter()
+            .chain(ClientLabels::all_two_letter_codes()),
+    );
+    ReplicaCounters::with_registries(&keys, &own, labels, shards)
 }

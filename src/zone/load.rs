@@ -232,7 +232,7 @@ impl ZoneSet {
             }
         }
         if problems.is_empty() {
-            Ok(set)
+            Ok(Self::prepared(set.zones))
         } else {
             Err(problems)
         }

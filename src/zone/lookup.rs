@@ -28,6 +28,8 @@ pub(crate) enum Outside {
 pub(crate) trait OutsideNames {
     /// What `name` is, if anything.
     fn outside(&self, name: &Name) -> Option<Outside>;
+    /// [`outside`](Self::outside) for a name in lower-cased wire form.
+    fn outside_wire(&self, wire: &[u8]) -> Option<Outside>;
 }
 
 /// Only the zone data.
@@ -35,6 +37,9 @@ pub(crate) struct NoOutside;
 
 impl OutsideNames for NoOutside {
     fn outside(&self, _: &Name) -> Option<Outside> {
+        None
+    }
+    fn outside_wire(&self, _: &[u8]) -> Option<Outside> {
         None
     }
 }

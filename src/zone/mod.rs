@@ -19,8 +19,11 @@ use hickory_proto::ProtoError;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
+mod fast;
 mod load;
 mod lookup;
+
+pub(crate) use fast::Fast;
 
 pub(crate) use lookup::{NoOutside, Outside, OutsideNames};
 
@@ -189,21 +192,54 @@ pub(crate) fn emit_record(
     Ok(())
 }
 
-/// Every zone served, keyed by origin.
+/// Every zone served, keyed by origin, and the answers prepared from them.
 #[derive(Debug, Default)]
 pub(crate) struct ZoneSet {
     zones: HashMap<Name, Arc<Zone>>,
+    fast: fast::FastTable,
 }
 
 impl ZoneSet {
     /// Build a set from zones already loaded (tests, the fuzzing seam).
     pub(crate) fn from_zones(zones: impl IntoIterator<Item = Zone>) -> Self {
+        let zones = zones
+            .into_iter()
+            .map(|z| (z.origin().clone(), Arc::new(z)))
+            .collect();
+        Self::prepared(zones)
+    }
+
+    /// The set of `zones`, with its prepared answers.
+    fn prepared(zones: HashMap<Name, Arc<Zone>>) -> Self {
+        let mut set = Self {
+            zones,
+            fast: fast::FastTable::default(),
+        };
+        set.fast = fast::FastTable::build(&set);
+        set
+    }
+
+    /// The same zones without prepared answers: every query takes the full lookup (tests
+    /// compare the two).
+    #[cfg(test)]
+    pub(crate) fn without_prepared(&self) -> Self {
         Self {
-            zones: zones
-                .into_iter()
-                .map(|z| (z.origin().clone(), Arc::new(z)))
-                .collect(),
+            zones: self.zones.clone(),
+            fast: fast::FastTable::default(),
         }
+    }
+
+    /// The answer prepared at load for `qname` (lower-cased wire form) and `qtype`, when it
+    /// is a name of the zone files with no CNAME to chase, or NXDOMAIN without a wildcard;
+    /// None: ask [`lookup`](Self::lookup), which gives the same answer for these.
+    #[inline]
+    pub(crate) fn fast(
+        &self,
+        qname: &[u8],
+        qtype: u16,
+        outside: &dyn OutsideNames,
+    ) -> Option<Fast<'_>> {
+        self.fast.get(qname, qtype, outside)
     }
 
     /// The zones, in no particular order.
@@ -409,6 +445,10 @@ mod tests {
             } else {
                 None
             }
+        }
+        fn outside_wire(&self, wire: &[u8]) -> Option<Outside> {
+            use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+            self.outside(&Name::read(&mut BinDecoder::new(wire)).ok()?)
         }
     }
 

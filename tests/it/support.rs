@@ -82,6 +82,7 @@ impl TestServer {
             &[],
             "127.0.0.1:0".parse().expect("addr"),
             Some(admin),
+            1,
         )
         .await
     }
@@ -100,7 +101,15 @@ impl TestServer {
         files: &[(&str, &str)],
         listen: SocketAddr,
     ) -> Self {
-        Self::launch(dir, config, files, listen, None).await
+        Self::launch(dir, config, files, listen, None, 1).await
+    }
+
+    /// Start with `workers` UDP sockets (SO_REUSEPORT, a thread each) on 127.0.0.1 port 0, as
+    /// the binary does with `server.udp_workers`.
+    pub async fn start_with_workers(config: &str, workers: usize) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        Self::launch(dir, config, &[], listen, None, workers).await
     }
 
     async fn launch(
@@ -109,6 +118,7 @@ impl TestServer {
         files: &[(&str, &str)],
         listen: SocketAddr,
         admin: Option<SocketAddr>,
+        udp_workers: usize,
     ) -> Self {
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write file");
@@ -117,7 +127,7 @@ impl TestServer {
         std::fs::write(&path, config).expect("write config");
         let snapshot =
             Snapshot::load(&path).unwrap_or_else(|e| panic!("config does not load:\n{e}"));
-        let mut sockets = Sockets::bind(&[listen]).expect("bind");
+        let mut sockets = Sockets::bind_workers(&[listen], udp_workers).expect("bind");
         if let Some(a) = admin {
             sockets = sockets.with_admin(a).expect("bind admin");
         }

@@ -340,4 +340,45 @@ async fn a_reload_applies_tcp_limits_and_the_admin_token_file() {
         "{body}"
     );
     s.stop().await;
+
+/// The responses each UDP worker has sent, from `/metrics` (`steerdns_udp_worker_responses`).
+fn worker_responses(s: &TestServer, worker: &str) -> u64 {
+    let text = s.handles.stats.metrics.render();
+    let key = format!("steerdns_udp_worker_responses_total{{worker=\"{worker}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn two_udp_workers_on_one_address_both_answer() {
+    let s = TestServer::start_with_workers(&demo_config(""), 2).await;
+    let names = [format!("udp {} #1", s.addr), format!("udp {} #2", s.addr)];
+    let packet = query("www.registry.example.", RecordType::A, None)
+        .to_vec()
+        .expect("encode");
+    // The kernel spreads flows over the SO_REUSEPORT group by a hash of the source address
+    // and port: a new source port per query until each worker has answered. Each query waits
+    // for its answer, so the counters are read after the answering worker counted it. With
+    // 200 ports, all landing on one worker has probability 2^-199.
+    let mut sent = 0;
+    while names.iter().any(|n| worker_responses(&s, n) == 0) {
+        assert!(
+            sent < 200,
+            "one worker never answered after {sent} source ports"
+        );
+        let answer = udp_raw(s.addr, &packet).await.expect("an answer");
+        assert_eq!(Message::from_vec(&answer).expect("decode").answers.len(), 1);
+        sent += 1;
+    }
+    // Every answer was counted by exactly one worker.
+    let total: u64 = names.iter().map(|n| worker_responses(&s, n)).sum();
+    assert_eq!(total, sent);
+    let liveness = s.handles.liveness.clone();
+    s.stop().await;
+    let dead = liveness.dead();
+    for name in &names {
+        assert!(dead.iter().any(|d| d == name), "{name} not in {dead:?}");
+    }
 }
