@@ -91,7 +91,7 @@ impl TestServer {
     pub async fn start_with_admin_files(config: &str, files: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let any = "127.0.0.1:0".parse().expect("addr");
-        Self::launch(dir, config, files, any, Some(any)).await
+        Self::launch(dir, config, files, any, Some(any), 1).await
     }
 
     /// Start in a given directory (a restart keeps its files).

@@ -340,6 +340,7 @@ async fn a_reload_applies_tcp_limits_and_the_admin_token_file() {
         "{body}"
     );
     s.stop().await;
+}
 
 /// The responses each UDP worker has sent, from `/metrics` (`steerdns_udp_worker_responses`).
 fn worker_responses(s: &TestServer, worker: &str) -> u64 {
