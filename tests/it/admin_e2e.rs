@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use steerdns::demo_replica::{DemoReplica, lab_config};
 
 use crate::e2e::Binary;
-use crate::support::repo;
+use crate::support::{metric, repo};
 
 const WEU: &str = "192.0.2.10";
 const EUS: &str = "198.51.100.10";
@@ -122,14 +122,6 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
         assert!(start.elapsed() < LIMIT, "never: {what}");
         std::thread::sleep(Duration::from_millis(30));
     }
-}
-
-/// Sum of the samples of `name` whose labels contain every `labels` fragment.
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|f| l.contains(f)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 async fn get(url: String) -> (u16, String) {

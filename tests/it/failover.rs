@@ -190,12 +190,7 @@ async fn verdicts_expire_to_unknown_when_the_prober_stops() {
     let start = Instant::now();
     loop {
         let text = lab.server.handles.stats.metrics.render();
-        let stale: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("steerdns_stale_verdicts_total"))
-            .filter_map(|l| l.rsplit(" ").next()?.parse::<f64>().ok())
-            .sum();
-        if stale >= 1.0 {
+        if metric(&text, "steerdns_stale_verdicts_total", &[]) >= 1.0 {
             break;
         }
         assert!(
@@ -223,11 +218,7 @@ async fn verdicts_expire_to_unknown_when_the_writer_stops() {
         "expired only after stale_after, took {took:?}"
     );
     let text = lab.server.handles.stats.metrics.render();
-    let stale: f64 = text
-        .lines()
-        .filter(|l| l.starts_with("steerdns_dns_stale_health_view_answers_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let stale = metric(&text, "steerdns_dns_stale_health_view_answers_total", &[]);
     assert!(stale >= 1.0, "stale-view answers not counted:\n{text}");
     lab.stop().await;
 }

@@ -410,3 +410,12 @@ pub fn nested_mmdb(database_type: &str, rows: &[(&str, CityRecord)]) -> Vec<u8> 
     }
     w.to_bytes().expect("mmdb")
 }
+
+/// Sum of the samples of `name` in a `/metrics` text whose labels contain every `labels`
+/// fragment.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
