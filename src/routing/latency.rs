@@ -12,7 +12,15 @@
 //!
 //! Every prefix gets one row of RTTs (one slot per configured region) prepared
 //! at load time; a region without a row for that prefix has an unknown RTT.
-//! Lookups are a longest-prefix match in `prefix-trie` maps (one per family).
+//!
+//! # Longest-prefix match
+//!
+//! Prefixes either nest or are disjoint, so the address space of a family cuts into ranges
+//! over each of which one entry (or none) is the longest match. `build` cuts it once, at load
+//! time, into two sorted arrays (range starts, entry per range; at most 2n + 1 ranges for n
+//! prefixes), and a lookup is one binary search over integers: about ⌈log₂ ranges⌉ compares,
+//! no pointer chasing through trie nodes and no allocation. The proptest below holds it to a
+//! naive scan of every prefix.
 //!
 //! # Scope
 //!
@@ -31,8 +39,7 @@ use std::collections::hash_map::Entry as MapEntry;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use prefix_trie::PrefixMap;
+use ipnet::{IpNet, Ipv6Net};
 
 use super::GeoError;
 use super::regions::Regions;
@@ -45,10 +52,10 @@ const MAX_RTT_MS: u32 = 60_000;
 /// A loaded latency table.
 #[derive(Clone, Debug)]
 pub struct LatencyTable {
-    /// Entry index per IPv4 prefix.
-    v4: PrefixMap<Ipv4Net, u32>,
-    /// Entry index per IPv6 prefix.
-    v6: PrefixMap<Ipv6Net, u32>,
+    /// The longest match over IPv4, as ranges.
+    v4: Ranges<u32>,
+    /// The longest match over IPv6, as ranges.
+    v6: Ranges<u128>,
     /// Per entry: its network and label.
     entries: Vec<Entry>,
     /// Row-major RTTs: entry `i` owns `rtts[i * stride..(i + 1) * stride]`.
@@ -133,7 +140,9 @@ impl LatencyTable {
                 MapEntry::Occupied(o) => *o.get(),
                 MapEntry::Vacant(v) => {
                     let i = u32::try_from(entries.len())
-                        .map_err(|_| err("too many prefixes".to_owned()))?;
+                        .ok()
+                        .filter(|&i| i != NO_ENTRY)
+                        .ok_or_else(|| err("too many prefixes".to_owned()))?;
                     v.insert(i);
                     entries.push(Entry {
                         net,
@@ -178,8 +187,8 @@ impl LatencyTable {
 
     fn build(entries: Vec<Entry>, rtts: Vec<Option<u32>>, stride: usize) -> Self {
         let mut t = Self {
-            v4: PrefixMap::new(),
-            v6: PrefixMap::new(),
+            v4: Ranges::default(),
+            v6: Ranges::default(),
             entries,
             rtts,
             stride,
@@ -188,22 +197,27 @@ impl LatencyTable {
             v6_starts: Vec::new(),
             v6_ends: Vec::new(),
         };
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
         for (i, e) in t.entries.iter().enumerate() {
-            // `parse` refuses more than u32::MAX entries.
-            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            // `parse` refuses more entries than fit below NO_ENTRY.
+            let i = u32::try_from(i).unwrap_or(NO_ENTRY);
             match e.net {
                 IpNet::V4(n) => {
-                    t.v4.insert(n, i);
-                    t.v4_starts.push(n.network().to_bits());
-                    t.v4_ends.push(n.broadcast().to_bits());
+                    let (first, last) = (n.network().to_bits(), n.broadcast().to_bits());
+                    v4.push((first, last, i));
+                    t.v4_starts.push(first);
+                    t.v4_ends.push(last);
                 }
                 IpNet::V6(n) => {
-                    t.v6.insert(n, i);
-                    t.v6_starts.push(n.network().to_bits());
-                    t.v6_ends.push(n.broadcast().to_bits());
+                    let (first, last) = (n.network().to_bits(), n.broadcast().to_bits());
+                    v6.push((first, last, i));
+                    t.v6_starts.push(first);
+                    t.v6_ends.push(last);
                 }
             }
         }
+        t.v4 = Ranges::cut(v4);
+        t.v6 = Ranges::cut(v6);
         // In (network address, prefix length) order, an entry contains
         // another one exactly when the entry right after it lies inside it.
         let mut order: Vec<usize> = (0..t.entries.len()).collect();
@@ -237,9 +251,9 @@ impl LatencyTable {
     /// Longest-prefix match for `addr` (use the canonical, masked address).
     pub fn lookup(&self, addr: IpAddr) -> Option<TableMatch<'_>> {
         let i = match addr {
-            IpAddr::V4(a) => *self.v4.get_lpm(&Ipv4Net::from(a))?.1,
-            IpAddr::V6(a) => *self.v6.get_lpm(&Ipv6Net::from(a))?.1,
-        } as usize;
+            IpAddr::V4(a) => self.v4.get(a.to_bits()),
+            IpAddr::V6(a) => self.v6.get(a.to_bits()),
+        }? as usize;
         let e = self.entries.get(i)?;
         let row = self.rtts.get(i * self.stride..(i + 1) * self.stride)?;
         Some(TableMatch {
@@ -291,6 +305,97 @@ impl LatencyTable {
             has_inner: e.has_inner,
         })
     }
+}
+
+//------------ Ranges ---------------------------------------------------------
+
+/// No entry matches (in [`Ranges::hits`]).
+const NO_ENTRY: u32 = u32::MAX;
+
+/// The longest-prefix match of one family, cut into disjoint ranges (see the module doc):
+/// range `k` runs from `starts[k]` up to the next start, and `hits[k]` is the entry that is the
+/// longest match everywhere in it, or [`NO_ENTRY`]. `starts[0]` is address 0, so every address
+/// falls in a range; neighbouring ranges have different hits.
+#[derive(Clone, Debug)]
+struct Ranges<A> {
+    starts: Vec<A>,
+    hits: Vec<u32>,
+}
+
+impl<A: Copy + Ord + From<u8>> Default for Ranges<A> {
+    fn default() -> Self {
+        Self {
+            starts: vec![A::from(0)],
+            hits: vec![NO_ENTRY],
+        }
+    }
+}
+
+impl<A: AddrBits> Ranges<A> {
+    /// Cut the family from its prefixes as (first address, last address, entry). Prefixes nest
+    /// or are disjoint and none repeats (`parse` merges rows of one prefix).
+    fn cut(mut nets: Vec<(A, A, u32)>) -> Self {
+        // By first address, the outer of two prefixes with the same first address first.
+        nets.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut r = Self::default();
+        // The prefixes containing the current address, innermost last: (last address, entry).
+        let mut open: Vec<(A, u32)> = Vec::new();
+        for (first, last, entry) in nets {
+            // Close the prefixes that end before this one starts; past each, the one around it
+            // (if any) is the match again. `end < first` so `end + 1` does not overflow.
+            while let Some(&(end, _)) = open.last().filter(|(end, _)| *end < first) {
+                open.pop();
+                r.push(end + A::from(1), open.last().map_or(NO_ENTRY, |o| o.1));
+            }
+            r.push(first, entry);
+            open.push((last, entry));
+        }
+        while let Some((end, _)) = open.pop() {
+            if end == A::MAX {
+                break; // nothing lies past the end of the family
+            }
+            r.push(end + A::from(1), open.last().map_or(NO_ENTRY, |o| o.1));
+        }
+        r.starts.shrink_to_fit();
+        r.hits.shrink_to_fit();
+        r
+    }
+
+    /// From `at` on, `hit` is the match (until a later push).
+    fn push(&mut self, at: A, hit: u32) {
+        let (Some(start), Some(last)) = (self.starts.last(), self.hits.last_mut()) else {
+            return; // never empty: `default` holds the range at 0
+        };
+        if *start == at {
+            // The range before would be empty: this one replaces it.
+            *last = hit;
+        } else if *last != hit {
+            self.starts.push(at);
+            self.hits.push(hit);
+        }
+    }
+
+    /// The entry that is the longest match for `a`, if any: one binary search.
+    fn get(&self, a: A) -> Option<u32> {
+        // `starts[0]` is 0 <= a, so the count is at least 1.
+        let k = self.starts.partition_point(|&s| s <= a);
+        let hit = *self.hits.get(k.checked_sub(1)?)?;
+        (hit != NO_ENTRY).then_some(hit)
+    }
+}
+
+/// An address of one family as an integer: `u32` (IPv4) or `u128` (IPv6).
+trait AddrBits: Copy + Ord + From<u8> + std::ops::Add<Output = Self> {
+    /// The family's last address.
+    const MAX: Self;
+}
+
+impl AddrBits for u32 {
+    const MAX: Self = u32::MAX;
+}
+
+impl AddrBits for u128 {
+    const MAX: Self = u128::MAX;
 }
 
 /// Longest common prefix between `a` and any entry not containing it, or
@@ -548,6 +653,56 @@ cidr,region,rtt_ms,label
     //--- Property tests against naive scans
 
     /// A naive model: the list of prefixes.
+    #[test]
+    fn ranges_cut_nested_adjacent_and_edge_prefixes() {
+        // (first, last, entry) over a u32 family: 0/0 around 10/8 around 10.1/16, an adjacent
+        // 11/8, and a host route at the very last address.
+        let v = |s: &str| s.parse::<Ipv4Addr>().unwrap().to_bits();
+        let r = Ranges::cut(vec![
+            (v("10.1.0.0"), v("10.1.255.255"), 2),
+            (0, u32::MAX, 0),
+            (v("10.0.0.0"), v("10.255.255.255"), 1),
+            (v("11.0.0.0"), v("11.255.255.255"), 3),
+            (u32::MAX, u32::MAX, 4),
+        ]);
+        let cases = [
+            ("0.0.0.0", Some(0)),
+            ("9.255.255.255", Some(0)),
+            ("10.0.0.0", Some(1)),
+            ("10.0.255.255", Some(1)),
+            ("10.1.0.0", Some(2)),
+            ("10.1.255.255", Some(2)),
+            ("10.2.0.0", Some(1)),
+            ("10.255.255.255", Some(1)),
+            ("11.0.0.0", Some(3)),
+            ("12.0.0.0", Some(0)),
+            ("255.255.255.254", Some(0)),
+            ("255.255.255.255", Some(4)),
+        ];
+        for (addr, want) in cases {
+            assert_eq!(r.get(v(addr)), want, "{addr}");
+        }
+        // Range starts, one per change of match: 0, 10/8, 10.1/16, 10.2, 11/8, 12, the host.
+        assert_eq!(r.starts.len(), 7);
+        assert!(r.starts.windows(2).all(|w| w[0] < w[1]));
+        assert!(r.hits.windows(2).all(|w| w[0] != w[1]));
+
+        // No prefixes: nothing matches anywhere; one /0 matches everywhere.
+        let empty = Ranges::<u128>::cut(Vec::new());
+        assert_eq!((empty.get(0), empty.get(u128::MAX)), (None, None));
+        let all = Ranges::<u128>::cut(vec![(0, u128::MAX, 7)]);
+        assert_eq!(
+            (all.get(0), all.get(u128::MAX), all.starts.len()),
+            (Some(7), Some(7), 1)
+        );
+        // A prefix ending right before another starts leaves no gap and no overlap.
+        let two = Ranges::<u32>::cut(vec![(8, 15, 1), (0, 7, 0)]);
+        assert_eq!(
+            (two.get(7), two.get(8), two.get(15), two.get(16)),
+            (Some(0), Some(1), Some(1), None)
+        );
+    }
+
     fn naive_lpm(entries: &[IpNet], addr: IpAddr) -> Option<IpNet> {
         entries
             .iter()
@@ -598,10 +753,16 @@ cidr,region,rtt_ms,label
                     let host = !u32::MAX
                         .checked_shl(u32::from(32 - b.prefix_len()))
                         .unwrap_or(0);
-                    let a = if near {
-                        b.network().to_bits() | (r as u32 & host)
-                    } else {
-                        r as u32
+                    let (first, last) = (b.network().to_bits(), b.broadcast().to_bits());
+                    // Random inside, anywhere, or on a range boundary (first, last, one
+                    // before, one after), where a cut table would go wrong.
+                    let a = match (near, r % 6) {
+                        (true, 0) => first,
+                        (true, 1) => last,
+                        (true, 2) => first.wrapping_sub(1),
+                        (true, 3) => last.wrapping_add(1),
+                        (true, _) => first | (r as u32 & host),
+                        (false, _) => r as u32,
                     };
                     IpAddr::V4(Ipv4Addr::from(a))
                 }
@@ -609,10 +770,14 @@ cidr,region,rtt_ms,label
                     let host = !u128::MAX
                         .checked_shl(u32::from(128 - b.prefix_len()))
                         .unwrap_or(0);
-                    let a = if near {
-                        b.network().to_bits() | (r & host)
-                    } else {
-                        r
+                    let (first, last) = (b.network().to_bits(), b.broadcast().to_bits());
+                    let a = match (near, r % 6) {
+                        (true, 0) => first,
+                        (true, 1) => last,
+                        (true, 2) => first.wrapping_sub(1),
+                        (true, 3) => last.wrapping_add(1),
+                        (true, _) => first | (r & host),
+                        (false, _) => r,
                     };
                     IpAddr::V6(Ipv6Addr::from(a))
                 }
