@@ -16,7 +16,10 @@
 #   MIX      mix (default: 80 % global name A/AAAA, a static name, NXDOMAIN; no EDNS) or
 #            mix-ecs (the same with EDNS + ECS /24 from three client networks), the query
 #            files of benches/dnsperf.sh
-# STEERDNS_BIN=PATH measures that steerdns binary (default target/release/steerdns, built
+# RATE=N sends the counted queries at N per second (dnsperf -Q) instead of 20 in flight: a
+# server under callgrind then keeps up, so it reads one datagram per system call, the shape
+# of the fixed-load (latency) regime of benches/dnsperf.sh, where per-batch costs are paid
+# per query. STEERDNS_BIN=PATH measures that steerdns binary (default target/release/steerdns, built
 # when missing). Listens on 127.0.4.4x (and the demo replicas on 127.0.4.21-23, like
 # benches/dnsperf.sh: run one of the two at a time); stops only the processes it started.
 set -euo pipefail
@@ -95,7 +98,9 @@ esac
 dnsperf -s "$addr" -p "$port" "${file[@]}" -n 20 -c 1 -q 20 -t 5 >/dev/null 2>&1 || true
 sleep 3
 callgrind_control -i on "$pid" >/dev/null 2>&1
-done_q=$(dnsperf -s "$addr" -p "$port" "${file[@]}" -n $(((n + per - 1) / per)) -c 1 -q 20 -t 5 2>&1 |
+rate=()
+[ -n "${RATE:-}" ] && rate=(-Q "$RATE")
+done_q=$(dnsperf -s "$addr" -p "$port" "${file[@]}" -n $(((n + per - 1) / per)) -c 1 -q 20 -t 5 "${rate[@]}" 2>&1 |
   awk '/Queries completed:/ {print $3}')
 callgrind_control -d "$pid" >/dev/null 2>&1
 kill -KILL "$pid" 2>/dev/null || true
@@ -103,4 +108,4 @@ wait "$pid" 2>/dev/null || true
 dump=$(ls "$work"/cg.out.* | head -1)
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 awk -v t="$total" -v q="$done_q" -v s="$server" -v m="$mix" \
-  'BEGIN { printf "%s, query file %s: %d queries answered, %.0f instructions per query (whole process, user space)\n", s, m, q, t / q }'
+  -v r="${RATE:-unpaced}" 'BEGIN { printf "%s, query file %s, rate %s: %d queries answered, %.0f instructions per query (whole process, user space)\n", s, m, r, q, t / q }'

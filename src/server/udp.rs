@@ -3,6 +3,7 @@
 //! (`server.udp_workers`, SO_REUSEPORT) are several threads, each with its own buffers, rate
 //! limiter and metrics shard, optionally pinned to a CPU each.
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::mmsg::{BATCH, Batch};
 use super::rrl::{self, Class, Limiter, Verdict};
 use super::{TransportStats, canonical};
 use crate::config::UdpPin;
@@ -98,16 +100,12 @@ const RRL_SWEEP_NS: u64 = 1_000_000_000;
 /// How often a blocked UDP receive wakes up to check for shutdown.
 const UDP_SHUTDOWN_POLL: Duration = Duration::from_millis(100);
 
-/// Datagrams received (and answers sent) per system call.
-const UDP_BATCH: usize = 32;
-/// Largest query read over UDP; longer datagrams are cut and then fail to parse (FORMERR).
-const UDP_QUERY_MAX: usize = 4096;
-
 /// Serve one UDP socket on a blocking thread of its own: receive a batch with one
-/// `recvmmsg`, answer each inline, send the answers with one `sendmmsg`. The answer path never
-/// waits on anything, so a blocking loop without a reactor round trip per datagram, and one
-/// system call per batch each way, is the cheapest way to run it (Knot and NSD do the same).
-/// `counters` is this thread's shard: no other thread writes its cache lines.
+/// `recvmmsg`, answer each inline, send the answers with one `sendmmsg` (`mmsg`: headers set
+/// up once, answers sent to the address their query came from in place). The answer path
+/// never waits on anything, so a blocking loop without a reactor round trip per datagram, and
+/// one system call per batch each way, is the cheapest way to run it (Knot and NSD do the
+/// same). `counters` is this thread's shard: no other thread writes its cache lines.
 pub(super) fn serve_udp(
     socket: std::net::UdpSocket,
     shared: Shared,
@@ -115,15 +113,13 @@ pub(super) fn serve_udp(
     counters: Arc<DnsCounters>,
     shutdown: CancellationToken,
 ) {
+    use std::os::fd::AsRawFd;
+
     let transport = stats.metrics.transport().clone();
     let epoch = std::time::Instant::now();
     let mut generation = 0;
     let mut limiter = Limiter::new(&shared.current().config.rrl);
     let mut last_sweep = 0u64;
-    use std::io::{IoSlice, IoSliceMut};
-    use std::os::fd::AsRawFd;
-
-    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 
     if let Err(e) = socket
         .set_nonblocking(false)
@@ -133,14 +129,9 @@ pub(super) fn serve_udp(
         return;
     }
     let fd = socket.as_raw_fd();
-    // Fixed arrays, so that setting up a batch's I/O vectors allocates nothing.
-    let mut bufs: Box<[[u8; UDP_QUERY_MAX]; UDP_BATCH]> = Box::new([[0; UDP_QUERY_MAX]; UDP_BATCH]);
-    let mut outs: Vec<Vec<u8>> = (0..UDP_BATCH).map(|_| Vec::with_capacity(1232)).collect();
-    let mut received: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(UDP_BATCH);
-    let mut replies: Vec<usize> = Vec::with_capacity(UDP_BATCH);
-    let mut addrs: Vec<Option<SockaddrStorage>> = Vec::with_capacity(UDP_BATCH);
-    let mut rx = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
-    let mut tx = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut batch = Batch::new();
+    let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
+    let mut replies: Vec<usize> = Vec::with_capacity(BATCH);
 
     while !shutdown.is_cancelled() {
         if limiter.enabled() {
@@ -150,24 +141,18 @@ pub(super) fn serve_udp(
                 limiter.sweep(now);
             }
         }
-        received.clear();
-        {
-            let mut iovs: [[IoSliceMut<'_>; 1]; UDP_BATCH] =
-                bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
-            // MSG_WAITFORONE: block (up to the read timeout) for the first datagram, then take
-            // whatever else is already queued.
-            match recvmmsg(fd, &mut rx, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
-                Ok(msgs) => received
-                    .extend(msgs.map(|m| (m.bytes, m.address.and_then(|a| to_socket_addr(&a))))),
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    debug!(error = %e, "udp receive error");
-                    continue;
-                }
+        // MSG_WAITFORONE: block (up to the read timeout) for the first datagram, then take
+        // whatever else is already queued.
+        let received = match batch.recv(fd) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                debug!(error = %e, "udp receive error");
+                continue;
             }
-        }
+        };
         replies.clear();
-        addrs.clear();
         {
             let snap = shared.current();
             if snap.generation != generation {
@@ -175,25 +160,26 @@ pub(super) fn serve_udp(
                 generation = snap.generation;
                 limiter.reconfigure(&snap.config.rrl);
             }
-            let now = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            for (i, (len, src)) in received.iter().enumerate() {
+            // The clock is read only when the limiter needs it.
+            let now = if limiter.enabled() {
+                u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+            } else {
+                0
+            };
+            for (i, out) in outs.iter_mut().enumerate().take(received) {
+                let (query, src) = batch.datagram(i);
                 let Some(src) = src else { continue };
                 let client = canonical(src.ip());
-                let Some(outcome) = dns::handle(
-                    &snap,
-                    &bufs[i][..*len],
-                    client,
-                    Transport::Udp,
-                    &mut outs[i],
-                    &counters,
-                ) else {
+                let Some(outcome) =
+                    dns::handle(&snap, query, client, Transport::Udp, out, &counters)
+                else {
                     continue;
                 };
                 if limiter.enabled() {
                     match limiter.check(client, Class::of(&outcome), now) {
                         Verdict::Send => {}
                         Verdict::Slip => {
-                            rrl::truncate(&mut outs[i]);
+                            rrl::truncate(out);
                             transport.rrl_slipped.fetch_add(1, Ordering::Relaxed);
                         }
                         Verdict::Drop => {
@@ -203,39 +189,14 @@ pub(super) fn serve_udp(
                     }
                 }
                 replies.push(i);
-                addrs.push(Some(SockaddrStorage::from(*src)));
             }
         }
-        let mut sent = 0;
-        while sent < replies.len() {
-            // `addrs[sent..]` bounds how many of these are sent; the rest are empty.
-            let slices: [[IoSlice<'_>; 1]; UDP_BATCH] = std::array::from_fn(|k| {
-                [IoSlice::new(
-                    replies.get(sent + k).map_or(&[][..], |i| &outs[*i]),
-                )]
-            });
-            match sendmmsg(fd, &mut tx, &slices, &addrs[sent..], [], MsgFlags::empty()) {
-                Ok(r) => {
-                    let n = r.count();
-                    if n == 0 {
-                        break;
-                    }
-                    sent += n;
-                }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    // One bad destination (EPERM, unreachable) must not lose the rest.
-                    debug!(error = %e, "udp send error");
-                    sent += 1;
-                }
-            }
-        }
+        // One bad destination (EPERM, unreachable) must not lose the rest.
+        batch.send(
+            fd,
+            &replies,
+            &outs,
+            |e| debug!(error = %e, "udp send error"),
+        );
     }
-}
-
-fn to_socket_addr(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = a.as_sockaddr_in() {
-        return Some(SocketAddr::from(*v4));
-    }
-    a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
 }
