@@ -63,13 +63,13 @@ pub struct LatencyTable {
     /// Number of regions (row width).
     stride: usize,
     /// Sorted network addresses of all IPv4 entries.
-    v4_starts: Vec<u32>,
+    v4_starts: Sorted<u32>,
     /// Sorted last addresses of all IPv4 entries.
-    v4_ends: Vec<u32>,
+    v4_ends: Sorted<u32>,
     /// Sorted network addresses of all IPv6 entries.
-    v6_starts: Vec<u128>,
+    v6_starts: Sorted<u128>,
     /// Sorted last addresses of all IPv6 entries.
-    v6_ends: Vec<u128>,
+    v6_ends: Sorted<u128>,
 }
 
 #[derive(Clone, Debug)]
@@ -186,18 +186,31 @@ impl LatencyTable {
     }
 
     fn build(entries: Vec<Entry>, rtts: Vec<Option<u32>>, stride: usize) -> Self {
+        Self::build_indexed(entries, rtts, stride, INDEXED)
+    }
+
+    /// [`Self::build`], indexing every sorted array longer than `indexed` (tests index
+    /// small tables to check the index).
+    fn build_indexed(
+        entries: Vec<Entry>,
+        rtts: Vec<Option<u32>>,
+        stride: usize,
+        indexed: usize,
+    ) -> Self {
         let mut t = Self {
             v4: Ranges::default(),
             v6: Ranges::default(),
             entries,
             rtts,
             stride,
-            v4_starts: Vec::new(),
-            v4_ends: Vec::new(),
-            v6_starts: Vec::new(),
-            v6_ends: Vec::new(),
+            v4_starts: Sorted::default(),
+            v4_ends: Sorted::default(),
+            v6_starts: Sorted::default(),
+            v6_ends: Sorted::default(),
         };
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        let (mut v4_starts, mut v4_ends, mut v6_starts, mut v6_ends) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (i, e) in t.entries.iter().enumerate() {
             // `parse` refuses more entries than fit below NO_ENTRY.
             let i = u32::try_from(i).unwrap_or(NO_ENTRY);
@@ -205,19 +218,19 @@ impl LatencyTable {
                 IpNet::V4(n) => {
                     let (first, last) = (n.network().to_bits(), n.broadcast().to_bits());
                     v4.push((first, last, i));
-                    t.v4_starts.push(first);
-                    t.v4_ends.push(last);
+                    v4_starts.push(first);
+                    v4_ends.push(last);
                 }
                 IpNet::V6(n) => {
                     let (first, last) = (n.network().to_bits(), n.broadcast().to_bits());
                     v6.push((first, last, i));
-                    t.v6_starts.push(first);
-                    t.v6_ends.push(last);
+                    v6_starts.push(first);
+                    v6_ends.push(last);
                 }
             }
         }
-        t.v4 = Ranges::cut(v4);
-        t.v6 = Ranges::cut(v6);
+        t.v4 = Ranges::cut_indexed(v4, indexed);
+        t.v6 = Ranges::cut_indexed(v6, indexed);
         // In (network address, prefix length) order, an entry contains
         // another one exactly when the entry right after it lies inside it.
         let mut order: Vec<usize> = (0..t.entries.len()).collect();
@@ -231,10 +244,10 @@ impl LatencyTable {
                 t.entries[w[0]].has_inner = true;
             }
         }
-        t.v4_starts.sort_unstable();
-        t.v4_ends.sort_unstable();
-        t.v6_starts.sort_unstable();
-        t.v6_ends.sort_unstable();
+        t.v4_starts = Sorted::new(v4_starts, indexed);
+        t.v4_ends = Sorted::new(v4_ends, indexed);
+        t.v6_starts = Sorted::new(v6_starts, indexed);
+        t.v6_ends = Sorted::new(v6_ends, indexed);
         t
     }
 
@@ -282,15 +295,21 @@ impl LatencyTable {
     pub fn scope(&self, addr: IpAddr, from: u8) -> u8 {
         match addr {
             IpAddr::V4(a) => {
-                let c = max_cpl(a.to_bits(), &self.v4_starts, &self.v4_ends, |x| {
-                    x.leading_zeros()
-                });
+                let c = max_cpl(
+                    a.to_bits(),
+                    &self.v4_starts,
+                    &self.v4_ends,
+                    u32::leading_zeros,
+                );
                 finish_scope(from, c, 32)
             }
             IpAddr::V6(a) => {
-                let c = max_cpl(a.to_bits(), &self.v6_starts, &self.v6_ends, |x| {
-                    x.leading_zeros()
-                });
+                let c = max_cpl(
+                    a.to_bits(),
+                    &self.v6_starts,
+                    &self.v6_ends,
+                    u128::leading_zeros,
+                );
                 finish_scope(from, c, 128)
             }
         }
@@ -316,17 +335,10 @@ const NO_ENTRY: u32 = u32::MAX;
 /// range `k` runs from `starts[k]` up to the next start, and `hits[k]` is the entry that is the
 /// longest match everywhere in it, or [`NO_ENTRY`]. `starts[0]` is address 0, so every address
 /// falls in a range; neighbouring ranges have different hits.
-///
-/// A table with more than [`INDEXED`] ranges also gets `index`: for each value of an
-/// address's top 16 bits, the first range starting at or above it, so that the search runs
-/// over only the ranges of that /16 (IPv4) or /16 of IPv6 space, a handful in a full
-/// table, instead of through the cache misses of 17 halvings of 100 000 ranges.
 #[derive(Clone, Debug)]
 struct Ranges<A> {
-    starts: Vec<A>,
+    starts: Sorted<A>,
     hits: Vec<u32>,
-    /// Empty, or `TOP + 1` positions into `starts` (see above).
-    index: Vec<u32>,
 }
 
 /// Values of the top 16 bits of an address.
@@ -338,21 +350,25 @@ const INDEXED: usize = 256;
 impl<A: Copy + Ord + From<u8>> Default for Ranges<A> {
     fn default() -> Self {
         Self {
-            starts: vec![A::from(0)],
+            starts: Sorted {
+                values: vec![A::from(0)],
+                index: Vec::new(),
+            },
             hits: vec![NO_ENTRY],
-            index: Vec::new(),
         }
     }
 }
 
 impl<A: AddrBits> Ranges<A> {
-    /// Cut the family from its prefixes as (first address, last address, entry). Prefixes nest
-    /// or are disjoint and none repeats (`parse` merges rows of one prefix).
+    /// [`Self::cut_indexed`] with the table's index threshold.
+    #[cfg(test)]
     fn cut(nets: Vec<(A, A, u32)>) -> Self {
         Self::cut_indexed(nets, INDEXED)
     }
 
-    /// [`Self::cut`], indexing the ranges when there are more than `indexed` of them.
+    /// Cut the family from its prefixes as (first address, last address, entry), indexing
+    /// the range starts when there are more than `indexed` of them. Prefixes nest or are
+    /// disjoint and none repeats (`parse` merges rows of one prefix).
     fn cut_indexed(mut nets: Vec<(A, A, u32)>, indexed: usize) -> Self {
         // By first address, the outer of two prefixes with the same first address first.
         nets.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
@@ -375,54 +391,110 @@ impl<A: AddrBits> Ranges<A> {
             }
             r.push(end + A::from(1), open.last().map_or(NO_ENTRY, |o| o.1));
         }
-        r.starts.shrink_to_fit();
         r.hits.shrink_to_fit();
-        if r.starts.len() > indexed {
-            // Ranges fit in u32: `parse` refuses more than u32::MAX - 1 prefixes, and a cut
-            // has at most 2n + 1 ranges (checked rather than assumed).
-            if let Ok(len) = u32::try_from(r.starts.len()) {
-                let mut index = Vec::with_capacity(TOP + 1);
-                let mut k = 0usize;
-                for top in 0..TOP {
-                    while k < r.starts.len() && r.starts[k].top16() < top {
-                        k += 1;
-                    }
-                    index.push(k as u32); // k <= len, which fits
-                }
-                index.push(len);
-                r.index = index;
-            }
-        }
+        r.starts = Sorted::new(std::mem::take(&mut r.starts.values), indexed);
         r
     }
 
     /// From `at` on, `hit` is the match (until a later push).
     fn push(&mut self, at: A, hit: u32) {
-        let (Some(start), Some(last)) = (self.starts.last(), self.hits.last_mut()) else {
+        let starts = &mut self.starts.values;
+        let (Some(start), Some(last)) = (starts.last(), self.hits.last_mut()) else {
             return; // never empty: `default` holds the range at 0
         };
         if *start == at {
             // The range before would be empty: this one replaces it.
             *last = hit;
         } else if *last != hit {
-            self.starts.push(at);
+            starts.push(at);
             self.hits.push(hit);
         }
     }
 
     /// The entry that is the longest match for `a`, if any: one binary search.
     fn get(&self, a: A) -> Option<u32> {
-        // The ranges starting in `a`'s /16 are starts[lo..hi]; the one holding `a` is the last
-        // of them starting at or below it, or else the one before them (which began below
-        // this /16). Unindexed, every range is searched. `starts[0]` is 0 <= a, so the count
-        // is at least 1 either way.
-        let (lo, hi) = match self.index.get(a.top16()..=a.top16() + 1) {
-            Some(&[lo, hi]) => (lo as usize, hi as usize),
-            _ => (0, self.starts.len()),
-        };
-        let k = lo + self.starts.get(lo..hi)?.partition_point(|&s| s <= a);
+        // The range holding `a` is the last one starting at or below it; `starts[0]` is
+        // 0 <= a, so there is one.
+        let k = self.starts.count_at_or_below(a);
         let hit = *self.hits.get(k.checked_sub(1)?)?;
         (hit != NO_ENTRY).then_some(hit)
+    }
+}
+
+//------------ Sorted ---------------------------------------------------------
+
+/// Sorted addresses of one family, searched by binary search.
+///
+/// More than [`INDEXED`] of them also get `index`: for each value of the top 16 bits, the
+/// position of the first address at or above it. A search then runs over only the
+/// addresses of one /16 (IPv4) or /16 of IPv6 space, a handful in a full table, instead of
+/// through the cache misses of 17 halvings of 100 000 addresses.
+#[derive(Clone, Debug)]
+struct Sorted<A> {
+    values: Vec<A>,
+    /// Empty, or `TOP + 1` positions into `values` (see above).
+    index: Vec<u32>,
+}
+
+impl<A> Default for Sorted<A> {
+    fn default() -> Self {
+        Self {
+            values: Vec::new(),
+            index: Vec::new(),
+        }
+    }
+}
+
+impl<A: AddrBits> Sorted<A> {
+    /// Sort `values`, and index them when there are more than `indexed`.
+    fn new(mut values: Vec<A>, indexed: usize) -> Self {
+        values.sort_unstable();
+        values.shrink_to_fit();
+        let mut index = Vec::new();
+        // Positions fit in u32: `parse` refuses more than u32::MAX - 1 prefixes, and a cut
+        // has at most 2n + 1 ranges (checked rather than assumed).
+        if values.len() > indexed
+            && let Ok(len) = u32::try_from(values.len())
+        {
+            index.reserve_exact(TOP + 1);
+            let mut k = 0usize;
+            for top in 0..TOP {
+                while k < values.len() && values[k].top16() < top {
+                    k += 1;
+                }
+                index.push(k as u32); // k <= len, which fits
+            }
+            index.push(len);
+        }
+        Self { values, index }
+    }
+
+    /// How many values are <= `a`.
+    fn count_at_or_below(&self, a: A) -> usize {
+        let (lo, hi) = self.span(a);
+        lo + self.values[lo..hi].partition_point(|&v| v <= a)
+    }
+
+    /// How many values are < `a`.
+    fn count_below(&self, a: A) -> usize {
+        let (lo, hi) = self.span(a);
+        lo + self.values[lo..hi].partition_point(|&v| v < a)
+    }
+
+    /// The positions of the values with `a`'s top 16 bits: all before are below `a`, all
+    /// after above. Everything, unindexed.
+    fn span(&self, a: A) -> (usize, usize) {
+        let top = a.top16();
+        match self.index.get(top..=top + 1) {
+            Some(&[lo, hi]) if lo <= hi && hi as usize <= self.values.len() => {
+                (lo as usize, hi as usize)
+            }
+            _ => (0, self.values.len()),
+        }
+    }
+
+    fn get(&self, k: usize) -> Option<A> {
+        self.values.get(k).copied()
     }
 }
 
@@ -450,20 +522,16 @@ impl AddrBits for u128 {
 
 /// Longest common prefix between `a` and any entry not containing it, or
 /// `None` when every entry contains `a` (or there are none).
-fn max_cpl<T: Copy + Ord + std::ops::BitXor<Output = T>>(
+fn max_cpl<T: AddrBits + std::ops::BitXor<Output = T>>(
     a: T,
-    starts: &[T],
-    ends: &[T],
+    starts: &Sorted<T>,
+    ends: &Sorted<T>,
     lz: impl Fn(T) -> u32,
 ) -> Option<u32> {
     // Smallest network address above `a`.
-    let above = starts.get(starts.partition_point(|&s| s <= a)).copied();
+    let above = starts.get(starts.count_at_or_below(a));
     // Largest last address below `a`.
-    let below = ends
-        .partition_point(|&e| e < a)
-        .checked_sub(1)
-        .and_then(|i| ends.get(i))
-        .copied();
+    let below = ends.count_below(a).checked_sub(1).and_then(|i| ends.get(i));
     let c1 = above.map(|s| lz(a ^ s));
     let c2 = below.map(|e| lz(a ^ e));
     c1.max(c2)
@@ -737,14 +805,14 @@ cidr,region,rtt_ms,label
             (u32::MAX, u32::MAX, 4),
         ];
         let indexed = Ranges::cut_indexed(nets, 0);
-        assert_eq!(indexed.index.len(), TOP + 1);
+        assert_eq!(indexed.starts.index.len(), TOP + 1);
         for (addr, want) in cases {
             assert_eq!(r.get(v(addr)), want, "{addr}");
             assert_eq!(indexed.get(v(addr)), want, "{addr}, indexed");
         }
         // Range starts, one per change of match: 0, 10/8, 10.1/16, 10.2, 11/8, 12, the host.
-        assert_eq!(r.starts.len(), 7);
-        assert!(r.starts.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(r.starts.values.len(), 7);
+        assert!(r.starts.values.windows(2).all(|w| w[0] < w[1]));
         assert!(r.hits.windows(2).all(|w| w[0] != w[1]));
 
         // No prefixes: nothing matches anywhere; one /0 matches everywhere.
@@ -752,7 +820,7 @@ cidr,region,rtt_ms,label
         assert_eq!((empty.get(0), empty.get(u128::MAX)), (None, None));
         let all = Ranges::<u128>::cut(vec![(0, u128::MAX, 7)]);
         assert_eq!(
-            (all.get(0), all.get(u128::MAX), all.starts.len()),
+            (all.get(0), all.get(u128::MAX), all.starts.values.len()),
             (Some(7), Some(7), 1)
         );
         // A prefix ending right before another starts leaves no gap and no overlap.
@@ -895,8 +963,14 @@ cidr,region,rtt_ms,label
         }
 
         #[test]
-        fn lpm_and_scope_match_naive((nets, addr) in arb_case()) {
+        fn lpm_and_scope_match_naive((nets, addr) in arb_case(), indexed in any::<bool>()) {
+            // Half the cases with every array indexed, as a full-size table has them.
             let t = table_of(&nets);
+            let t = if indexed {
+                LatencyTable::build_indexed(t.entries, t.rtts, t.stride, 0)
+            } else {
+                t
+            };
             let got = t.lookup(addr).map(|m| m.net);
             let want = naive_lpm(&nets, addr);
             prop_assert_eq!(got, want);
