@@ -130,9 +130,10 @@ impl Batch {
         }
     }
 
-    /// Send `answers[k]` back to the source of datagram `to[k]` of the last receive, all in as
-    /// few `sendmmsg` calls as the kernel takes. A destination the kernel refuses (EPERM,
-    /// unreachable) costs only its own answer; `on_error` hears of each such error.
+    /// For each slot `i` in `to`, send `answers[i]` back to the source of datagram `i` of the
+    /// last receive, all in as few `sendmmsg` calls as the kernel takes. A slot the last
+    /// receive did not fill has no source and is skipped. A destination the kernel refuses
+    /// (EPERM, unreachable) costs only its own answer; `on_error` hears of each such error.
     pub(super) fn send(
         &mut self,
         fd: RawFd,
@@ -140,10 +141,14 @@ impl Batch {
         answers: &[Vec<u8>],
         mut on_error: impl FnMut(io::Error),
     ) {
-        let m = to.len().min(BATCH);
-        for (k, &i) in to[..m].iter().enumerate() {
-            let i = i.min(BATCH - 1);
-            let answer = &answers[i];
+        // Only a slot of this batch has a source to answer to.
+        let mut m = 0;
+        for &i in to.iter().filter(|&&i| i < self.received).take(BATCH) {
+            let Some(answer) = answers.get(i) else {
+                continue;
+            };
+            let k = m;
+            m += 1;
             self.tx_iov[k] = libc::iovec {
                 // The kernel only reads through this pointer (sendmmsg).
                 iov_base: answer.as_ptr().cast_mut().cast(),
@@ -203,16 +208,23 @@ mod tests {
 
     use super::*;
 
+    /// A socket on an IPv4 loopback port of its own.
+    fn bound() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0").expect("loopback")
+    }
+
+    /// Send `data` from `from` to `to` (queued on `to` before this returns, on loopback).
+    fn send(from: &UdpSocket, data: &[u8], to: &UdpSocket) {
+        from.send_to(data, to.local_addr().expect("loopback"))
+            .expect("loopback");
+    }
+
     #[test]
     fn a_batch_answers_each_datagram_to_its_own_source_over_both_families() {
-        let server = UdpSocket::bind("127.0.0.1:0").expect("loopback");
+        let (server, a, b) = (bound(), bound(), bound());
         let server6 = UdpSocket::bind("[::1]:0").ok();
-        let a = UdpSocket::bind("127.0.0.1:0").expect("loopback");
-        let b = UdpSocket::bind("127.0.0.1:0").expect("loopback");
-        a.send_to(b"from a", server.local_addr().expect("loopback"))
-            .expect("loopback");
-        b.send_to(b"from b, longer", server.local_addr().expect("loopback"))
-            .expect("loopback");
+        send(&a, b"from a", &server);
+        send(&b, b"from b, longer", &server);
         let mut batch = Batch::new();
         let mut got = Vec::new();
         // Both datagrams are queued on loopback before the first receive returns; a second
@@ -267,13 +279,9 @@ mod tests {
 
     #[test]
     fn a_refused_destination_costs_only_its_own_answer() {
-        let server = UdpSocket::bind("127.0.0.1:0").expect("loopback");
-        let a = UdpSocket::bind("127.0.0.1:0").expect("loopback");
-        let b = UdpSocket::bind("127.0.0.1:0").expect("loopback");
-        a.send_to(b"1", server.local_addr().expect("loopback"))
-            .expect("loopback");
-        b.send_to(b"2", server.local_addr().expect("loopback"))
-            .expect("loopback");
+        let (server, a, b) = (bound(), bound(), bound());
+        send(&a, b"1", &server);
+        send(&b, b"2", &server);
         let mut batch = Batch::new();
         // Loopback queues a datagram on the receiving socket before send_to returns.
         assert_eq!(batch.recv(server.as_raw_fd()).expect("loopback"), 2);
@@ -291,5 +299,16 @@ mod tests {
         let mut buf = [0u8; 8];
         let (len, _) = second.recv_from(&mut buf).expect("loopback");
         assert_eq!(&buf[..len], b"ok");
+
+        // Slots this batch did not receive into have no source: nothing is sent for them.
+        batch.send(server.as_raw_fd(), &[2, BATCH + 1], &answers, |e| {
+            errors.push(e)
+        });
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        for client in [&a, &b] {
+            client.set_nonblocking(true).expect("loopback");
+            let e = client.recv_from(&mut buf).expect_err("nothing was sent");
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        }
     }
 }

@@ -117,6 +117,7 @@ pub(super) fn serve_udp(
 
     let transport = stats.metrics.transport().clone();
     let epoch = std::time::Instant::now();
+    let now_ns = || u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
     let mut generation = 0;
     let mut limiter = Limiter::new(&shared.current().config.rrl);
     let mut last_sweep = 0u64;
@@ -135,7 +136,7 @@ pub(super) fn serve_udp(
 
     while !shutdown.is_cancelled() {
         if limiter.enabled() {
-            let now = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let now = now_ns();
             if now.saturating_sub(last_sweep) >= RRL_SWEEP_NS {
                 last_sweep = now;
                 limiter.sweep(now);
@@ -161,11 +162,7 @@ pub(super) fn serve_udp(
                 limiter.reconfigure(&snap.config.rrl);
             }
             // The clock is read only when the limiter needs it.
-            let now = if limiter.enabled() {
-                u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
-            } else {
-                0
-            };
+            let now = if limiter.enabled() { now_ns() } else { 0 };
             for (i, out) in outs.iter_mut().enumerate().take(received) {
                 let (query, src) = batch.datagram(i);
                 let Some(src) = src else { continue };
