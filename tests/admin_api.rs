@@ -172,6 +172,12 @@ async fn state_task(
             }
             // Only the fleet link sends these.
             Command::FleetVerdicts { .. } | Command::FleetStatus { .. } => {}
+            Command::Incidents { reply, .. } => {
+                let _ = reply.send(Ok(Default::default()));
+            }
+            Command::IncidentRegistries { id, reply, .. } => {
+                let _ = reply.send(Err(AdminError::NotFound(format!("no incident {id}"))));
+            }
             Command::PutRegistry { reply, .. } | Command::DeleteRegistry { reply, .. } => {
                 let _ = reply.send(Err(AdminError::Conflict("the fake has no catalog".into())));
             }

@@ -37,6 +37,18 @@ pub enum AdminCommand {
     },
     /// Show recent events (transitions, overrides, mode switches, reloads).
     Events,
+    /// Show open and recent incidents: what failed, how many registries it moved and where
+    /// their clients go now; with an ID, page through that incident's registries.
+    Incidents {
+        /// An incident's number: list its registries.
+        id: Option<u64>,
+        /// Start after this registry key (the `more:` line of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        /// Registries per page (default 100, at most 1000).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Disable or enable one replica of one registry.
     Replica {
         /// disable | enable.
@@ -177,6 +189,9 @@ pub async fn run(args: &AdminArgs, command: &AdminCommand) -> Result<String, Cli
                 None => "/v1/status".to_string(),
             };
             Ok(render_status(&client.get::<StatusView>(&path).await?))
+        }
+        AdminCommand::Incidents { id, after, limit } => {
+            super::incidents::run(&client, *id, after.as_deref(), *limit).await
         }
         AdminCommand::Events => Ok(render_events(
             &client.get::<Vec<EventView>>("/v1/events").await?,

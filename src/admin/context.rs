@@ -17,7 +17,10 @@ pub use crate::state::command::{
     AdminError, Command, ModeCommand, OverrideAction, OverrideCommand,
 };
 use crate::state::events::EventLog;
-use crate::state::view::{Ack, EventView, ExplainQuery, RegistryRequest, StatusQuery, StatusView};
+use crate::state::view::{
+    Ack, EventView, ExplainQuery, IncidentPage, IncidentQuery, IncidentsView, RegistryPage,
+    RegistryRequest, StatusQuery, StatusView,
+};
 
 /// A boxed reply future (the trait is used as `Arc<dyn AdminContext>`).
 pub type Reply<T> = Pin<Box<dyn Future<Output = Result<T, AdminError>> + Send + 'static>>;
@@ -43,6 +46,16 @@ pub trait AdminContext: Send + Sync + 'static {
     fn put_registry(&self, key: String, request: RegistryRequest, who: String) -> Reply<Ack>;
     /// `DELETE /v1/registries/KEY`.
     fn delete_registry(&self, key: String, who: String) -> Reply<Ack>;
+    /// `GET /v1/incidents`: open and recent incidents, from the writer.
+    fn incidents(&self, query: IncidentQuery) -> Reply<IncidentsView> {
+        let _ = query;
+        Box::pin(async { Err(AdminError::Unavailable("no incidents here".into())) })
+    }
+    /// `GET /v1/incidents/ID/registries`: one page of an incident's registries.
+    fn incident_registries(&self, id: u64, query: IncidentPage) -> Reply<RegistryPage> {
+        let _ = (id, query);
+        Box::pin(async { Err(AdminError::Unavailable("no incidents here".into())) })
+    }
 }
 
 type ExplainFn = dyn Fn(&ExplainQuery) -> Result<serde_json::Value, AdminError> + Send + Sync;
@@ -135,5 +148,13 @@ impl AdminContext for ChannelContext {
 
     fn delete_registry(&self, key: String, who: String) -> Reply<Ack> {
         self.ask(|reply| Command::DeleteRegistry { key, who, reply })
+    }
+
+    fn incidents(&self, query: IncidentQuery) -> Reply<IncidentsView> {
+        self.ask(|reply| Command::Incidents { query, reply })
+    }
+
+    fn incident_registries(&self, id: u64, query: IncidentPage) -> Reply<RegistryPage> {
+        self.ask(|reply| Command::IncidentRegistries { id, query, reply })
     }
 }

@@ -52,6 +52,7 @@ pub mod access;
 mod args;
 pub mod client;
 pub mod context;
+mod incidents;
 mod page;
 
 use std::io;
@@ -113,6 +114,8 @@ pub fn router(admin: Admin) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/explain", get(explain))
         .route("/v1/events", get(events))
+        .route("/v1/incidents", get(incidents))
+        .route("/v1/incidents/{id}/registries", get(incident_registries))
         .route("/v1/reload", post(reload))
         .route("/v1/overrides", put(disable).delete(enable))
         .route("/v1/mode", put(mode))
@@ -233,6 +236,40 @@ async fn status(
         Err(e) => return admin_error(&AdminError::BadRequest(e.body_text())),
     };
     match admin.context.status(query).await {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => admin_error(&e),
+    }
+}
+
+async fn incidents(
+    State(admin): State<Admin>,
+    params: Result<Query<crate::state::view::IncidentQuery>, QueryRejection>,
+) -> Response {
+    let query = match params {
+        Ok(Query(q)) => q,
+        Err(e) => return admin_error(&AdminError::BadRequest(e.body_text())),
+    };
+    match admin.context.incidents(query).await {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => admin_error(&e),
+    }
+}
+
+async fn incident_registries(
+    State(admin): State<Admin>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    params: Result<Query<crate::state::view::IncidentPage>, QueryRejection>,
+) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return admin_error(&AdminError::BadRequest(format!(
+            "incident id {id:?} is not a number"
+        )));
+    };
+    let query = match params {
+        Ok(Query(q)) => q,
+        Err(e) => return admin_error(&AdminError::BadRequest(e.body_text())),
+    };
+    match admin.context.incident_registries(id, query).await {
         Ok(v) => json(StatusCode::OK, &v),
         Err(e) => admin_error(&e),
     }

@@ -166,6 +166,8 @@ impl Change {
             },
             Command::Reload { .. }
             | Command::Status { .. }
+            | Command::Incidents { .. }
+            | Command::IncidentRegistries { .. }
             | Command::FleetVerdicts { .. }
             | Command::FleetStatus { .. } => return None,
         })

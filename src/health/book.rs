@@ -106,6 +106,16 @@ struct ProfileSlot {
     shallow: Vec<Option<KeyId>>,
 }
 
+/// What [`HealthBook::routed_key`] returns: a key, its check, its routed status and the last
+/// outcome it judged (for a `depends_on` key, with the failing dependencies named).
+#[derive(Debug)]
+pub(crate) struct RoutedKey<'a> {
+    pub(crate) key: &'a HealthKey,
+    pub(crate) check: &'a Arc<CheckSpec>,
+    pub(crate) status: Status,
+    pub(crate) last: Option<&'a ProbeOutcome>,
+}
+
 /// The single-writer owner of all health state.
 #[derive(Debug)]
 pub struct HealthBook {
@@ -502,6 +512,25 @@ impl HealthBook {
             _ => deep.or(shallow),
         };
         self.status_of(key)
+    }
+
+    /// The key routing reads for replica `i` of profile `p` in `mode` (as
+    /// [`HealthBook::routed_status`] chooses it): what an incident names as its cause.
+    pub(crate) fn routed_key(&self, p: u32, i: usize, mode: HealthMode) -> Option<RoutedKey<'_>> {
+        let prof = self.profiles.get(p as usize)?;
+        let deep = prof.deep.get(i).copied().flatten();
+        let shallow = prof.shallow.get(i).copied().flatten();
+        let k = match mode {
+            HealthMode::Shallow | HealthMode::Shadow => shallow.or(deep),
+            _ => deep.or(shallow),
+        }?;
+        let slot = &self.keys[k as usize];
+        Some(RoutedKey {
+            key: &slot.key,
+            check: &self.targets.get(&slot.key.target)?.plan.target.check,
+            status: self.routed(slot),
+            last: slot.state.last(),
+        })
     }
 
     /// The deep key of replica `i` of profile `p`: the key, its check and its routed status.

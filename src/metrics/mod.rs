@@ -117,6 +117,9 @@ pub(crate) const RRL_DROPPED: &str = "steerdns_rrl_dropped_responses";
 /// Counter: UDP responses sent truncated (slipped) by response rate limiting.
 pub(crate) const RRL_SLIPPED: &str = "steerdns_rrl_slipped_responses";
 pub(crate) const BUILD: &str = "steerdns_build";
+/// Gauge: registries rerouted by open incidents, by the failed replica's `region` and the
+/// failing `resource` (a dependency, `*` for a whole probe target, or a disabled region).
+pub(crate) const REROUTED: &str = "steerdns_rerouted_registries";
 
 /// The label value for clients without a known label.
 pub(crate) const UNKNOWN_LABEL: &str = "unknown";
@@ -149,6 +152,12 @@ struct ToLabel {
 #[derive(Clone, Debug, Eq, Hash, PartialEq, EncodeLabelSet)]
 struct RegistryLabel {
     registry: String,
+}
+
+#[derive(Clone, Debug, Eq, Hash, PartialEq, EncodeLabelSet)]
+struct ResourceLabels {
+    region: String,
+    resource: String,
 }
 
 #[derive(Clone, Debug, Eq, Hash, PartialEq, EncodeLabelSet)]
@@ -187,6 +196,7 @@ pub struct Metrics {
     config_generation: Gauge,
     overrides: Gauge,
     prober_restarts: Gauge,
+    rerouted: Family<ResourceLabels, Gauge>,
     fleet: fleet::FleetGauges,
 }
 
@@ -230,6 +240,7 @@ impl Metrics {
             config_generation: Gauge::default(),
             overrides: Gauge::default(),
             prober_restarts: Gauge::default(),
+            rerouted: Family::default(),
             fleet: fleet::FleetGauges::default(),
             // Filled below, once every family is registered.
             registry: Registry::default(),
@@ -285,6 +296,11 @@ impl Metrics {
             PROBER_RESTARTS,
             "Probe tasks that panicked and were restarted since start",
             m.prober_restarts.clone(),
+        );
+        registry.register(
+            REROUTED,
+            "Registries rerouted by open incidents, by failed region and resource",
+            m.rerouted.clone(),
         );
         registry.register(
             BUILD,
@@ -393,6 +409,21 @@ impl Metrics {
                 registry: registry.to_owned(),
             })
             .inc();
+    }
+
+    /// Registries rerouted by the open incidents of (`region`, `resource`); 0 removes the series.
+    pub(crate) fn set_rerouted(&self, region: &str, resource: &str, n: u64) {
+        let labels = ResourceLabels {
+            region: region.to_owned(),
+            resource: resource.to_owned(),
+        };
+        if n == 0 {
+            self.rerouted.remove(&labels);
+        } else {
+            self.rerouted
+                .get_or_create(&labels)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Count a verdict that expired to unknown.

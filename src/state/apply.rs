@@ -19,10 +19,11 @@ use crate::health::book::{HealthBook, Masks, TargetId};
 use crate::health::spec::HealthMode;
 use crate::metrics::Metrics;
 use crate::overrides::{AuditEvent, OverrideError, Overrides, Target, format_time, time_plus};
-use crate::routing::ReplicaMask;
+use crate::routing::{Locator, ReplicaMask};
 use crate::state::catalog::{CatalogIndex, profile_keys};
 use crate::state::command::{AdminError, ModeCommand, OverrideAction, OverrideCommand};
 use crate::state::events::EventLog;
+use crate::state::incidents::Incidents;
 use crate::state::view::{Ack, EventKind as ViewKind};
 use crate::state::{HealthMasks, Snapshot};
 
@@ -53,6 +54,13 @@ pub(super) struct World {
     /// The shortest `stale_after` of any probe target (`None`: nothing is probed): how long
     /// the health view stays valid after the writer last looked at it.
     pub(super) stale_after_min: Option<Duration>,
+    /// Open and recent incidents (`state::incidents`).
+    pub(super) incidents: Incidents,
+    /// The regions' coordinates: where a failed replica's clients go now.
+    pub(super) locator: Arc<Locator>,
+    /// `steerdns_rerouted_registries` by (region, resource), and each open incident's part.
+    pub(super) rerouted: HashMap<(Arc<str>, Arc<str>), u64>,
+    pub(super) reported_rerouted: HashMap<u64, u64>,
 }
 
 impl World {
@@ -78,6 +86,10 @@ impl World {
             stale: HashSet::new(),
             fleet_status: None,
             stale_after_min: None,
+            incidents: Incidents::default(),
+            locator: snap.locator.clone(),
+            rerouted: HashMap::new(),
+            reported_rerouted: HashMap::new(),
         };
         w.replan(snap);
         w
@@ -86,6 +98,7 @@ impl World {
     /// Point the book at a snapshot's targets and profiles (states of surviving keys kept).
     pub(super) fn replan(&mut self, snap: &Snapshot) {
         self.book.replan(&snap.targets);
+        self.locator = snap.locator.clone();
         for p in &snap.globals.profiles {
             self.book.add_profile(&profile_keys(&snap.globals, p));
         }
@@ -512,7 +525,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::health::outcome::{Failure, Pass, ProbeOutcome};
-    use crate::state::view::{RegistryRequest, ReplicaState, StatusQuery};
+    use crate::state::view::{IncidentPage, RegistryRequest, ReplicaState, StatusQuery};
 
     const S: Duration = Duration::from_secs(1);
 
@@ -646,6 +659,72 @@ mod tests {
             w.outcome(&next, deep(&next, "cfg", 0), &ok(now + 2 * S), now + 2 * S)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_dependency_fault_is_one_incident_with_the_exact_count_and_closes_when_mended() {
+        let (mut w, snap, _dir) = world(9);
+        let now = Instant::now();
+        let snap = storage_fails(&mut w, &snap, now);
+        let v = w.incidents_view(&Default::default());
+        assert_eq!(v.open.len(), 1, "{v:?}");
+        let i = &v.open[0];
+        assert_eq!(i.registries, 5, "a0 a2 a4 a6 a8 depend on storage");
+        assert_eq!(i.cause.resource, "storage");
+        assert_eq!(i.cause.region, "westeurope");
+        assert_eq!(i.answered_now.len(), 1);
+        assert_eq!(i.answered_now[0].region.as_deref(), Some("eastus"));
+        assert_eq!(i.samples, ["a0", "a2", "a4", "a6", "a8"]);
+        assert!(w.metrics.render().contains(
+            "steerdns_rerouted_registries{region=\"westeurope\",resource=\"storage\"} 5"
+        ));
+        // Paged through, two at a time.
+        let mut after = None;
+        let mut keys = Vec::new();
+        loop {
+            let page = w
+                .incident_registries(
+                    i.id,
+                    &IncidentPage {
+                        after: after.clone(),
+                        limit: Some(2),
+                    },
+                )
+                .unwrap();
+            keys.extend(page.registries);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(keys, ["a0", "a2", "a4", "a6", "a8"]);
+        // A catalog put on the same profile counts at once.
+        let req = RegistryRequest {
+            name: "new.registry.example.".into(),
+            template: "fleet".into(),
+            depends_on: Some(vec!["storage".into()]),
+            ttl: None,
+            answers: None,
+        };
+        let (_, snap) = w.put_registry(&snap, "new".into(), req, "test").unwrap();
+        assert_eq!(w.incidents_view(&Default::default()).open[0].registries, 6);
+        // Mended: closed, and the gauge goes.
+        let t = deep(&snap, "a0", 1);
+        let mut snap = snap;
+        for k in 2..6 {
+            if let Some(next) = w.outcome(&snap, t, &failing_doc(now + k * S, "none"), now + k * S)
+            {
+                snap = next;
+            }
+        }
+        let v = w.incidents_view(&Default::default());
+        assert!(v.open.is_empty(), "{v:?}");
+        assert_eq!(v.recent[0].peak_registries, 6);
+        assert!(!w.metrics.render().contains("steerdns_rerouted_registries{"));
+        assert!(matches!(
+            w.incident_registries(99, &IncidentPage::default()),
+            Err(AdminError::NotFound(_))
+        ));
     }
 
     #[test]

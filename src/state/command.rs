@@ -9,7 +9,10 @@ use tokio::sync::oneshot;
 
 use crate::health::keys::FleetVerdict;
 use crate::overrides::{AuditEvent, Target};
-use crate::state::view::{Ack, FleetStatus, ModeName, RegistryRequest, StatusQuery, StatusView};
+use crate::state::view::{
+    Ack, FleetStatus, IncidentPage, IncidentQuery, IncidentsView, ModeName, RegistryPage,
+    RegistryRequest, StatusQuery, StatusView,
+};
 
 /// Disable or enable.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -129,6 +132,22 @@ pub enum Command {
         query: StatusQuery,
         /// Where it goes.
         reply: oneshot::Sender<Result<StatusView, AdminError>>,
+    },
+    /// The open and recent incidents.
+    Incidents {
+        /// How many recent.
+        query: IncidentQuery,
+        /// Where it goes.
+        reply: oneshot::Sender<Result<IncidentsView, AdminError>>,
+    },
+    /// One page of an incident's registries.
+    IncidentRegistries {
+        /// The incident.
+        id: u64,
+        /// Which page.
+        query: IncidentPage,
+        /// Where it goes.
+        reply: oneshot::Sender<Result<RegistryPage, AdminError>>,
     },
     /// The fleet link (`crate::fleet`): route on these fleet verdicts (health keys some live
     /// instance reports, by fleet name), or on this instance's own (None: the fleet's view is

@@ -9,6 +9,8 @@ pub(crate) mod catalog;
 pub(crate) mod command;
 pub mod events;
 pub(crate) mod freshness;
+mod incident_feed;
+pub mod incidents;
 mod masks;
 mod notes;
 pub mod readiness;

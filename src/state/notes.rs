@@ -19,12 +19,13 @@ impl World {
     /// profiles that may differ (None: all of them, after a rebuild): an event costs what it
     /// changed, not the number of profiles.
     pub(super) fn note_health(
-        &self,
+        &mut self,
         g: &Globals,
         old: &HealthMasks,
         new: &HealthMasks,
         changed: Option<&[u32]>,
     ) {
+        let everything = changed.is_none();
         let members = self.index.members();
         let all: Vec<u32>;
         let changed = match changed {
@@ -89,6 +90,7 @@ impl World {
             self.metrics.guard(new.guard_engaged);
         }
         self.update_state_metrics(g, changed);
+        self.note_incidents(g, new, (!everything).then_some(changed));
     }
 
     /// Health-state gauges of the config file's registries (bounded by the config file), for

@@ -99,6 +99,12 @@ impl World {
         {
             h.exceptions.insert(put.id, m);
         }
+        // Member counts moved: the incidents the registry's profiles feed follow.
+        let mut touched: Vec<u32> = put.replaced.iter().map(|r| r.profile).collect();
+        if let Some(reg) = self.registry(&next, &key) {
+            touched.push(reg.profile);
+        }
+        self.note_incidents(&next, &h, Some(&touched));
         info!(registry = %key, who, "registry put");
         Ok(catalog_changed(
             snap,
@@ -141,6 +147,7 @@ impl World {
         self.index.delete(&mut next, key);
         let mut h = (*snap.health).clone();
         h.exceptions.remove(&reg.id);
+        self.note_incidents(&next, &h, Some(&[reg.profile]));
         info!(registry = %key, who, "registry deleted");
         Ok(catalog_changed(
             snap,

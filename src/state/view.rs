@@ -379,6 +379,8 @@ pub enum EventKind {
     Shadow,
     /// A health transition.
     Transition,
+    /// An incident opened, changed or closed.
+    Incident,
 }
 
 /// One entry of `GET /v1/events`.
@@ -587,4 +589,109 @@ mod tests {
         assert_eq!("off".parse::<ModeName>(), Ok(ModeName::Off));
         assert!("of".parse::<ModeName>().is_err());
     }
+}
+
+//------------ Incidents ---------------------------------------------------------------------
+
+/// `GET /v1/incidents` query.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct IncidentQuery {
+    /// How many closed incidents to list (default 20; at most 256 are kept).
+    #[serde(default)]
+    pub recent: Option<usize>,
+}
+
+/// `GET /v1/incidents`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct IncidentsView {
+    /// Open incidents, newest first.
+    pub open: Vec<IncidentView>,
+    /// Closed incidents, most recently closed first.
+    pub recent: Vec<IncidentView>,
+}
+
+/// What an incident blames.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct CauseView {
+    /// Identity: `GET http://…/health [storage-17]`, or `region eastus disabled`.
+    pub id: String,
+    /// `dependency`, `target` or `region_disabled`.
+    pub kind: crate::state::incidents::CauseKind,
+    /// The failed replica's region.
+    pub region: String,
+    /// The dependency, `*` for a whole target, or the disabled region.
+    pub resource: String,
+    /// The probe target, or `operator override`.
+    pub check: String,
+}
+
+/// Where the clients of the failed replica are answered now.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct NowView {
+    /// The region of the nearest routable replica (None: failing open, or nowhere).
+    pub region: Option<String>,
+    /// Every enabled replica is degraded: answered with all of them.
+    #[serde(default)]
+    pub fail_open: bool,
+    /// Registries.
+    pub registries: u64,
+    /// Share of the incident's registries (0..1).
+    pub share: f64,
+}
+
+/// One incident.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct IncidentView {
+    /// Its number (page through its registries at `/v1/incidents/ID/registries`).
+    pub id: u64,
+    /// Still open.
+    pub open: bool,
+    /// What failed.
+    pub cause: CauseView,
+    /// When it opened (RFC 3339).
+    pub opened_at: String,
+    /// When its count or destinations last changed.
+    pub updated_at: String,
+    /// When it closed.
+    #[serde(default)]
+    pub closed_at: Option<String>,
+    /// Times it reopened within the flap window.
+    pub flaps: u32,
+    /// Registries rerouted now (exact).
+    pub registries: u64,
+    /// The most registries it rerouted at once.
+    pub peak_registries: u64,
+    /// Health profiles (template × depends_on) those registries share.
+    pub profiles: usize,
+    /// Registries with nowhere healthy to go (failing open).
+    pub failing_open: u64,
+    /// Where the failed replica's clients are answered now.
+    pub answered_now: Vec<NowView>,
+    /// A few of its registries' keys.
+    pub samples: Vec<String>,
+}
+
+/// `GET /v1/incidents/ID/registries` query.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct IncidentPage {
+    /// The last key of the previous page.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Page size (default 100, at most 1000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/incidents/ID/registries`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct RegistryPage {
+    /// The incident.
+    pub incident: u64,
+    /// Registries it reroutes now.
+    pub total: u64,
+    /// Keys, in order.
+    pub registries: Vec<String>,
+    /// Pass as `after` for the next page (None: last page).
+    #[serde(default)]
+    pub next: Option<String>,
 }

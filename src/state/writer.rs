@@ -289,6 +289,12 @@ impl Control {
             Command::Status { query, reply } => {
                 let _ = reply.send(self.world.status(&snap, &query, self.ready.is_none()));
             }
+            Command::Incidents { query, reply } => {
+                let _ = reply.send(Ok(self.world.incidents_view(&query)));
+            }
+            Command::IncidentRegistries { id, query, reply } => {
+                let _ = reply.send(self.world.incident_registries(id, &query));
+            }
             Command::FleetVerdicts { verdicts } => {
                 let affected = self.world.book.set_fleet(verdicts);
                 if let Some(next) = self.world.changed(&snap, &affected) {

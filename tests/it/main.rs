@@ -47,3 +47,6 @@ pub(crate) mod e2e;
 /// The reply invariants of the fuzz targets as a proptest on stable; the fuzz inputs
 /// (mmdb, seed corpora) are generated here.
 mod fuzzing;
+
+/// Incidents at catalog scale: one fault, one incident with the exact count, paged, closed.
+mod incidents;
