@@ -63,6 +63,8 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
         "steerdns starting"
     );
     let fleet = snapshot.config.fleet.clone();
+    // Webhooks start once; a reload that changes `[notify]` says a restart is needed.
+    let snapshot_webhooks = snapshot.config.webhooks.clone();
     let mut metrics = Metrics::new();
     if fleet.is_some() {
         metrics.enable_fleet();
@@ -105,6 +107,10 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
         admin: sockets.admin.as_ref().and_then(|l| l.local_addr().ok()),
         liveness: liveness.clone(),
     };
+
+    // Their queues join the event log before the first probe outcome can reach the writer
+    // (outcomes need a network round trip; this is synchronous).
+    let webhooks = crate::notify::spawn(&snapshot_webhooks, &control.events, &metrics, &shutdown);
 
     let admin_task = sockets.admin.map(|listener| {
         let explain_from = shared.clone();
@@ -153,6 +159,11 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
             && let Err(e) = t.await
         {
             error!(error = %e, "the fleet link ended abnormally");
+        }
+        for t in webhooks {
+            if let Err(e) = t.await {
+                error!(error = %e, "a webhook sender ended abnormally");
+            }
         }
     });
     Ok((handles, task))

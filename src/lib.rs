@@ -52,6 +52,7 @@
 //!   limiting per UDP thread), `server::tcp` (deadlines, per-client and global caps with
 //!   longest-idle eviction); shutdown bounded by a grace period.
 //! - `admin`: the admin HTTP API (maps domain errors to statuses) and its CLI client.
+//! - `notify`: webhooks: events POSTed, signed, from a bounded queue per receiver.
 //! - `app`: wiring: the writer, the admin API and the transports on sockets the caller bound.
 //! - `cli`: the command line; `demo_replica`: simulated replicas for the demo and tests.
 //! - `fuzzing` (hidden): the seam of the fuzz targets in `fuzz/` and of the reply-invariant
@@ -70,6 +71,7 @@ pub mod fuzzing;
 mod global;
 pub mod health;
 pub mod metrics;
+pub mod notify;
 pub mod overrides;
 pub mod problem;
 pub mod routing;

@@ -156,6 +156,8 @@ impl AdminContext for Showcase {
     fn events(&self) -> Vec<EventView> {
         vec![
             EventView {
+                id: 1,
+                incident: None,
                 at: "2026-11-27T06:30:00Z".into(),
                 kind: EventKind::Override,
                 registry: None,
@@ -163,6 +165,8 @@ impl AdminContext for Showcase {
                 message: "disabled region eastus by token:ops: network maintenance".into(),
             },
             EventView {
+                id: 2,
+                incident: None,
                 at: "2026-11-27T06:59:40Z".into(),
                 kind: EventKind::Transition,
                 registry: Some("contoso".into()),

@@ -37,6 +37,16 @@ pub enum AdminCommand {
     },
     /// Show recent events (transitions, overrides, mode switches, reloads).
     Events,
+    /// Follow the event stream (`/v1/events/stream`): one line per event as it happens;
+    /// reconnects and resumes after the last event seen when the connection drops.
+    Watch {
+        /// Start after this event id (default: only new events).
+        #[arg(long)]
+        after: Option<u64>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Show open and recent incidents: what failed, how many registries it moved and where
     /// their clients go now; with an ID, page through that incident's registries.
     Incidents {
@@ -190,6 +200,11 @@ pub async fn run(args: &AdminArgs, command: &AdminCommand) -> Result<String, Cli
             };
             Ok(render_status(&client.get::<StatusView>(&path).await?))
         }
+        AdminCommand::Watch { after, count } => {
+            let mut out = std::io::stdout();
+            super::watch::watch(&client, *after, *count, &mut out).await?;
+            Ok(String::new())
+        }
         AdminCommand::Incidents { id, after, limit } => {
             super::incidents::run(&client, *id, after.as_deref(), *limit).await
         }
@@ -279,8 +294,8 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ClientError> {
 /// A small admin API client.
 #[derive(Debug)]
 pub(crate) struct Client {
-    base: String,
-    token: Option<String>,
+    pub(super) base: String,
+    pub(super) token: Option<String>,
     http: reqwest::Client,
 }
 

@@ -46,6 +46,12 @@ pub trait AdminContext: Send + Sync + 'static {
     fn put_registry(&self, key: String, request: RegistryRequest, who: String) -> Reply<Ack>;
     /// `DELETE /v1/registries/KEY`.
     fn delete_registry(&self, key: String, who: String) -> Reply<Ack>;
+    /// `GET /v1/events/stream`: follow the event log from just after event `after` (None:
+    /// from now). None: this context has no live log.
+    fn subscribe(&self, after: Option<u64>) -> Option<crate::state::events::Subscription> {
+        let _ = after;
+        None
+    }
     /// `GET /v1/incidents`: open and recent incidents, from the writer.
     fn incidents(&self, query: IncidentQuery) -> Reply<IncidentsView> {
         let _ = query;
@@ -123,6 +129,10 @@ impl AdminContext for ChannelContext {
 
     fn events(&self) -> Vec<EventView> {
         self.events.snapshot()
+    }
+
+    fn subscribe(&self, after: Option<u64>) -> Option<crate::state::events::Subscription> {
+        Some(self.events.subscribe(after))
     }
 
     fn reload(&self, who: String) -> Reply<Ack> {

@@ -54,6 +54,8 @@ pub mod client;
 pub mod context;
 mod incidents;
 mod page;
+mod stream;
+mod watch;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -114,6 +116,7 @@ pub fn router(admin: Admin) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/explain", get(explain))
         .route("/v1/events", get(events))
+        .route("/v1/events/stream", get(stream::events_stream))
         .route("/v1/incidents", get(incidents))
         .route("/v1/incidents/{id}/registries", get(incident_registries))
         .route("/v1/reload", post(reload))
@@ -137,6 +140,7 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         info!("listening admin={addr}");
     }
+    let router = router.layer(axum::Extension(stream::StreamShutdown(shutdown.clone())));
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

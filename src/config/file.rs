@@ -41,6 +41,9 @@ pub(crate) struct Spec {
     pub(crate) catalog: Option<CatalogSpec>,
     /// Several instances sharing state through etcd (`crate::config::fleet`).
     pub(crate) fleet: Option<crate::config::fleet::FleetSpec>,
+    /// Where events are pushed (`crate::config::notify`).
+    #[serde(default)]
+    pub(crate) notify: crate::config::notify::NotifySpec,
 }
 
 /// `[catalog]`: registries as data (see `crate::catalog::file` for the format).

@@ -8,6 +8,7 @@
 pub(crate) mod admin;
 pub(crate) mod file;
 pub mod fleet;
+pub(crate) mod notify;
 mod rrl;
 mod udp;
 
@@ -73,6 +74,8 @@ pub struct Config {
     pub(crate) catalog: Option<CatalogFiles>,
     /// The fleet (etcd) settings; None: a single server.
     pub(crate) fleet: Option<fleet::FleetConfig>,
+    /// Webhooks events are POSTed to.
+    pub(crate) webhooks: Vec<notify::WebhookConfig>,
 }
 
 impl Config {
@@ -90,6 +93,7 @@ impl Config {
             ("admin.state_file", a.state_file != b.state_file),
             ("admin.event_history", a.event_history != b.event_history),
             ("fleet", self.fleet != next.fleet),
+            ("notify", self.webhooks != next.webhooks),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -197,8 +201,10 @@ impl Config {
             templates,
             catalog,
             fleet,
+            notify,
         } = spec;
         let fleet = fleet.and_then(|f| f.resolve(&base, &mut problems, at));
+        let webhooks = notify.resolve(&base, &mut problems, at);
         if version != 1 {
             problems.push(at(
                 "",
@@ -443,6 +449,7 @@ impl Config {
             templates: temps,
             catalog,
             fleet,
+            webhooks,
         })
     }
 }

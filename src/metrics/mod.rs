@@ -120,6 +120,13 @@ pub(crate) const BUILD: &str = "steerdns_build";
 /// Gauge: registries rerouted by open incidents, by the failed replica's `region` and the
 /// failing `resource` (a dependency, `*` for a whole probe target, or a disabled region).
 pub(crate) const REROUTED: &str = "steerdns_rerouted_registries";
+/// Counter: events a webhook took, by `webhook` (URL) and `result` = `delivered` | `given_up`
+/// (every attempt failed).
+pub(crate) const WEBHOOK_DELIVERIES: &str = "steerdns_webhook_deliveries";
+/// Counter: webhook attempts that failed and were retried, by `webhook`.
+pub(crate) const WEBHOOK_RETRIES: &str = "steerdns_webhook_retries";
+/// Counter: events dropped because a webhook's queue was full, by `webhook`.
+pub(crate) const WEBHOOK_DROPPED: &str = "steerdns_webhook_dropped_events";
 
 /// The label value for clients without a known label.
 pub(crate) const UNKNOWN_LABEL: &str = "unknown";
@@ -161,6 +168,17 @@ struct ResourceLabels {
 }
 
 #[derive(Clone, Debug, Eq, Hash, PartialEq, EncodeLabelSet)]
+struct WebhookLabels {
+    webhook: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Eq, Hash, PartialEq, EncodeLabelSet)]
+struct WebhookLabel {
+    webhook: String,
+}
+
+#[derive(Clone, Debug, Eq, Hash, PartialEq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -197,6 +215,9 @@ pub struct Metrics {
     overrides: Gauge,
     prober_restarts: Gauge,
     rerouted: Family<ResourceLabels, Gauge>,
+    webhook_deliveries: Family<WebhookLabels, Counter>,
+    webhook_retries: Family<WebhookLabel, Counter>,
+    webhook_dropped: Family<WebhookLabel, Counter>,
     fleet: fleet::FleetGauges,
 }
 
@@ -241,6 +262,9 @@ impl Metrics {
             overrides: Gauge::default(),
             prober_restarts: Gauge::default(),
             rerouted: Family::default(),
+            webhook_deliveries: Family::default(),
+            webhook_retries: Family::default(),
+            webhook_dropped: Family::default(),
             fleet: fleet::FleetGauges::default(),
             // Filled below, once every family is registered.
             registry: Registry::default(),
@@ -301,6 +325,21 @@ impl Metrics {
             REROUTED,
             "Registries rerouted by open incidents, by failed region and resource",
             m.rerouted.clone(),
+        );
+        registry.register(
+            WEBHOOK_DELIVERIES,
+            "Events a webhook took, by result (delivered or given_up)",
+            m.webhook_deliveries.clone(),
+        );
+        registry.register(
+            WEBHOOK_RETRIES,
+            "Webhook attempts that failed and were retried",
+            m.webhook_retries.clone(),
+        );
+        registry.register(
+            WEBHOOK_DROPPED,
+            "Events dropped because a webhook's queue was full",
+            m.webhook_dropped.clone(),
         );
         registry.register(
             BUILD,
@@ -424,6 +463,34 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// One webhook event's outcome (`delivered` or `given_up`).
+    pub(crate) fn webhook_delivery(&self, webhook: &str, result: &str) {
+        self.webhook_deliveries
+            .get_or_create(&WebhookLabels {
+                webhook: webhook.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A webhook attempt failed and will be retried.
+    pub(crate) fn webhook_retry(&self, webhook: &str) {
+        self.webhook_retries
+            .get_or_create(&WebhookLabel {
+                webhook: webhook.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The drop counter of one webhook (shared with the event log, bumped without a lock).
+    pub(crate) fn webhook_dropped(&self, webhook: &str) -> Counter {
+        self.webhook_dropped
+            .get_or_create(&WebhookLabel {
+                webhook: webhook.to_owned(),
+            })
+            .clone()
     }
 
     /// Count a verdict that expired to unknown.

@@ -23,8 +23,8 @@ use crate::state::HealthMasks;
 use crate::state::command::AdminError;
 use crate::state::incidents::{Cause, CauseKind, Change, Incident, Now, Part};
 use crate::state::view::{
-    CauseView, EventKind as ViewKind, IncidentPage, IncidentQuery, IncidentView, IncidentsView,
-    NowView, RegistryPage,
+    CauseView, IncidentEvent, IncidentPage, IncidentQuery, IncidentView, IncidentsView, NowView,
+    RegistryPage,
 };
 
 use super::apply::World;
@@ -97,8 +97,15 @@ impl World {
                     inc.id, c.id, inc.peak
                 ),
             };
-            self.events
-                .push(now, ViewKind::Incident, None, Some(&c.region), message);
+            let view = self.incident_view(&inc);
+            self.events.push_incident(
+                now,
+                message,
+                IncidentEvent {
+                    change,
+                    incident: view,
+                },
+            );
             let key = (c.region.clone(), c.resource.clone());
             let sum = self.rerouted.entry(key.clone()).or_default();
             // The gauge sums the open incidents of one (region, resource).

@@ -381,11 +381,17 @@ pub enum EventKind {
     Transition,
     /// An incident opened, changed or closed.
     Incident,
+    /// The fleet's link to etcd was lost or is back.
+    Fleet,
 }
 
-/// One entry of `GET /v1/events`.
+/// One entry of `GET /v1/events`, of the SSE stream and of a webhook's POST.
 #[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 pub struct EventView {
+    /// Its number: increases by one per event for the life of the process (the SSE `id`,
+    /// resumed from with `Last-Event-ID`). 0 until the log numbers it.
+    #[serde(default)]
+    pub id: u64,
     /// When (RFC 3339).
     pub at: String,
     /// What kind.
@@ -398,6 +404,19 @@ pub struct EventView {
     pub replica: Option<String>,
     /// What happened, in words.
     pub message: String,
+    /// For `incident` events: opened, updated or closed, and the incident as it is now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Box<IncidentEvent>>,
+}
+
+/// The incident part of an `incident` event.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct IncidentEvent {
+    /// What happened to it.
+    pub change: crate::state::incidents::Change,
+    /// The incident.
+    #[serde(flatten)]
+    pub incident: IncidentView,
 }
 
 impl From<&AuditEvent> for EventView {
@@ -409,11 +428,13 @@ impl From<&AuditEvent> for EventView {
             crate::overrides::Target::Region { region } => (None, Some(region.to_string())),
         };
         Self {
+            id: 0,
             at: format_time(e.at),
             kind: EventKind::Override,
             registry,
             replica,
             message: e.to_string(),
+            incident: None,
         }
     }
 }

@@ -301,7 +301,23 @@ impl Control {
                     self.shared.publish(next);
                 }
             }
-            Command::FleetStatus { status } => self.world.fleet_status = Some(status),
+            Command::FleetStatus { status } => {
+                let was = self.world.fleet_status.as_ref().map(|s| s.connected);
+                if was.is_some_and(|c| c != status.connected) {
+                    let message = if status.connected {
+                        format!("fleet link back: connected to etcd as {}", status.instance)
+                    } else {
+                        format!(
+                            "fleet link lost: routing on this instance's own verdicts; {} changes pending",
+                            status.pending.len()
+                        )
+                    };
+                    self.world
+                        .events
+                        .push(SystemTime::now(), ViewKind::Fleet, None, None, message);
+                }
+                self.world.fleet_status = Some(status);
+            }
         }
     }
 

@@ -50,3 +50,7 @@ mod fuzzing;
 
 /// Incidents at catalog scale: one fault, one incident with the exact count, paged, closed.
 mod incidents;
+
+/// Push: signed webhooks to real HTTP receivers (retried, bounded, never blocking) and the
+/// SSE stream resumed from Last-Event-ID.
+mod push;
