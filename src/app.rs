@@ -112,6 +112,13 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
     // (outcomes need a network round trip; this is synchronous).
     let webhooks = crate::notify::spawn(&snapshot_webhooks, &control.events, &metrics, &shutdown);
 
+    // Answers per minute, folded from the per-thread answer counters once a minute.
+    let traffic = crate::metrics::traffic::Traffic::new(metrics.clone());
+    let sampler = tokio::spawn(crate::metrics::traffic::run_sampler(
+        traffic.clone(),
+        shutdown.clone(),
+    ));
+
     let admin_task = sockets.admin.map(|listener| {
         let explain_from = shared.clone();
         let context = ChannelContext::new(
@@ -119,7 +126,8 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
             move |q: &ExplainQuery| explain(&explain_from, q),
             metrics.clone(),
             control.events.clone(),
-        );
+        )
+        .with_traffic(traffic.clone());
         let router = admin::router(Admin {
             context: Arc::new(context),
             access: AccessPolicy::Live(shared.clone()),
@@ -160,6 +168,7 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
         {
             error!(error = %e, "the fleet link ended abnormally");
         }
+        let _ = sampler.await;
         for t in webhooks {
             if let Err(e) = t.await {
                 error!(error = %e, "a webhook sender ended abnormally");

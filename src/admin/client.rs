@@ -47,6 +47,15 @@ pub enum AdminCommand {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Show answers per client group and answered replica over the last hour (or since
+    /// `--since`), with the last minutes; with REGISTRY, that registry's answers by replica.
+    Traffic {
+        /// A registry with series of its own (config file, or `[admin] metrics_registries`).
+        registry: Option<String>,
+        /// From this time: Unix seconds or RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Show open and recent incidents: what failed, how many registries it moved and where
     /// their clients go now; with an ID, page through that incident's registries.
     Incidents {
@@ -204,6 +213,20 @@ pub async fn run(args: &AdminArgs, command: &AdminCommand) -> Result<String, Cli
             let mut out = std::io::stdout();
             super::watch::watch(&client, *after, *count, &mut out).await?;
             Ok(String::new())
+        }
+        AdminCommand::Traffic { registry, since } => {
+            let mut url = reqwest::Url::parse("http://steerdns/v1/traffic")
+                .map_err(|e| ClientError::Reply(e.to_string()))?;
+            for (k, v) in [("registry", registry), ("since", since)] {
+                if let Some(v) = v {
+                    url.query_pairs_mut().append_pair(k, v);
+                }
+            }
+            let path = match url.query() {
+                Some(q) => format!("/v1/traffic?{q}"),
+                None => "/v1/traffic".to_string(),
+            };
+            Ok(super::incidents::render_traffic(&client.get(&path).await?))
         }
         AdminCommand::Incidents { id, after, limit } => {
             super::incidents::run(&client, *id, after.as_deref(), *limit).await

@@ -52,6 +52,14 @@ pub trait AdminContext: Send + Sync + 'static {
         let _ = after;
         None
     }
+    /// `GET /v1/traffic`: answers per minute by client group and answered replica.
+    fn traffic(
+        &self,
+        query: &crate::metrics::traffic::TrafficQuery,
+    ) -> Result<crate::metrics::traffic::TrafficView, AdminError> {
+        let _ = query;
+        Err(AdminError::Unavailable("no traffic record here".into()))
+    }
     /// `GET /v1/incidents`: open and recent incidents, from the writer.
     fn incidents(&self, query: IncidentQuery) -> Reply<IncidentsView> {
         let _ = query;
@@ -72,6 +80,7 @@ pub struct ChannelContext {
     explain: Box<ExplainFn>,
     metrics: Arc<Metrics>,
     events: EventLog,
+    traffic: Option<Arc<crate::metrics::traffic::Traffic>>,
 }
 
 impl std::fmt::Debug for ChannelContext {
@@ -94,7 +103,14 @@ impl ChannelContext {
             explain: Box::new(explain),
             metrics,
             events,
+            traffic: None,
         }
+    }
+
+    /// Serve `/v1/traffic` from this record.
+    pub fn with_traffic(mut self, traffic: Arc<crate::metrics::traffic::Traffic>) -> Self {
+        self.traffic = Some(traffic);
+        self
     }
 
     fn ask<T: Send + 'static>(
@@ -133,6 +149,23 @@ impl AdminContext for ChannelContext {
 
     fn subscribe(&self, after: Option<u64>) -> Option<crate::state::events::Subscription> {
         Some(self.events.subscribe(after))
+    }
+
+    fn traffic(
+        &self,
+        query: &crate::metrics::traffic::TrafficQuery,
+    ) -> Result<crate::metrics::traffic::TrafficView, AdminError> {
+        let t = self
+            .traffic
+            .as_ref()
+            .ok_or_else(|| AdminError::Unavailable("no traffic record here".into()))?;
+        t.view(query, std::time::SystemTime::now()).map_err(|e| {
+            if e.starts_with("registry ") {
+                AdminError::NotFound(e)
+            } else {
+                AdminError::BadRequest(e)
+            }
+        })
     }
 
     fn reload(&self, who: String) -> Reply<Ack> {

@@ -1,5 +1,5 @@
 //! `steerdns incidents [ID]`: the open and recent incidents, or one page of the registries
-//! an incident reroutes.
+//! an incident reroutes; `steerdns traffic [REGISTRY]`: who is answered where.
 
 use std::fmt::Write as _;
 
@@ -119,5 +119,52 @@ pub(crate) fn render_page(p: &RegistryPage) -> String {
             p.incident
         );
     }
+    out
+}
+
+/// Minutes shown per series by `steerdns traffic`.
+const LAST: usize = 10;
+
+/// One line per (group, replica): the total and the last minutes, newest last.
+pub(crate) fn render_traffic(v: &crate::metrics::traffic::TrafficView) -> String {
+    let mut out = String::new();
+    let first = if v.registry.is_some() {
+        "REGISTRY"
+    } else {
+        "CLIENT GROUP"
+    };
+    let _ = writeln!(
+        out,
+        "{first:<20} {:<16} {:>10}  LAST {LAST} MINUTES (newest last)",
+        "ANSWERED", "ANSWERS"
+    );
+    for s in &v.series {
+        let tail: Vec<String> = s
+            .answers
+            .iter()
+            .rev()
+            .take(LAST)
+            .rev()
+            .map(u64::to_string)
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<20} {:<16} {:>10}  {}",
+            s.group,
+            s.replica,
+            s.total,
+            tail.join(" ")
+        );
+    }
+    if v.series.is_empty() {
+        out.push_str("no answers in this span\n");
+    }
+    let total: u64 = v.by_replica.values().sum();
+    let shares: Vec<String> = v
+        .by_replica
+        .iter()
+        .map(|(r, n)| format!("{r} {:.1}%", *n as f64 * 100.0 / total.max(1) as f64))
+        .collect();
+    let _ = writeln!(out, "answered: {}", shares.join(", "));
     out
 }

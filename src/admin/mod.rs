@@ -118,6 +118,7 @@ pub fn router(admin: Admin) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/events/stream", get(stream::events_stream))
         .route("/v1/incidents", get(incidents))
+        .route("/v1/traffic", get(traffic))
         .route("/v1/incidents/{id}/registries", get(incident_registries))
         .route("/v1/reload", post(reload))
         .route("/v1/overrides", put(disable).delete(enable))
@@ -240,6 +241,20 @@ async fn status(
         Err(e) => return admin_error(&AdminError::BadRequest(e.body_text())),
     };
     match admin.context.status(query).await {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => admin_error(&e),
+    }
+}
+
+async fn traffic(
+    State(admin): State<Admin>,
+    params: Result<Query<crate::metrics::traffic::TrafficQuery>, QueryRejection>,
+) -> Response {
+    let query = match params {
+        Ok(Query(q)) => q,
+        Err(e) => return admin_error(&AdminError::BadRequest(e.body_text())),
+    };
+    match admin.context.traffic(&query) {
         Ok(v) => json(StatusCode::OK, &v),
         Err(e) => admin_error(&e),
     }

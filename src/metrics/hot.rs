@@ -482,8 +482,8 @@ impl ReplicaCounters {
 }
 
 /// Totals by (registry key, replica key) or (client label, replica key).
-type KeyTotals = HashMap<(Arc<str>, Arc<str>), u64>;
-type ClientTotals = KeyTotals;
+pub(super) type KeyTotals = HashMap<(Arc<str>, Arc<str>), u64>;
+pub(super) type ClientTotals = KeyTotals;
 
 /// The current and retired replica counters plus the folded baseline.
 #[derive(Debug, Default)]

@@ -49,6 +49,7 @@ use prometheus_client::registry::Registry;
 mod collect;
 mod fleet;
 mod hot;
+pub mod traffic;
 
 use collect::{HotCollector, Shards};
 
@@ -491,6 +492,12 @@ impl Metrics {
                 webhook: webhook.to_owned(),
             })
             .clone()
+    }
+
+    /// Answer totals so far by (registry or set, replica) and by (client label, replica): what
+    /// a scrape sums, for the traffic record.
+    pub(crate) fn answer_totals(&self) -> (hot::KeyTotals, hot::ClientTotals) {
+        self.hub.lock().totals()
     }
 
     /// Count a verdict that expired to unknown.

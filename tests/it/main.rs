@@ -54,3 +54,6 @@ mod incidents;
 /// Push: signed webhooks to real HTTP receivers (retried, bounded, never blocking) and the
 /// SSE stream resumed from Last-Event-ID.
 mod push;
+
+/// Traffic per minute by client group and answered replica, over the admin API.
+mod traffic;

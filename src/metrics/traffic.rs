@@ -1,0 +1,323 @@
+//! Traffic per minute for the last 24 hours: answers by (client group × answered replica),
+//! and by (registry × answered replica) for the registries that have series of their own
+//! (config-file registries and `[admin] metrics_registries`).
+//!
+//! The answer path gains nothing: it already bumps per-thread cells by (client label ×
+//! replica key) and by (registry, replica) ([`ReplicaCounters`](super::ReplicaCounters)).
+//! Once a minute a sampler folds the shards into totals (the same sum a scrape makes, bounded
+//! by labels × replica keys and by replica sets, never by registries) and keeps the
+//! difference from the previous minute. The client group is the client's label: its
+//! latency-table region, or its mmdb country or continent code; the answered replica is the
+//! replica key (the region name in templates).
+//!
+//! Memory: at most [`MINUTES`] minutes of the non-zero cells, names interned.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::Metrics;
+use super::hot::KeyTotals;
+
+/// Minutes kept: 24 hours.
+pub const MINUTES: usize = 24 * 60;
+
+/// One minute's non-zero cells: (row name, replica name, answers), names interned.
+#[derive(Debug, Default)]
+struct Minute {
+    /// Unix seconds of its start.
+    start: u64,
+    client: Vec<(u32, u32, u64)>,
+    registry: Vec<(u32, u32, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    names: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, u32>,
+    /// Totals at the last sample.
+    last: Option<(KeyTotals, KeyTotals)>,
+    minutes: VecDeque<Minute>,
+}
+
+impl Store {
+    fn id(&mut self, name: &Arc<str>) -> u32 {
+        if let Some(&i) = self.ids.get(name) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(name.clone());
+        self.ids.insert(name.clone(), i);
+        i
+    }
+
+    fn delta(&mut self, now: &KeyTotals, before: Option<&KeyTotals>) -> Vec<(u32, u32, u64)> {
+        let mut out: Vec<(u32, u32, u64)> = now
+            .iter()
+            .filter_map(|((row, col), v)| {
+                let b = before.and_then(|b| b.get(&(row.clone(), col.clone())).copied());
+                let d = v.saturating_sub(b.unwrap_or(0));
+                (d > 0).then(|| (row.clone(), col.clone(), d))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(r, c, d)| (self.id(&r), self.id(&c), d))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+/// `GET /v1/traffic` query.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct TrafficQuery {
+    /// Only this registry (it must have series of its own).
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// From this time on: Unix seconds, or RFC 3339 (default: the last 60 minutes).
+    #[serde(default)]
+    pub since: Option<String>,
+}
+
+/// One series: answers per minute for one (group or registry, answered replica).
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct TrafficSeries {
+    /// The client group (or, with `?registry=`, the registry).
+    pub group: String,
+    /// The answered replica (its key: the region, in templates).
+    pub replica: String,
+    /// Answers in each minute of `minutes`.
+    pub answers: Vec<u64>,
+    /// Their sum.
+    pub total: u64,
+}
+
+/// `GET /v1/traffic`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+pub struct TrafficView {
+    /// The registry asked for, if any.
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// Start of each minute (Unix seconds), oldest first; the last one is the minute in
+    /// progress (counted up to now).
+    pub minutes: Vec<u64>,
+    /// Non-empty series, by group then replica.
+    pub series: Vec<TrafficSeries>,
+    /// Answers per answered replica over the whole span.
+    pub by_replica: BTreeMap<String, u64>,
+    /// Answers per client group over the whole span.
+    pub by_group: BTreeMap<String, u64>,
+}
+
+/// The per-minute traffic record; one per process, beside [`Metrics`].
+#[derive(Debug)]
+pub struct Traffic {
+    metrics: Arc<Metrics>,
+    store: Mutex<Store>,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Traffic {
+    /// A record of `metrics`' answer counters, starting now.
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        let t = Arc::new(Self {
+            metrics,
+            store: Mutex::new(Store::default()),
+        });
+        t.sample(None);
+        t
+    }
+
+    /// Close the minute that started at `start` (None: just take the baseline).
+    pub fn sample(&self, start: Option<u64>) {
+        let (replica, client) = self.metrics.answer_totals();
+        let mut s = self.store.lock();
+        let last = s.last.take();
+        if let Some(start) = start {
+            let c = s.delta(&client, last.as_ref().map(|l| &l.1));
+            let r = s.delta(&replica, last.as_ref().map(|l| &l.0));
+            if s.minutes.len() == MINUTES {
+                s.minutes.pop_front();
+            }
+            s.minutes.push_back(Minute {
+                start,
+                client: c,
+                registry: r,
+            });
+        }
+        s.last = Some((replica, client));
+    }
+
+    /// The minutes from `q.since` (default: the last hour) to now, the minute in progress
+    /// last. Errors say what is wrong with the query.
+    pub fn view(&self, q: &TrafficQuery, now: SystemTime) -> Result<TrafficView, String> {
+        let now_s = unix(now);
+        let since = match &q.since {
+            None => now_s.saturating_sub(3600),
+            Some(t) => match t.parse::<u64>() {
+                Ok(s) => s,
+                Err(_) => humantime::parse_rfc3339_weak(t)
+                    .map(unix)
+                    .map_err(|_| format!("since: {t:?} is neither Unix seconds nor RFC 3339"))?,
+            },
+        };
+        let (replica, client) = self.metrics.answer_totals();
+        let mut s = self.store.lock();
+        // The minute in progress: the difference from the last sample.
+        let current_start = now_s - now_s % 60;
+        let (lr, lc) = s.last.clone().unwrap_or_default();
+        let partial = Minute {
+            start: current_start,
+            client: s.delta(&client, Some(&lc)),
+            registry: s.delta(&replica, Some(&lr)),
+        };
+        let registry_id = match &q.registry {
+            None => None,
+            Some(r) => {
+                let name: Arc<str> = r.as_str().into();
+                let known = replica.keys().any(|(k, _)| **k == **r);
+                if !known {
+                    return Err(format!(
+                        "registry {r} has no series of its own: add it to [admin] metrics_registries"
+                    ));
+                }
+                Some(s.id(&name))
+            }
+        };
+        let minutes: Vec<&Minute> = s
+            .minutes
+            .iter()
+            .filter(|m| m.start + 60 > since)
+            .chain(std::iter::once(&partial))
+            .collect();
+        let mut series: BTreeMap<(u32, u32), Vec<u64>> = BTreeMap::new();
+        for (i, m) in minutes.iter().enumerate() {
+            let cells = if registry_id.is_some() {
+                &m.registry
+            } else {
+                &m.client
+            };
+            for &(row, col, n) in cells {
+                if registry_id.is_some_and(|r| r != row) {
+                    continue;
+                }
+                series
+                    .entry((row, col))
+                    .or_insert_with(|| vec![0; minutes.len()])[i] += n;
+            }
+        }
+        let mut view = TrafficView {
+            registry: q.registry.clone(),
+            minutes: minutes.iter().map(|m| m.start).collect(),
+            ..TrafficView::default()
+        };
+        for ((row, col), answers) in series {
+            let total: u64 = answers.iter().sum();
+            let group = s.names[row as usize].to_string();
+            let replica = s.names[col as usize].to_string();
+            *view.by_replica.entry(replica.clone()).or_default() += total;
+            *view.by_group.entry(group.clone()).or_default() += total;
+            view.series.push(TrafficSeries {
+                group,
+                replica,
+                answers,
+                total,
+            });
+        }
+        Ok(view)
+    }
+}
+
+/// Sample `traffic` at every minute boundary until `shutdown`.
+pub async fn run_sampler(traffic: Arc<Traffic>, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        let now = unix(SystemTime::now());
+        let next = now - now % 60 + 60;
+        let wait = Duration::from_secs(next - now);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        traffic.sample(Some(next - 60));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::metrics::{ClientLabels, RegistryKeys, ReplicaCounters};
+
+    /// Answers bumped between samples land in the minute they were counted in; the minute in
+    /// progress shows what was counted since the last sample; old minutes fall out of `since`.
+    #[test]
+    fn minutes_hold_the_differences_between_samples() {
+        let m = Arc::new(Metrics::new());
+        let c = Arc::new(ReplicaCounters::new(
+            &[RegistryKeys {
+                key: "contoso".into(),
+                replicas: vec!["westeurope".into(), "eastus".into()],
+            }],
+            ClientLabels::new(["demo-ams", "demo-nyc"]),
+        ));
+        m.install_replica_counters(c.clone());
+        let ams = c.labels().index(Some("demo-ams"));
+        let nyc = c.labels().index(Some("demo-nyc"));
+        let t = Traffic::new(m);
+        for _ in 0..3 {
+            c.answer(0, 0, 0, ams);
+        }
+        t.sample(Some(600));
+        c.answer(0, 0, 1, nyc);
+        c.answer(0, 0, 1, ams);
+        t.sample(Some(660));
+        c.answer(0, 0, 0, ams);
+        let now = UNIX_EPOCH + Duration::from_secs(725);
+        let q = TrafficQuery {
+            since: Some("0".into()),
+            ..Default::default()
+        };
+        let v = t.view(&q, now).unwrap();
+        assert_eq!(v.minutes, [600, 660, 720]);
+        let cell = |g: &str, r: &str| {
+            v.series
+                .iter()
+                .find(|s| s.group == g && s.replica == r)
+                .map(|s| s.answers.clone())
+        };
+        assert_eq!(cell("demo-ams", "westeurope"), Some(vec![3, 0, 1]));
+        assert_eq!(cell("demo-ams", "eastus"), Some(vec![0, 1, 0]));
+        assert_eq!(cell("demo-nyc", "eastus"), Some(vec![0, 1, 0]));
+        assert_eq!(v.by_group["demo-ams"], 5);
+        // Per registry: its own series, by replica.
+        let q = TrafficQuery {
+            registry: Some("contoso".into()),
+            since: Some("660".into()),
+        };
+        let v = t.view(&q, now).unwrap();
+        assert_eq!(v.minutes, [660, 720]);
+        assert_eq!(v.by_replica["eastus"], 2);
+        assert_eq!(v.by_replica["westeurope"], 1);
+        assert!(
+            t.view(
+                &TrafficQuery {
+                    registry: Some("x".into()),
+                    since: None
+                },
+                now
+            )
+            .is_err()
+        );
+        let bad = TrafficQuery {
+            since: Some("soon".into()),
+            ..Default::default()
+        };
+        assert!(t.view(&bad, now).unwrap_err().contains("since"));
+    }
+}

@@ -1,0 +1,104 @@
+//! Traffic per minute, over the real admin API: queries of known composition from three
+//! client networks of the latency table (127.0.1.x `demo-ams`, 127.0.2.x `demo-nyc`,
+//! 127.0.3.x `demo-sin`) over real UDP, then `GET /v1/traffic` counts each group's answers by
+//! answered replica, exactly (every query here is answered), in the minute in progress.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use hickory_proto::rr::RecordType;
+use steerdns::demo_replica::{DemoReplica, lab_config};
+use steerdns::metrics::traffic::TrafficView;
+
+use crate::support::*;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn get(admin: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let r = reqwest::get(format!("http://{admin}{path}"))
+        .await
+        .expect("admin");
+    let status = r.status().as_u16();
+    (status, r.bytes().await.expect("body").to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_per_group_and_replica_match_what_was_sent() {
+    let mut reps = Vec::new();
+    for i in 1..=3 {
+        let l = tokio::net::TcpListener::bind(format!("127.0.16.{i}:0"))
+            .await
+            .expect("bind");
+        reps.push(DemoReplica::start(l).expect("replica"));
+    }
+    let config = lab_config(
+        &repo(),
+        "127.0.0.1:0",
+        &reps,
+        &["contoso", "fabrikam"],
+        "1s",
+        "[health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n",
+    );
+    let s = TestServer::start_with_admin_files(&config, &[]).await;
+    let mut rx = s.handles.control.first_round.clone();
+    tokio::time::timeout(LIMIT, rx.wait_for(|d| *d))
+        .await
+        .expect("first round")
+        .expect("open");
+    let admin = s.handles.admin.expect("admin");
+    let (_, body) = get(admin, "/v1/traffic").await;
+    let before: TrafficView = serde_json::from_slice(&body).expect("json");
+
+    // 60 / 40 / 20 queries from each network, contoso and fabrikam alternating.
+    let plan = [("127.0.1", 60u64), ("127.0.2", 40), ("127.0.3", 20)];
+    for (net, n) in plan {
+        for i in 0..n {
+            let src: IpAddr = format!("{net}.{}", 10 + i % 50).parse().expect("ip");
+            let name = if i % 2 == 0 { "contoso" } else { "fabrikam" };
+            let m = udp_from(
+                src,
+                s.addr,
+                &query(&format!("{name}.registry.example."), RecordType::A, None),
+            )
+            .await;
+            assert_eq!(m.answers.len(), 1, "{name} from {src}");
+        }
+    }
+    let (status, body) = get(admin, "/v1/traffic").await;
+    assert_eq!(status, 200);
+    let v: TrafficView = serde_json::from_slice(&body).expect("json");
+    let sent = |g: &str| {
+        v.by_group.get(g).copied().unwrap_or(0) - before.by_group.get(g).copied().unwrap_or(0)
+    };
+    assert_eq!(sent("demo-ams"), 60, "{v:#?}");
+    assert_eq!(sent("demo-nyc"), 40);
+    assert_eq!(sent("demo-sin"), 20);
+    // Each group answered by its nearest region (all healthy).
+    let cell = |g: &str, r: &str| {
+        v.series
+            .iter()
+            .find(|x| x.group == g && x.replica == r)
+            .map_or(0, |x| x.total)
+    };
+    assert_eq!(cell("demo-ams", "westeurope"), 60);
+    assert_eq!(cell("demo-nyc", "eastus"), 40);
+    assert_eq!(cell("demo-sin", "southeastasia"), 20);
+    assert!(!v.minutes.is_empty() && v.series.iter().all(|x| x.answers.len() == v.minutes.len()));
+
+    // Per registry: the config file's registries have series of their own.
+    let (status, body) = get(admin, "/v1/traffic?registry=contoso").await;
+    assert_eq!(status, 200);
+    let c: TrafficView = serde_json::from_slice(&body).expect("json");
+    assert_eq!(c.by_replica.values().sum::<u64>(), 60, "{c:#?}");
+    assert_eq!(c.by_replica.get("westeurope"), Some(&30));
+    // Bad input: clear errors.
+    let (status, body) = get(admin, "/v1/traffic?registry=nope").await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = get(admin, "/v1/traffic?since=yesterday").await;
+    assert_eq!(status, 400);
+
+    s.stop().await;
+    for r in reps {
+        r.shutdown().await;
+    }
+}
