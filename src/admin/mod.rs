@@ -323,8 +323,27 @@ async fn delete_registry(
     }
 }
 
-async fn events(State(admin): State<Admin>) -> Response {
-    json(StatusCode::OK, &admin.context.events())
+/// `GET /v1/events[?limit=N]`.
+#[derive(Debug, Default, Deserialize)]
+struct EventsParams {
+    /// Only the newest N (oldest first still).
+    limit: Option<usize>,
+}
+
+async fn events(
+    State(admin): State<Admin>,
+    params: Result<Query<EventsParams>, QueryRejection>,
+) -> Response {
+    let limit = match params {
+        Ok(Query(p)) => p.limit,
+        Err(e) => return admin_error(&AdminError::BadRequest(e.body_text())),
+    };
+    let mut all = admin.context.events();
+    if let Some(n) = limit {
+        let skip = all.len().saturating_sub(n);
+        all.drain(..skip);
+    }
+    json(StatusCode::OK, &all)
 }
 
 /// Raw `/v1/explain` parameters.

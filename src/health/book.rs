@@ -533,24 +533,6 @@ impl HealthBook {
         })
     }
 
-    /// The deep key of replica `i` of profile `p`: the key, its check and its routed status.
-    pub(crate) fn deep_key(
-        &self,
-        p: u32,
-        i: usize,
-    ) -> Option<(&HealthKey, &Arc<CheckSpec>, Status)> {
-        let k = self
-            .profiles
-            .get(p as usize)?
-            .deep
-            .get(i)
-            .copied()
-            .flatten()?;
-        let slot = &self.keys[k as usize];
-        let check = &self.targets.get(&slot.key.target)?.plan.target.check;
-        Some((&slot.key, check, self.routed(slot)))
-    }
-
     /// The detail of replica `i` of profile `p`: (deep, shallow).
     pub fn replica_detail(
         &self,

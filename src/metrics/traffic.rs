@@ -80,6 +80,9 @@ pub struct TrafficQuery {
     /// From this time on: Unix seconds, or RFC 3339 (default: the last 60 minutes).
     #[serde(default)]
     pub since: Option<String>,
+    /// `replica`: one series per answered replica (groups summed, as `*`), for charts.
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 /// One series: answers per minute for one (group or registry, answered replica).
@@ -190,6 +193,12 @@ impl Traffic {
                 Some(s.id(&name))
             }
         };
+        let by_replica = match q.by.as_deref() {
+            None | Some("group") => false,
+            Some("replica") => true,
+            Some(other) => return Err(format!("by: {other:?} is not group or replica")),
+        };
+        let all = s.id(&Arc::from("*"));
         let minutes: Vec<&Minute> = s
             .minutes
             .iter()
@@ -207,6 +216,7 @@ impl Traffic {
                 if registry_id.is_some_and(|r| r != row) {
                     continue;
                 }
+                let row = if by_replica { all } else { row };
                 series
                     .entry((row, col))
                     .or_insert_with(|| vec![0; minutes.len()])[i] += n;
@@ -299,21 +309,26 @@ mod tests {
         let q = TrafficQuery {
             registry: Some("contoso".into()),
             since: Some("660".into()),
+            by: None,
         };
         let v = t.view(&q, now).unwrap();
         assert_eq!(v.minutes, [660, 720]);
         assert_eq!(v.by_replica["eastus"], 2);
         assert_eq!(v.by_replica["westeurope"], 1);
-        assert!(
-            t.view(
-                &TrafficQuery {
-                    registry: Some("x".into()),
-                    since: None
-                },
-                now
-            )
-            .is_err()
-        );
+        let q = TrafficQuery {
+            by: Some("replica".into()),
+            since: Some("0".into()),
+            ..Default::default()
+        };
+        let v = t.view(&q, now).unwrap();
+        assert_eq!(v.series.len(), 2, "{v:?}");
+        assert!(v.series.iter().all(|s| s.group == "*"));
+        assert_eq!(v.by_replica["westeurope"], 4);
+        let q = TrafficQuery {
+            registry: Some("x".into()),
+            ..Default::default()
+        };
+        assert!(t.view(&q, now).is_err());
         let bad = TrafficQuery {
             since: Some("soon".into()),
             ..Default::default()

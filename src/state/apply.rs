@@ -666,7 +666,9 @@ mod tests {
         let (mut w, snap, _dir) = world(9);
         let now = Instant::now();
         let snap = storage_fails(&mut w, &snap, now);
-        let v = w.incidents_view(&Default::default());
+        let v = w
+            .incidents_view(&snap.globals, &Default::default())
+            .unwrap();
         assert_eq!(v.open.len(), 1, "{v:?}");
         let i = &v.open[0];
         assert_eq!(i.registries, 5, "a0 a2 a4 a6 a8 depend on storage");
@@ -707,7 +709,13 @@ mod tests {
             answers: None,
         };
         let (_, snap) = w.put_registry(&snap, "new".into(), req, "test").unwrap();
-        assert_eq!(w.incidents_view(&Default::default()).open[0].registries, 6);
+        assert_eq!(
+            w.incidents_view(&snap.globals, &Default::default())
+                .unwrap()
+                .open[0]
+                .registries,
+            6
+        );
         // Mended: closed, and the gauge goes.
         let t = deep(&snap, "a0", 1);
         let mut snap = snap;
@@ -717,7 +725,9 @@ mod tests {
                 snap = next;
             }
         }
-        let v = w.incidents_view(&Default::default());
+        let v = w
+            .incidents_view(&snap.globals, &Default::default())
+            .unwrap();
         assert!(v.open.is_empty(), "{v:?}");
         assert_eq!(v.recent[0].peak_registries, 6);
         assert!(!w.metrics.render().contains("steerdns_rerouted_registries{"));

@@ -145,6 +145,17 @@ impl CatalogIndex {
             .map(|(k, n)| (&**k, &**n))
     }
 
+    /// Keys in order, from `first` on (included).
+    pub(crate) fn keys_from<'a>(
+        &'a self,
+        first: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        use std::ops::Bound;
+        self.keys
+            .range((Bound::Included(Box::<str>::from(first)), Bound::Unbounded))
+            .map(|(k, n)| (&**k, &**n))
+    }
+
     /// Registries per profile (index = profile).
     pub(crate) fn members(&self) -> &[u32] {
         &self.members

@@ -204,23 +204,39 @@ impl World {
 
     //--- views ---------------------------------------------------------------------------------
 
-    /// `GET /v1/incidents`: the open incidents and the most recent closed ones.
-    pub(super) fn incidents_view(&self, q: &IncidentQuery) -> IncidentsView {
+    /// `GET /v1/incidents`: the open incidents and the most recent closed ones (of one
+    /// registry, with `?registry=`).
+    pub(super) fn incidents_view(
+        &self,
+        g: &Globals,
+        q: &IncidentQuery,
+    ) -> Result<IncidentsView, AdminError> {
         let recent = q.recent.unwrap_or(RECENT);
-        IncidentsView {
+        let profile = match &q.registry {
+            None => None,
+            Some(k) => Some(
+                self.registry(g, k)
+                    .ok_or_else(|| AdminError::NotFound(format!("no registry {k}")))?
+                    .profile,
+            ),
+        };
+        let mine = |i: &&Incident| profile.is_none_or(|p| i.ever.contains(&p));
+        Ok(IncidentsView {
             open: self
                 .incidents
                 .open()
                 .into_iter()
+                .filter(mine)
                 .map(|i| self.incident_view(i))
                 .collect(),
             recent: self
                 .incidents
                 .closed()
+                .filter(mine)
                 .take(recent)
                 .map(|i| self.incident_view(i))
                 .collect(),
-        }
+        })
     }
 
     pub(super) fn incident_view(&self, i: &Incident) -> IncidentView {

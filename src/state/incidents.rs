@@ -128,6 +128,9 @@ pub(crate) struct Incident {
     pub(crate) peak: u64,
     /// Contributing profiles (empty once closed).
     pub(crate) profiles: BTreeMap<u32, Part>,
+    /// Every profile that contributed while it was open (a registry's failover timeline);
+    /// forgotten at a reload, which renumbers profiles.
+    pub(crate) ever: std::collections::BTreeSet<u32>,
     pub(crate) totals: Totals,
     /// The totals last reported by [`Incidents::finish`].
     reported: Totals,
@@ -222,6 +225,7 @@ impl Incidents {
             if !inc.profiles.contains_key(&p) {
                 inc.totals.add(&part);
                 inc.profiles.insert(p, part);
+                inc.ever.insert(p);
             }
             self.touched.insert(id.clone());
             mine.push((i, id));
@@ -237,8 +241,12 @@ impl Incidents {
         self.by_profile.clear();
         for (id, inc) in &mut self.open {
             inc.profiles.clear();
+            inc.ever.clear();
             inc.totals = Totals::default();
             self.touched.insert(id.clone());
+        }
+        for inc in &mut self.closed {
+            inc.ever.clear();
         }
     }
 
@@ -269,6 +277,7 @@ impl Incidents {
             flaps: 0,
             peak: 0,
             profiles: BTreeMap::new(),
+            ever: Default::default(),
             totals: Totals::default(),
             reported: Totals::default(),
         }

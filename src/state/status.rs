@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use crate::global::{Globals, Registry};
 use crate::health::book::{KeyDetail, Masks, Resource};
 use crate::health::spec::HealthMode;
+use crate::health::state::Status;
 use crate::state::Snapshot;
 use crate::state::command::AdminError;
 use crate::state::view::{
@@ -49,9 +50,24 @@ impl World {
             .collect();
         let mut registries = Vec::new();
         let mut next = None;
-        let mut candidates: Box<dyn Iterator<Item = (&str, &[u8])>> = match &q.registry {
-            Some(k) => Box::new(self.index.name_of(k).map(|n| (k.as_str(), n)).into_iter()),
-            None => Box::new(self.index.keys_after(q.after.as_deref())),
+        let mut candidates: Box<dyn Iterator<Item = (&str, &[u8])>> = match (&q.registry, &q.prefix)
+        {
+            (Some(k), _) => Box::new(self.index.name_of(k).map(|n| (k.as_str(), n)).into_iter()),
+            (None, Some(prefix)) => {
+                // Keys sort as text: the matches are one run, from the prefix on.
+                let start = match q.after.as_deref() {
+                    Some(a) if a >= prefix.as_str() => Some(a),
+                    _ => None,
+                };
+                let from: Box<dyn Iterator<Item = (&str, &[u8])>> = if start.is_some() {
+                    Box::new(self.index.keys_after(start))
+                } else {
+                    Box::new(self.index.keys_from(prefix))
+                };
+                let prefix = prefix.clone();
+                Box::new(from.take_while(move |(k, _)| k.starts_with(prefix.as_str())))
+            }
+            (None, None) => Box::new(self.index.keys_after(q.after.as_deref())),
         };
         if q.registry.is_some()
             && self
@@ -299,41 +315,66 @@ impl World {
                 add(p as u32, states, n, fail_open);
             }
         }
-        // Resources: each deep key read by at least one registry.
-        let mut resources: BTreeMap<(String, Vec<String>), (ReplicaState, u64)> = BTreeMap::new();
+        // Resources: (region, dependency) over every deep key read by some registry.
+        let mut resources: BTreeMap<(String, String), ResourceStatus> = BTreeMap::new();
         for (p, prof) in g.profiles.iter().enumerate() {
-            let n = members.get(p).copied().unwrap_or(0);
+            let n = u64::from(members.get(p).copied().unwrap_or(0));
             let Some(set) = g.sets.get(prof.set as usize) else {
                 continue;
             };
             if n == 0 {
                 continue;
             }
-            for i in 0..set.replicas.len() {
-                if let Some((key, check, status)) = self.book.deep_key(p as u32, i) {
-                    let deps = match &key.resource {
-                        Resource::Whole => Vec::new(),
-                        Resource::Deps(x) => x.to_vec(),
-                    };
+            for (i, rep) in set.replicas.iter().enumerate() {
+                let Some(k) = self.book.routed_key(p as u32, i, HealthMode::Deep) else {
+                    continue;
+                };
+                let failing = failing_deps(&k);
+                let names: Vec<&str> = match &k.key.resource {
+                    Resource::Whole => vec!["*"],
+                    Resource::Deps(x) => x.iter().map(String::as_str).collect(),
+                };
+                for name in names {
                     let e = resources
-                        .entry((check.to_string(), deps))
-                        .or_insert((status.into(), 0));
-                    e.1 += u64::from(n);
+                        .entry((rep.region.to_string(), name.to_owned()))
+                        .or_insert_with(|| ResourceStatus {
+                            region: rep.region.to_string(),
+                            resource: name.to_owned(),
+                            state: ReplicaState::Healthy,
+                            ..ResourceStatus::default()
+                        });
+                    e.registries += n;
+                    let fails = k.status == Status::Degraded
+                        && failing.as_ref().is_none_or(|f| f.iter().any(|d| d == name));
+                    if fails {
+                        e.failing += n;
+                        e.state = ReplicaState::Degraded;
+                    } else if k.status == Status::Unknown && e.state == ReplicaState::Healthy {
+                        e.state = ReplicaState::Unknown;
+                    }
                 }
             }
         }
-        s.resources = resources
-            .into_iter()
-            .map(
-                |((check, depends_on), (state, registries))| ResourceStatus {
-                    check,
-                    depends_on,
-                    state,
-                    registries,
-                },
-            )
-            .collect();
+        let mut resources: Vec<ResourceStatus> = resources.into_values().collect();
+        resources.sort_by(|a, b| {
+            b.failing
+                .cmp(&a.failing)
+                .then(a.region.cmp(&b.region))
+                .then(a.resource.cmp(&b.resource))
+        });
+        s.resources = resources;
         s
+    }
+}
+
+/// The dependencies a key's last outcome names failing (None: it names none, so a degraded
+/// key fails on all it judges).
+fn failing_deps(k: &crate::health::book::RoutedKey<'_>) -> Option<Vec<String>> {
+    match k.last.map(|o| &o.result) {
+        Some(Err(crate::health::outcome::Failure::Dependencies(f))) if !f.is_empty() => {
+            Some(f.clone())
+        }
+        _ => None,
     }
 }
 

@@ -146,6 +146,9 @@ pub struct StatusQuery {
     /// Start after this key.
     #[serde(default)]
     pub after: Option<String>,
+    /// Only keys that start with this (search; O(page), whatever the registry count).
+    #[serde(default)]
+    pub prefix: Option<String>,
     /// Page size.
     #[serde(default)]
     pub limit: Option<usize>,
@@ -167,21 +170,27 @@ pub struct StatusSummary {
     pub states: std::collections::BTreeMap<ReplicaState, u64>,
     /// Registry replicas by region, then state.
     pub regions: std::collections::BTreeMap<String, std::collections::BTreeMap<ReplicaState, u64>>,
-    /// Health keys (probe target, resource set) by state: one line per storage account.
+    /// Resources by region: one line per (region, dependency name), or `*` for replicas
+    /// judged on their whole probe result; bounded by regions × dependency names, not by
+    /// registries or their dependency sets. Failing ones first.
     pub resources: Vec<ResourceStatus>,
 }
 
-/// One health key: a probe target judged on a set of dependencies (or on its whole result).
+/// One resource at one region: a dependency named by the deep-health documents of the
+/// replicas there (`*`: the whole probe result).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
 pub struct ResourceStatus {
-    /// What is probed.
-    pub check: String,
-    /// The dependencies judged (empty: the whole result).
-    pub depends_on: Vec<String>,
-    /// Its state.
+    /// The replicas' region.
+    pub region: String,
+    /// The dependency (`*`: the whole probe result).
+    pub resource: String,
+    /// `degraded` when some replica there is degraded because this resource fails;
+    /// `healthy` when every key judging it passes; else `unknown`.
     pub state: ReplicaState,
-    /// How many registry replicas read it.
+    /// Registries judged on it there.
     pub registries: u64,
+    /// Of those, registries whose replica there is degraded because it fails.
+    pub failing: u64,
 }
 
 /// Body of `PUT /v1/registries/KEY`.
@@ -620,6 +629,9 @@ pub struct IncidentQuery {
     /// How many closed incidents to list (default 20; at most 256 are kept).
     #[serde(default)]
     pub recent: Option<usize>,
+    /// Only incidents that rerouted this registry (its failover timeline).
+    #[serde(default)]
+    pub registry: Option<String>,
 }
 
 /// `GET /v1/incidents`.

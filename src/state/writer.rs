@@ -290,7 +290,7 @@ impl Control {
                 let _ = reply.send(self.world.status(&snap, &query, self.ready.is_none()));
             }
             Command::Incidents { query, reply } => {
-                let _ = reply.send(Ok(self.world.incidents_view(&query)));
+                let _ = reply.send(self.world.incidents_view(&snap.globals, &query));
             }
             Command::IncidentRegistries { id, query, reply } => {
                 let _ = reply.send(self.world.incident_registries(id, &query));

@@ -314,20 +314,35 @@ async fn a_storage_fault_moves_exactly_its_registries_and_catalog_changes_keep_h
     let deps: Vec<&str> = weu.dependencies.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(deps, ["auth", "storage"], "{weu:?}");
     assert_eq!(weu.state, ReplicaState::Degraded);
-    let storage = v
-        .summary
-        .resources
-        .iter()
-        .find(|r| r.depends_on == ["auth", "storage"] && r.state == ReplicaState::Degraded)
-        .expect("the failing account's key");
-    assert_eq!(storage.registries, 11, "the ten even ones and late");
-    let alone = v
-        .summary
-        .resources
-        .iter()
-        .find(|r| r.depends_on == ["storage"] && r.check.contains(&reps[0].health_url("fleet")))
-        .expect("r1's key");
-    assert_eq!((alone.state, alone.registries), (ReplicaState::Degraded, 1));
+    // Resources by (region, dependency), whatever the dependency sets: storage at
+    // westeurope fails for the ten even ones, late and r1; auth there does not fail.
+    // (late2 and the odd ones but r1 are on cache: ten.)
+    let res = |region: &str, name: &str| {
+        v.summary
+            .resources
+            .iter()
+            .find(|r| r.region == region && r.resource == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{region}/{name}: {:?}", v.summary.resources))
+    };
+    let storage = res("westeurope", "storage");
+    assert_eq!(storage.state, ReplicaState::Degraded);
+    assert_eq!((storage.registries, storage.failing), (12, 12));
+    assert_eq!(v.summary.resources[0], storage, "failing resources first");
+    let auth = res("westeurope", "auth");
+    assert_eq!((auth.state, auth.failing), (ReplicaState::Healthy, 0));
+    assert_eq!(
+        auth.registries, 20,
+        "r0..r19 but r1 (re-added on storage alone), and late"
+    );
+    let cache = res("eastus", "cache");
+    assert_eq!((cache.state, cache.registries), (ReplicaState::Healthy, 10));
+    assert_eq!(
+        v.summary.resources.len(),
+        3 * 3,
+        "3 regions x storage, cache, auth: {:?}",
+        v.summary.resources
+    );
 
     reps[0].recover(None, None);
     wait_answer(&s, "r0", WEU).await;
