@@ -3,6 +3,10 @@
 //! One storage fault gives one incident with the exact number of registries that depend on
 //! storage, computed from the profiles; its registries page through; a second fault on
 //! another resource at another replica is a second incident; mending the first closes it.
+//!
+//! The status page on the same scale, in headless Chromium: it renders the summary, the
+//! incident and both charts, its search finds a registry, and one refresh's reads stay
+//! within 100 KB.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -98,11 +102,12 @@ fn open_on<'a>(v: &'a IncidentsView, region: &str, resource: &str) -> Option<&'a
         .find(|i| i.cause.region == region && i.cause.resource == resource)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_fault_is_one_incident_with_the_exact_count_paged_and_closed_when_mended() {
+/// Three demo replicas on 127.0.14.`base`+1.. and a server with the [`N`]-registry catalog,
+/// its first probe round done.
+async fn catalog_server(base: u8) -> (TestServer, Vec<DemoReplica>) {
     let mut reps = Vec::new();
     for i in 1..=3 {
-        let l = tokio::net::TcpListener::bind(format!("127.0.14.{i}:0"))
+        let l = tokio::net::TcpListener::bind(format!("127.0.14.{}:0", base + i))
             .await
             .expect("bind replica");
         reps.push(DemoReplica::start(l).expect("replica"));
@@ -121,6 +126,12 @@ async fn one_fault_is_one_incident_with_the_exact_count_paged_and_closed_when_me
         .await
         .expect("first round in time")
         .expect("open");
+    (s, reps)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fault_is_one_incident_with_the_exact_count_paged_and_closed_when_mended() {
+    let (s, reps) = catalog_server(0).await;
     assert!(
         incidents(&s).await.open.is_empty(),
         "all healthy: no incident"
@@ -243,6 +254,147 @@ async fn one_fault_is_one_incident_with_the_exact_count_paged_and_closed_when_me
     assert!(!closed.open && closed.closed_at.is_some());
     assert_eq!(closed.peak_registries, 60_000);
     assert_eq!(closed.registries, 0);
+
+    s.stop().await;
+    for r in reps {
+        r.shutdown().await;
+    }
+}
+
+/// Run headless Chromium on `url` with `extra` (`--dump-dom`, `--screenshot=…`); its stdout.
+async fn chromium(profile: &std::path::Path, extra: &str, url: &str) -> Option<String> {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    if !std::path::Path::new(CHROMIUM).exists() {
+        assert!(
+            std::env::var_os("STEERDNS_REQUIRE_BROWSER").is_none(),
+            "{CHROMIUM} is missing"
+        );
+        eprintln!("SKIPPED: {CHROMIUM} is missing (apt-get install chromium)");
+        return None;
+    }
+    let out = tokio::process::Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--no-proxy-server",
+            "--window-size=1280,1100",
+            "--hide-scrollbars",
+            // The page's fetches finish in virtual time; its 5 s refresh never fires.
+            "--virtual-time-budget=4000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(extra)
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_at_100_000_registries_shows_the_incident_charts_and_finds_a_registry() {
+    let (s, reps) = catalog_server(3).await;
+    reps[0].fail("storage", Some("fleet"));
+    wait_for(&s, "the storage incident", |v| {
+        open_on(v, "westeurope", "storage").is_some_and(|i| i.registries == 60_000)
+    })
+    .await;
+    // Some answers for the share chart: clients near each region.
+    for (net, n) in [("127.0.1", 30), ("127.0.2", 20), ("127.0.3", 10)] {
+        for i in 0..n {
+            let src: IpAddr = format!("{net}.{}", 20 + i).parse().expect("ip");
+            let q = query(&format!("r{i}.registry.example."), RecordType::A, None);
+            assert!(!udp_from(src, s.addr, &q).await.answers.is_empty());
+        }
+    }
+    let admin = s.handles.admin.expect("admin");
+
+    // One refresh reads these; together at most 100 KB at any registry count.
+    let mut bytes = 0;
+    for path in [
+        "/v1/status?limit=20",
+        "/v1/incidents?recent=10",
+        "/v1/traffic?by=replica",
+        "/v1/events?limit=20",
+    ] {
+        let body = http()
+            .get(format!("http://{admin}{path}"))
+            .send()
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("body");
+        eprintln!("{path}: {} bytes", body.len());
+        bytes += body.len();
+    }
+    assert!(bytes <= 100 * 1024, "one refresh reads {bytes} bytes");
+
+    let profile = tempfile::tempdir().expect("profile");
+    let Some(dom) = chromium(profile.path(), "--dump-dom", &format!("http://{admin}/")).await
+    else {
+        return;
+    };
+    for want in [
+        "100,000",                                        // the registries card
+        "60,000",                                         // rerouted by the incident
+        "[storage]",                                      // its cause
+        "eastus 100%",                                    // where the clients go now
+        "id=\"share-chart\"",                             // the answer-share chart
+        "data-replica=\"westeurope\"",                    // with a westeurope area
+        "id=\"timeline-chart\"",                          // the incident timeline
+        "data-incident=",                                 // with the incident's bar
+        "<span class=\"state degraded\">degraded</span>", // a degraded replica row
+    ] {
+        assert!(dom.contains(want), "the page lacks {want:?}:\n{dom}");
+    }
+    assert!(!dom.contains("\">Cannot reach the admin API"), "{dom}");
+
+    // Search, done on the server: the key prefix r4242 finds r4242 and r42420..r42429.
+    let dom = chromium(
+        profile.path(),
+        "--dump-dom",
+        &format!("http://{admin}/#q=r4242"),
+    )
+    .await
+    .expect("chromium");
+    assert!(dom.contains(">r4242</a>"), "search result:\n{dom}");
+    assert!(dom.contains("11 registries start with"), "{dom}");
+    assert!(!dom.contains(">r4243</a>"), "only matches");
+
+    // A registry's detail: its failover timeline names the incident.
+    let dom = chromium(
+        profile.path(),
+        "--dump-dom",
+        &format!("http://{admin}/#registry=r0"),
+    )
+    .await
+    .expect("chromium");
+    assert!(dom.contains("Registry r0"), "{dom}");
+    assert!(dom.contains("Its failover timeline"), "{dom}");
+    assert!(dom.contains("went to eastus 100%"), "{dom}");
+
+    let artifacts = repo().join("tests/artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts");
+    let shot = artifacts.join("status-page-100k.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(
+        profile.path(),
+        &format!("--screenshot={}", shot.display()),
+        &format!("http://{admin}/"),
+    )
+    .await
+    .expect("chromium");
+    assert!(std::fs::read(&shot).expect("png").starts_with(b"\x89PNG"));
 
     s.stop().await;
     for r in reps {
