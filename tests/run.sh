@@ -31,6 +31,8 @@ cargo clippy --all-targets -- -D warnings
 export STEERDNS_REQUIRE_BROWSER=1
 # The fleet tests must really run etcd here (etcd-server is installed above).
 export STEERDNS_REQUIRE_ETCD=1
+# The alert rules must really be checked by promtool here (prometheus is installed above).
+export STEERDNS_REQUIRE_PROMTOOL=1
 cargo test --all-targets
 
 # Fuzz smoke: each cargo-fuzz target (fuzz/) for a bounded number of runs, seeds from

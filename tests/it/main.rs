@@ -57,3 +57,6 @@ mod push;
 
 /// Traffic per minute by client group and answered replica, over the admin API.
 mod traffic;
+
+/// docs/alerts.yml and docs/grafana-dashboard.json: checked by promtool, on real series.
+mod alerts;
