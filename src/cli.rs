@@ -99,13 +99,17 @@ enum Command {
 }
 
 impl Cli {
-    /// Run the parsed command.
-    pub fn run(self) -> ExitCode {
-        let config = self
-            .admin
+    /// The config file the command reads (`--config`, else `steerdns.toml`).
+    pub fn config_path(&self) -> PathBuf {
+        self.admin
             .config
             .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+    }
+
+    /// Run the parsed command.
+    pub fn run(self) -> ExitCode {
+        let config = self.config_path();
         match self.command {
             Command::Serve {
                 listen,
@@ -187,6 +191,7 @@ where
             error!(error = %e, "cannot start");
             return ExitCode::from(EXIT_FAILURE);
         }
+        let shutdown_for_service = shutdown.clone();
         let (handles, task) = match crate::app::spawn(snapshot, sockets, shutdown) {
             Ok(r) => r,
             Err(e) => {
@@ -194,6 +199,7 @@ where
                 return ExitCode::from(EXIT_FAILURE);
             }
         };
+        crate::service::spawn(&handles, shutdown_for_service);
         tokio::spawn(reload_on_sighup(handles.control.commands.clone()));
         if let Err(e) = task.await {
             error!(error = %e, "the server task ended abnormally");
@@ -213,7 +219,8 @@ async fn reload_on_sighup(commands: tokio::sync::mpsc::Sender<crate::admin::cont
     };
     while hup.recv().await.is_some() {
         info!(signal = "SIGHUP", "reloading");
-        let (reply, _answer) = tokio::sync::oneshot::channel();
+        crate::service::reloading();
+        let (reply, answer) = tokio::sync::oneshot::channel();
         let cmd = crate::admin::context::Command::Reload {
             who: "SIGHUP".into(),
             reply,
@@ -221,6 +228,13 @@ async fn reload_on_sighup(commands: tokio::sync::mpsc::Sender<crate::admin::cont
         if commands.send(cmd).await.is_err() {
             return;
         }
+        // The writer logs the outcome; the service manager hears it too.
+        let outcome = match answer.await {
+            Ok(Ok(ack)) => ack.message,
+            Ok(Err(e)) => format!("reload rejected, previous configuration serving: {e}"),
+            Err(_) => "reload: the writer is gone".to_string(),
+        };
+        crate::service::reloaded(&outcome);
     }
 }
 

@@ -53,6 +53,8 @@
 //!   longest-idle eviction); shutdown bounded by a grace period.
 //! - `admin`: the admin HTTP API (maps domain errors to statuses) and its CLI client.
 //! - `notify`: webhooks: events POSTed, signed, from a bounded queue per receiver.
+//! - `service`: the service manager (systemd notify: ready, watchdog, reload) and the log
+//!   format.
 //! - `app`: wiring: the writer, the admin API and the transports on sockets the caller bound.
 //! - `cli`: the command line; `demo_replica`: simulated replicas for the demo and tests.
 //! - `fuzzing` (hidden): the seam of the fuzz targets in `fuzz/` and of the reply-invariant
@@ -76,6 +78,7 @@ pub mod overrides;
 pub mod problem;
 pub mod routing;
 pub mod server;
+pub mod service;
 pub mod state;
 mod wire;
 mod zone;

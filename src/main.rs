@@ -4,16 +4,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = steerdns::cli::Cli::parse();
-    // Info by default; RUST_LOG overrides (e.g. RUST_LOG=steerdns=debug).
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    // Info by default; RUST_LOG overrides (e.g. RUST_LOG=steerdns=debug). The format comes
+    // from the config's [log] table.
+    steerdns::service::init_logging(steerdns::service::log_format_of(&cli.config_path()));
     cli.run()
 }

@@ -44,6 +44,9 @@ pub(crate) struct Spec {
     /// Where events are pushed (`crate::config::notify`).
     #[serde(default)]
     pub(crate) notify: crate::config::notify::NotifySpec,
+    /// The log format.
+    #[serde(default)]
+    pub(crate) log: crate::config::LogSpec,
 }
 
 /// `[catalog]`: registries as data (see `crate::catalog::file` for the format).

@@ -76,6 +76,16 @@ pub struct Config {
     pub(crate) fleet: Option<fleet::FleetConfig>,
     /// Webhooks events are POSTed to.
     pub(crate) webhooks: Vec<notify::WebhookConfig>,
+    /// The log format (read again at start by `service::log_format_of`).
+    pub(crate) log_format: crate::service::LogFormat,
+}
+
+/// `[log]`: `format = "text" | "json"`. Changing it needs a restart.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpec {
+    /// `text` (default) or `json`.
+    pub(crate) format: Option<crate::service::LogFormat>,
 }
 
 impl Config {
@@ -94,6 +104,7 @@ impl Config {
             ("admin.event_history", a.event_history != b.event_history),
             ("fleet", self.fleet != next.fleet),
             ("notify", self.webhooks != next.webhooks),
+            ("log.format", self.log_format != next.log_format),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -202,6 +213,7 @@ impl Config {
             catalog,
             fleet,
             notify,
+            log,
         } = spec;
         let fleet = fleet.and_then(|f| f.resolve(&base, &mut problems, at));
         let webhooks = notify.resolve(&base, &mut problems, at);
@@ -450,6 +462,7 @@ impl Config {
             catalog,
             fleet,
             webhooks,
+            log_format: log.format.unwrap_or_default(),
         })
     }
 }

@@ -351,10 +351,10 @@ impl HealthBook {
                 };
                 match tr.to {
                     Status::Degraded => {
-                        tracing::warn!(target = %target, check = %check, depends_on = %deps, reason = %tr.reason, "probe target became degraded")
+                        tracing::warn!(probe_target = %target, check = %check, depends_on = %deps, reason = %tr.reason, "probe target became degraded")
                     }
                     _ => {
-                        tracing::info!(target = %target, check = %check, depends_on = %deps, from = %tr.from, to = %tr.to, reason = %tr.reason, "probe target changed state")
+                        tracing::info!(probe_target = %target, check = %check, depends_on = %deps, from = %tr.from, to = %tr.to, reason = %tr.reason, "probe target changed state")
                     }
                 }
                 push_bounded(

@@ -175,7 +175,7 @@ impl<P: Probe> Supervisor<P> {
             let Some((_, t)) = self.running.remove(&id) else {
                 return;
             };
-            tracing::error!(target = %id, check = %t.check, "probe task panicked; restarting it after one interval");
+            tracing::error!(probe_target = %id, check = %t.check, "probe task panicked; restarting it after one interval");
             let interval = t.timing.interval;
             self.start(t, interval);
         } else {

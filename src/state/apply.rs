@@ -314,7 +314,7 @@ impl World {
                     .target_names
                     .get(target)
                     .map_or("unknown", |(n, _)| n.as_str());
-                warn!(target = %name, "no probe outcome for stale_after: the verdict expires to unknown");
+                warn!(probe_target = %name, "no probe outcome for stale_after: the verdict expires to unknown");
             } else if !stale {
                 self.stale.remove(target);
             }

@@ -23,9 +23,10 @@ impl Binary {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(a) = self.log().iter().find_map(|l| {
-                l.split("listening admin=")
-                    .nth(1)
-                    .map(|a| a.trim().to_string())
+                l.split("listening admin=").nth(1).map(|a| {
+                    let end = a.find(['"', ' ']).unwrap_or(a.len());
+                    a[..end].trim().to_string()
+                })
             }) {
                 return a.parse().expect("admin address");
             }
@@ -59,6 +60,11 @@ impl Binary {
     /// [`serve`](Self::serve) through a wrapper that execs it (e.g. `ip netns exec NS`), so
     /// the PID is still the server's.
     pub fn serve_via(wrapper: &[&str], args: &[&str]) -> Self {
+        Self::serve_env(wrapper, &[], args)
+    }
+
+    /// [`serve_via`](Self::serve_via) with more environment variables.
+    pub fn serve_env(wrapper: &[&str], env: &[(&str, &str)], args: &[&str]) -> Self {
         let bin = env!("CARGO_BIN_EXE_steerdns");
         let mut command = match wrapper.split_first() {
             Some((first, rest)) => {
@@ -73,6 +79,7 @@ impl Binary {
             .args(args)
             .current_dir(repo())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -88,10 +95,19 @@ impl Binary {
                 if let Ok(mut l) = log2.lock() {
                     l.push(line.clone());
                 }
-                if let Some(addr) = line.split("udp=").nth(1) {
-                    udp = Some(addr.trim().to_string());
+                // Text (`udp=ADDR`) or JSON (`"udp":"ADDR"`) lines.
+                let field = |line: &str, text: &str, json: &str| {
+                    let rest = line
+                        .split(text)
+                        .nth(1)
+                        .or_else(|| line.split(json).nth(1))?;
+                    let end = rest.find(['"', ' ']).unwrap_or(rest.len());
+                    Some(rest[..end].trim().to_string())
+                };
+                if let Some(addr) = field(&line, "udp=", "\"udp\":\"") {
+                    udp = Some(addr);
                 }
-                if line.contains("tcp=")
+                if field(&line, "tcp=", "\"tcp\":\"").is_some()
                     && let Some(addr) = udp.take()
                 {
                     let _ = tx.send(addr);

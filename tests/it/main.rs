@@ -60,3 +60,6 @@ mod traffic;
 
 /// docs/alerts.yml and docs/grafana-dashboard.json: checked by promtool, on real series.
 mod alerts;
+
+/// The binary under a service manager: sd-notify READY, WATCHDOG, reload, STOPPING; JSON logs.
+mod service;
