@@ -76,6 +76,9 @@ enum Command {
     Demo,
     /// Validate the config, the zones and the geo data; print a summary or every problem.
     CheckConfig,
+    /// Print the manual page, steerdns(8), in roff, generated from this command line.
+    #[command(hide = true)]
+    Manpage,
     /// Show how a query for a global name would be answered for a client.
     ///
     /// Prints the ranking (replica, region, RTT), the basis, the matched prefix, the answer
@@ -117,6 +120,7 @@ impl Cli {
             } => serve(config, listen, admin_listen),
             Command::Admin(command) => admin_client(&self.admin, &command),
             Command::CheckConfig => check_config(config),
+            Command::Manpage => manpage(),
             Command::Demo => demo(config),
             Command::Explain {
                 name,
@@ -209,6 +213,26 @@ where
         ExitCode::SUCCESS
     })
 }
+
+/// steerdns(8) in roff on stdout: every subcommand and flag, as `--help` shows them.
+fn manpage() -> ExitCode {
+    use clap::CommandFactory;
+    let cmd = Cli::command().name("steerdns").after_help(MANPAGE_FILES);
+    let man = clap_mangen::Man::new(cmd).section("8");
+    let mut out = Vec::new();
+    if let Err(e) = man.render(&mut out) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    out!("{}", String::from_utf8_lossy(&out));
+    ExitCode::SUCCESS
+}
+
+/// The FILES part of the manual page (the Debian package's layout).
+const MANPAGE_FILES: &str = "Files: /etc/steerdns/steerdns.toml (configuration), /etc/steerdns/zones (zone files), \
+/var/lib/steerdns (operator overrides, the catalog journal, fleet state). \
+The service: systemctl reload steerdns (or SIGHUP) reloads configuration, zones and geo data. \
+Documentation: /usr/share/doc/steerdns.";
 
 /// SIGHUP reloads config, zones and geo data (the outcome is logged by the writer task).
 async fn reload_on_sighup(commands: tokio::sync::mpsc::Sender<crate::admin::context::Command>) {

@@ -33,6 +33,8 @@ export STEERDNS_REQUIRE_BROWSER=1
 export STEERDNS_REQUIRE_ETCD=1
 # The alert rules must really be checked by promtool here (prometheus is installed above).
 export STEERDNS_REQUIRE_PROMTOOL=1
+# The package test must really install the .deb here (root, dpkg, lintian).
+export STEERDNS_REQUIRE_PACKAGE=1
 cargo test --all-targets
 
 # Fuzz smoke: each cargo-fuzz target (fuzz/) for a bounded number of runs, seeds from

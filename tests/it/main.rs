@@ -63,3 +63,7 @@ mod alerts;
 
 /// The binary under a service manager: sd-notify READY, WATCHDOG, reload, STOPPING; JSON logs.
 mod service;
+
+/// The Debian package, installed on this machine (root only): the unit's user and capability,
+/// READY and the watchdog, dig on port 53, SIGHUP, upgrade, purge.
+mod package;
