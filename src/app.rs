@@ -33,6 +33,8 @@ pub struct Handles {
     pub admin: Option<std::net::SocketAddr>,
     /// The background tasks `/live` reports on (the writer, each UDP thread and TCP listener).
     pub liveness: Liveness,
+    /// Answers per minute (`/v1/traffic`).
+    pub traffic: Arc<crate::metrics::traffic::Traffic>,
 }
 
 /// Start serving in the background; returns the handles at once and the task that ends when
@@ -100,22 +102,24 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
         }
         None => (control.commands.clone(), None),
     };
+    // Answers per minute, folded from the per-thread answer counters once a minute.
+    let traffic = crate::metrics::traffic::Traffic::new(metrics.clone());
     let handles = Handles {
         shared: shared.clone(),
         stats: Arc::new(TransportStats::new(metrics.clone())),
         control: control.clone(),
         admin: sockets.admin.as_ref().and_then(|l| l.local_addr().ok()),
         liveness: liveness.clone(),
+        traffic: traffic.clone(),
     };
 
     // Their queues join the event log before the first probe outcome can reach the writer
     // (outcomes need a network round trip; this is synchronous).
     let webhooks = crate::notify::spawn(&snapshot_webhooks, &control.events, &metrics, &shutdown);
 
-    // Answers per minute, folded from the per-thread answer counters once a minute.
-    let traffic = crate::metrics::traffic::Traffic::new(metrics.clone());
     let sampler = tokio::spawn(crate::metrics::traffic::run_sampler(
         traffic.clone(),
+        control.commands.clone(),
         shutdown.clone(),
     ));
 

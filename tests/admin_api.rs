@@ -175,6 +175,9 @@ async fn state_task(
             Command::Incidents { reply, .. } => {
                 let _ = reply.send(Ok(Default::default()));
             }
+            Command::RegistryKeys { ids, reply } => {
+                let _ = reply.send(vec![None; ids.len()]);
+            }
             Command::IncidentRegistries { id, reply, .. } => {
                 let _ = reply.send(Err(AdminError::NotFound(format!("no incident {id}"))));
             }

@@ -285,6 +285,9 @@ fn global_answer(
         snap.counters
             .answer_registry(shard, reg.id, usize::from(*p));
     }
+    if counters.sample_due() {
+        snap.counters.sample_registry(shard, reg.id);
+    }
     let negative_soa = snap
         .globals
         .zones

@@ -167,6 +167,7 @@ impl Change {
             Command::Reload { .. }
             | Command::Status { .. }
             | Command::Incidents { .. }
+            | Command::RegistryKeys { .. }
             | Command::IncidentRegistries { .. }
             | Command::FleetVerdicts { .. }
             | Command::FleetStatus { .. } => return None,

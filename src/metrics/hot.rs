@@ -46,6 +46,8 @@ pub struct DnsCounters {
     pub(super) basis: [AtomicU64; BASES.len()],
     pub(super) fail_open: AtomicU64,
     pub(super) stale_view: AtomicU64,
+    /// Answers to global names so far, for sampling one in [`HITTER_EVERY`].
+    sample: AtomicU64,
     /// This set's shard number: the per-thread cells of [`ReplicaCounters`] it bumps.
     shard: usize,
 }
@@ -96,6 +98,19 @@ impl DnsCounters {
     #[inline]
     pub(crate) fn decision(&self, basis: DecisionBasis) {
         self.basis[basis_index(basis)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether this answer to a global name is one of the one in [`HITTER_EVERY`] whose
+    /// registry goes into the heavy-hitter sketch. Which ones is a hash of the answer's
+    /// number, not every 16th, so that a periodic query pattern (a client alternating two
+    /// names) cannot hide a registry. A load, a store, a multiply: no locked instruction (one
+    /// thread bumps a UDP shard; TCP tasks share shard 0, where a lost bump only shifts the
+    /// sample).
+    #[inline]
+    pub(crate) fn sample_due(&self) -> bool {
+        let n = self.sample.load(Ordering::Relaxed);
+        self.sample.store(n.wrapping_add(1), Ordering::Relaxed);
+        n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HITTER_EVERY.trailing_zeros()) == 0
     }
 
     /// Count an answer given while failing open.
@@ -257,6 +272,20 @@ fn two_letter_slot(l: &str) -> Option<usize> {
     }
 }
 
+//------------ heavy hitters ---------------------------------------------------------------
+
+/// One answer to a global name in this many is sampled into the heavy-hitter sketch.
+pub(crate) const HITTER_EVERY: u64 = 16;
+/// Buckets of the sketch per shard (a power of two).
+const HITTER_SLOTS: usize = 1024;
+/// Cells between two shards' sketches: the buckets plus one spare cache line.
+const HITTER_STRIDE: usize = HITTER_SLOTS + 16;
+
+/// A bucket: registry id in the high 32 bits, its count in the low 32 (0: empty).
+fn bucket(id: u32, n: u32) -> u64 {
+    (u64::from(id) << 32) | u64::from(n)
+}
+
 //------------ ReplicaCounters -------------------------------------------------------------
 
 /// One registry's keys, for laying out [`ReplicaCounters`].
@@ -300,6 +329,12 @@ pub struct ReplicaCounters {
     /// Registry id → its group in `offsets`, for the registries that get series of their own
     /// (the allow-list); empty for everybody else, so the answer path skips the lookup.
     own: HashMap<u32, u32>,
+    /// The heavy-hitter sketch, [`HITTER_STRIDE`] cells per shard: each bucket holds the
+    /// registry that dominates the samples hashed to it (Misra-Gries with one counter per
+    /// bucket: a match counts up, a stranger counts down and takes the bucket at zero), so a
+    /// registry with a large share of the queries keeps its bucket, in fixed memory at any
+    /// registry count. Drained once a minute.
+    hitters: Box<[AtomicU64]>,
 }
 
 /// Cells between the starts of two shards holding `len` cells each: rounded up to whole
@@ -357,7 +392,53 @@ impl ReplicaCounters {
             client_cells,
             shards,
             own: HashMap::new(),
+            hitters: cells(HITTER_STRIDE * shards),
         }
+    }
+
+    /// Sample registry `id` into `shard`'s sketch (see `hitters`). Loads and stores only.
+    #[inline]
+    pub(crate) fn sample_registry(&self, shard: usize, id: u32) {
+        let s = if shard < self.shards {
+            shard
+        } else {
+            shard % self.shards
+        };
+        // Fibonacci hashing: the top bits of id × 2^32/φ pick the bucket.
+        let slot = (id.wrapping_mul(0x9E37_79B9) >> (32 - HITTER_SLOTS.trailing_zeros())) as usize;
+        let Some(cell) = self.hitters.get(s * HITTER_STRIDE + slot) else {
+            return;
+        };
+        let v = cell.load(Ordering::Relaxed);
+        let (held, n) = ((v >> 32) as u32, v as u32);
+        let next = if n == 0 || held == id {
+            bucket(id, n.saturating_add(1))
+        } else {
+            bucket(held, n - 1)
+        };
+        cell.store(next, Ordering::Relaxed);
+    }
+
+    /// Empty every shard's sketch; the registries it held with their sampled counts summed
+    /// over shards (estimated answers: count × [`HITTER_EVERY`]), largest first.
+    pub(crate) fn take_hitters(&self) -> Vec<(u32, u64)> {
+        let mut sums: HashMap<u32, u64> = HashMap::new();
+        for shard in 0..self.shards {
+            let cells = self
+                .hitters
+                .get(shard * HITTER_STRIDE..shard * HITTER_STRIDE + HITTER_SLOTS)
+                .unwrap_or(&[]);
+            for c in cells {
+                let v = c.swap(0, Ordering::Relaxed);
+                let (id, n) = ((v >> 32) as u32, v as u32);
+                if n > 0 {
+                    *sums.entry(id).or_default() += u64::from(n) * HITTER_EVERY;
+                }
+            }
+        }
+        let mut out: Vec<(u32, u64)> = sums.into_iter().collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
     }
 
     /// The cells of `shard` (taken modulo the shard count, so any index is safe).
@@ -521,5 +602,41 @@ impl ReplicaHub {
             c.add_into(&mut replica, &mut client);
         }
         (replica, client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry with a tenth of the answers keeps its bucket against 5 000 others with
+    /// one answer each, on two shards; its estimate is within one sample of the truth, and
+    /// a drained sketch starts empty.
+    #[test]
+    fn the_sketch_keeps_the_heavy_registry() {
+        let c = ReplicaCounters::sharded(&[], ClientLabels::new(["x"]), 2);
+        let d = [DnsCounters::for_shard(0), DnsCounters::for_shard(1)];
+        let mut heavy = 0u64;
+        for i in 0..50_000u32 {
+            let id = if i % 10 == 0 { 7 } else { 1_000 + i % 5_000 };
+            let s = (i % 2) as usize;
+            if id == 7 {
+                heavy += 1;
+            }
+            if d[s].sample_due() {
+                c.sample_registry(s, id);
+            }
+        }
+        let top = c.take_hitters();
+        assert_eq!(top[0].0, 7, "{:?}", &top[..5]);
+        let est = top[0].1;
+        assert!(
+            est.abs_diff(heavy) <= 2 * HITTER_EVERY * 16,
+            "estimate {est}, truth {heavy}"
+        );
+        assert!(c.take_hitters().is_empty(), "drained");
+        // A shard past the count shares cells instead of panicking.
+        c.sample_registry(9, 3);
+        assert_eq!(c.take_hitters(), [(3, HITTER_EVERY)]);
     }
 }

@@ -494,6 +494,13 @@ impl Metrics {
             .clone()
     }
 
+    /// Drain the heavy-hitter sketch of the counters in service: (registry id, estimated
+    /// answers), largest first.
+    pub(crate) fn take_hitters(&self) -> Vec<(u32, u64)> {
+        let current = self.hub.lock().current.clone();
+        current.map(|c| c.take_hitters()).unwrap_or_default()
+    }
+
     /// Answer totals so far by (registry or set, replica) and by (client label, replica): what
     /// a scrape sums, for the traffic record.
     pub(crate) fn answer_totals(&self) -> (hot::KeyTotals, hot::ClientTotals) {

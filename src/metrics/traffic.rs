@@ -10,7 +10,12 @@
 //! latency-table region, or its mmdb country or continent code; the answered replica is the
 //! replica key (the region name in templates).
 //!
-//! Memory: at most [`MINUTES`] minutes of the non-zero cells, names interned.
+//! The heaviest registries: one answer in 16 samples its registry into a per-thread sketch of
+//! fixed size (see `ReplicaCounters::sample_registry`); each minute the sketch is drained,
+//! the ids resolved to keys by the writer, and the top [`TOP`] kept with estimated counts.
+//!
+//! Memory: at most [`MINUTES`] minutes of the non-zero cells and [`TOP`] registries, names
+//! interned.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -24,6 +29,8 @@ use super::hot::KeyTotals;
 
 /// Minutes kept: 24 hours.
 pub const MINUTES: usize = 24 * 60;
+/// Heavy hitters kept per minute.
+pub const TOP: usize = 20;
 
 /// One minute's non-zero cells: (row name, replica name, answers), names interned.
 #[derive(Debug, Default)]
@@ -32,6 +39,8 @@ struct Minute {
     start: u64,
     client: Vec<(u32, u32, u64)>,
     registry: Vec<(u32, u32, u64)>,
+    /// The heaviest registries of the minute: (key, estimated answers).
+    top: Vec<(u32, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +122,19 @@ pub struct TrafficView {
     pub by_replica: BTreeMap<String, u64>,
     /// Answers per client group over the whole span.
     pub by_group: BTreeMap<String, u64>,
+    /// The heaviest registries over the closed minutes of the span, estimated from the
+    /// sampled sketch (±1/16 of the answers plus what other registries of the same bucket
+    /// took), largest first.
+    pub top_registries: Vec<TopRegistry>,
+}
+
+/// One heavy hitter.
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct TopRegistry {
+    /// Its key.
+    pub registry: String,
+    /// Estimated answers.
+    pub answers: u64,
 }
 
 /// The per-minute traffic record; one per process, beside [`Metrics`].
@@ -133,18 +155,24 @@ impl Traffic {
             metrics,
             store: Mutex::new(Store::default()),
         });
-        t.sample(None);
+        t.sample(None, &[]);
         t
     }
 
-    /// Close the minute that started at `start` (None: just take the baseline).
-    pub fn sample(&self, start: Option<u64>) {
+    /// Close the minute that started at `start` (None: just take the baseline), with its
+    /// heaviest registries `top` (key, estimated answers).
+    pub fn sample(&self, start: Option<u64>, top: &[(String, u64)]) {
         let (replica, client) = self.metrics.answer_totals();
         let mut s = self.store.lock();
         let last = s.last.take();
         if let Some(start) = start {
             let c = s.delta(&client, last.as_ref().map(|l| &l.1));
             let r = s.delta(&replica, last.as_ref().map(|l| &l.0));
+            let top = top
+                .iter()
+                .take(TOP)
+                .map(|(k, n)| (s.id(&Arc::from(k.as_str())), *n))
+                .collect();
             if s.minutes.len() == MINUTES {
                 s.minutes.pop_front();
             }
@@ -152,9 +180,38 @@ impl Traffic {
                 start,
                 client: c,
                 registry: r,
+                top,
             });
         }
         s.last = Some((replica, client));
+    }
+
+    /// Close the minute that started at `start`: drain the heavy-hitter sketch, have the
+    /// writer (`commands`) name its registries, and record the minute.
+    pub async fn close_minute(
+        &self,
+        start: u64,
+        commands: &tokio::sync::mpsc::Sender<crate::state::command::Command>,
+    ) {
+        let hitters: Vec<(u32, u64)> = self.metrics.take_hitters().into_iter().take(TOP).collect();
+        let mut top = Vec::with_capacity(hitters.len());
+        if !hitters.is_empty() {
+            let (reply, keys) = tokio::sync::oneshot::channel();
+            let ids = hitters.iter().map(|(id, _)| *id).collect();
+            let asked = commands
+                .send(crate::state::command::Command::RegistryKeys { ids, reply })
+                .await;
+            if asked.is_ok()
+                && let Ok(keys) = keys.await
+            {
+                top = keys
+                    .into_iter()
+                    .zip(&hitters)
+                    .filter_map(|(k, (_, n))| Some((k?, *n)))
+                    .collect();
+            }
+        }
+        self.sample(Some(start), &top);
     }
 
     /// The minutes from `q.since` (default: the last hour) to now, the minute in progress
@@ -179,6 +236,7 @@ impl Traffic {
             start: current_start,
             client: s.delta(&client, Some(&lc)),
             registry: s.delta(&replica, Some(&lr)),
+            top: Vec::new(),
         };
         let registry_id = match &q.registry {
             None => None,
@@ -227,6 +285,22 @@ impl Traffic {
             minutes: minutes.iter().map(|m| m.start).collect(),
             ..TrafficView::default()
         };
+        let mut top: BTreeMap<u32, u64> = BTreeMap::new();
+        for m in &minutes {
+            for &(k, n) in &m.top {
+                *top.entry(k).or_default() += n;
+            }
+        }
+        let mut top: Vec<(u32, u64)> = top.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        view.top_registries = top
+            .into_iter()
+            .take(TOP)
+            .map(|(k, answers)| TopRegistry {
+                registry: s.names[k as usize].to_string(),
+                answers,
+            })
+            .collect();
         for ((row, col), answers) in series {
             let total: u64 = answers.iter().sum();
             let group = s.names[row as usize].to_string();
@@ -244,8 +318,12 @@ impl Traffic {
     }
 }
 
-/// Sample `traffic` at every minute boundary until `shutdown`.
-pub async fn run_sampler(traffic: Arc<Traffic>, shutdown: tokio_util::sync::CancellationToken) {
+/// Close a minute of `traffic` at every minute boundary until `shutdown`.
+pub async fn run_sampler(
+    traffic: Arc<Traffic>,
+    commands: tokio::sync::mpsc::Sender<crate::state::command::Command>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     loop {
         let now = unix(SystemTime::now());
         let next = now - now % 60 + 60;
@@ -254,7 +332,7 @@ pub async fn run_sampler(traffic: Arc<Traffic>, shutdown: tokio_util::sync::Canc
             _ = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
-        traffic.sample(Some(next - 60));
+        traffic.close_minute(next - 60, &commands).await;
     }
 }
 
@@ -283,10 +361,13 @@ mod tests {
         for _ in 0..3 {
             c.answer(0, 0, 0, ams);
         }
-        t.sample(Some(600));
+        t.sample(Some(600), &[("contoso".into(), 48)]);
         c.answer(0, 0, 1, nyc);
         c.answer(0, 0, 1, ams);
-        t.sample(Some(660));
+        t.sample(
+            Some(660),
+            &[("contoso".into(), 16), ("fabrikam".into(), 32)],
+        );
         c.answer(0, 0, 0, ams);
         let now = UNIX_EPOCH + Duration::from_secs(725);
         let q = TrafficQuery {
@@ -305,6 +386,12 @@ mod tests {
         assert_eq!(cell("demo-ams", "eastus"), Some(vec![0, 1, 0]));
         assert_eq!(cell("demo-nyc", "eastus"), Some(vec![0, 1, 0]));
         assert_eq!(v.by_group["demo-ams"], 5);
+        let top: Vec<(&str, u64)> = v
+            .top_registries
+            .iter()
+            .map(|t| (t.registry.as_str(), t.answers))
+            .collect();
+        assert_eq!(top, [("contoso", 64), ("fabrikam", 32)]);
         // Per registry: its own series, by replica.
         let q = TrafficQuery {
             registry: Some("contoso".into()),

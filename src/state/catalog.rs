@@ -52,7 +52,7 @@ pub(crate) struct Put {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CatalogIndex {
     /// Registry key → lower-cased wire name, sorted (status pages).
-    keys: BTreeMap<Box<str>, Box<[u8]>>,
+    keys: BTreeMap<Arc<str>, Box<[u8]>>,
     profiles: HashMap<Profile, u32>,
     answers: HashMap<(u32, u32), u32>,
     deps: std::collections::HashSet<Deps>,
@@ -61,7 +61,9 @@ pub(crate) struct CatalogIndex {
     members: Vec<u32>,
     /// (profile, key) of every registry, sorted: an incident's registries page by profile
     /// without walking the others (about 40 bytes a registry).
-    by_profile: BTreeSet<(u32, Box<str>)>,
+    by_profile: BTreeSet<(u32, Arc<str>)>,
+    /// Registry id → key (the same strings as `keys`): the heavy hitters are sampled by id.
+    by_id: Vec<Option<Arc<str>>>,
     next_id: u32,
     /// Template name → its set (index in `Globals::sets`).
     templates: HashMap<Box<str>, u32>,
@@ -115,8 +117,10 @@ impl CatalogIndex {
             .collect();
         index.members = vec![0; g.profiles.len()];
         for r in g.iter() {
-            index.keys.insert(r.key().into(), r.name_wire().into());
-            index.by_profile.insert((r.profile, r.key().into()));
+            let key: Arc<str> = r.key().into();
+            index.keys.insert(key.clone(), r.name_wire().into());
+            index.by_profile.insert((r.profile, key.clone()));
+            index.set_id(r.id, Some(key));
             if let Some(m) = index.members.get_mut(r.profile as usize) {
                 *m += 1;
             }
@@ -137,7 +141,7 @@ impl CatalogIndex {
     ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
         use std::ops::Bound;
         let start = match after {
-            Some(a) => Bound::Excluded(Box::<str>::from(a)),
+            Some(a) => Bound::Excluded(Arc::<str>::from(a)),
             None => Bound::Unbounded,
         };
         self.keys
@@ -152,7 +156,7 @@ impl CatalogIndex {
     ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
         use std::ops::Bound;
         self.keys
-            .range((Bound::Included(Box::<str>::from(first)), Bound::Unbounded))
+            .range((Bound::Included(Arc::<str>::from(first)), Bound::Unbounded))
             .map(|(k, n)| (&**k, &**n))
     }
 
@@ -321,10 +325,13 @@ impl CatalogIndex {
         {
             *m -= 1;
             self.by_profile.remove(&(r.profile, r.key().into()));
+            self.set_id(r.id, None);
         }
         self.members[profile_of as usize] += 1;
-        self.by_profile.insert((profile_of, e.key.clone()));
-        self.keys.insert(e.key, wire.into_boxed_slice());
+        let key: Arc<str> = e.key.into();
+        self.by_profile.insert((profile_of, key.clone()));
+        self.set_id(id, Some(key.clone()));
+        self.keys.insert(key, wire.into_boxed_slice());
         Ok(Put {
             id,
             replaced,
@@ -339,8 +346,25 @@ impl CatalogIndex {
         if let Some(m) = self.members.get_mut(r.profile as usize) {
             *m -= 1;
         }
-        self.by_profile.remove(&(r.profile, Box::from(key)));
+        self.by_profile.remove(&(r.profile, Arc::from(key)));
+        self.set_id(r.id, None);
         Some(r)
+    }
+
+    fn set_id(&mut self, id: u32, key: Option<Arc<str>>) {
+        let i = id as usize;
+        if self.by_id.len() <= i {
+            if key.is_none() {
+                return;
+            }
+            self.by_id.resize(i + 1, None);
+        }
+        self.by_id[i] = key;
+    }
+
+    /// The key of the registry with this id, if it exists.
+    pub(crate) fn key_of_id(&self, id: u32) -> Option<&str> {
+        self.by_id.get(id as usize)?.as_deref()
     }
 
     /// The keys of the registries of `profiles`, in key order, from just after `after`: at
@@ -356,12 +380,12 @@ impl CatalogIndex {
         let mut keys: Vec<&str> = Vec::new();
         for p in profiles {
             let start = match after {
-                Some(a) => Bound::Excluded((p, Box::<str>::from(a))),
-                None => Bound::Included((p, Box::<str>::from(""))),
+                Some(a) => Bound::Excluded((p, Arc::<str>::from(a))),
+                None => Bound::Included((p, Arc::<str>::from(""))),
             };
             keys.extend(
                 self.by_profile
-                    .range((start, Bound::Excluded((p + 1, Box::<str>::from("")))))
+                    .range((start, Bound::Excluded((p + 1, Arc::<str>::from("")))))
                     .take(limit + 1)
                     .map(|(_, k)| &**k),
             );

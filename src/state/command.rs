@@ -149,6 +149,14 @@ pub enum Command {
         /// Where it goes.
         reply: oneshot::Sender<Result<RegistryPage, AdminError>>,
     },
+    /// The keys of these registry ids (the heavy hitters, sampled by id); None for an id
+    /// that no longer exists.
+    RegistryKeys {
+        /// Registry ids.
+        ids: Vec<u32>,
+        /// Where they go, in the same order.
+        reply: oneshot::Sender<Vec<Option<String>>>,
+    },
     /// The fleet link (`crate::fleet`): route on these fleet verdicts (health keys some live
     /// instance reports, by fleet name), or on this instance's own (None: the fleet's view is
     /// not current).

@@ -16,6 +16,7 @@ mod notes;
 pub mod readiness;
 mod registries;
 mod status;
+mod trim;
 pub mod view;
 pub(crate) mod writer;
 

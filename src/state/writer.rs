@@ -241,12 +241,18 @@ impl Control {
     }
 
     async fn command(&mut self, command: Command) {
-        let snap = self.shared.load();
-        match command {
+        // A reload holds no reference to the snapshot it replaces (see `trim`).
+        let command = match command {
             Command::Reload { who, reply } => {
                 let r = self.reload(&who).await;
                 let _ = reply.send(r);
+                return;
             }
+            other => other,
+        };
+        let snap = self.shared.load();
+        match command {
+            Command::Reload { .. } => {}
             Command::Override { command, reply } => {
                 let r = self.world.set_override(&snap, command).map(|(e, next)| {
                     self.shared.publish(next);
@@ -289,6 +295,13 @@ impl Control {
             Command::Status { query, reply } => {
                 let _ = reply.send(self.world.status(&snap, &query, self.ready.is_none()));
             }
+            Command::RegistryKeys { ids, reply } => {
+                let keys = ids
+                    .iter()
+                    .map(|id| self.world.index.key_of_id(*id).map(str::to_owned))
+                    .collect();
+                let _ = reply.send(keys);
+            }
             Command::Incidents { query, reply } => {
                 let _ = reply.send(self.world.incidents_view(&snap.globals, &query));
             }
@@ -322,8 +335,9 @@ impl Control {
     }
 
     async fn reload(&mut self, who: &str) -> Result<Ack, AdminError> {
-        let current = self.shared.load();
-        let path = current.config.path.clone();
+        // No reference to the snapshot in service is kept across the load: the last one must
+        // be the one `trim::release` drops.
+        let path = self.shared.load().config.path.clone();
         // Parsing and preparing run off the writer's thread; probes queue meanwhile.
         let task = tokio::task::spawn_blocking(move || Snapshot::load_indexed(&path));
         tokio::pin!(task);
@@ -362,6 +376,8 @@ impl Control {
                 })?;
                 let _ = self.targets.send(next.targets.probe_targets());
                 self.shared.publish(next);
+                // The old registry set goes off this thread, and its pages back to the OS.
+                super::trim::release(current);
                 let generation = self.shared.load().generation;
                 w.metrics.reload(true);
                 w.metrics.set_generation(generation);
