@@ -95,7 +95,16 @@ async fn notify_ready_watchdog_reload_stopping_and_json_logs() {
         assert!(done.contains("STATUS=reloaded"), "{done}");
         (b, got)
     });
-    // JSON logs: each line an object with a level, a message and a target.
+    // JSON logs: each line an object with a level, a message and a target. The reader thread
+    // may be a line behind the notify socket: wait (bounded) for the reload's line.
+    let reloaded = |l: &String| {
+        l.contains("\"message\":\"configuration reloaded\"") && l.contains("\"who\":\"SIGHUP\"")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.log().iter().any(reloaded) {
+        assert!(Instant::now() < deadline, "no reload line: {:?}", b.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let log = b.log();
     assert!(log.len() > 5, "{log:?}");
     for line in &log {
@@ -111,12 +120,6 @@ async fn notify_ready_watchdog_reload_stopping_and_json_logs() {
             "one target key: {line}"
         );
     }
-    assert!(
-        log.iter()
-            .any(|l| l.contains("\"message\":\"configuration reloaded\"")
-                && l.contains("\"who\":\"SIGHUP\"")),
-        "{log:?}"
-    );
     let mut got = got;
     tokio::task::block_in_place(|| {
         let pid = b.pid().to_string();
