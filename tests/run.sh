@@ -35,6 +35,11 @@ export STEERDNS_REQUIRE_ETCD=1
 export STEERDNS_REQUIRE_PROMTOOL=1
 # The package test must really install the .deb here (root, dpkg, lintian).
 export STEERDNS_REQUIRE_PACKAGE=1
+# The container image needs a static binary (FROM scratch): a debug build for the target
+# triple, in its own directory of target/.
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --target x86_64-unknown-linux-gnu --bin steerdns
+export STEERDNS_STATIC_BIN=target/x86_64-unknown-linux-gnu/debug/steerdns
+export STEERDNS_REQUIRE_CONTAINER=1
 cargo test --all-targets
 
 # Fuzz smoke: each cargo-fuzz target (fuzz/) for a bounded number of runs, seeds from

@@ -56,6 +56,9 @@ pub enum AdminCommand {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Exit 0 when the server is ready (`GET /ready` = 200: zones loaded, first probe round
+    /// done), 1 otherwise: for a container's HEALTHCHECK, where there is no curl.
+    Healthcheck,
     /// Show open and recent incidents: what failed, how many registries it moved and where
     /// their clients go now; with an ID, page through that incident's registries.
     Incidents {
@@ -214,6 +217,7 @@ pub async fn run(args: &AdminArgs, command: &AdminCommand) -> Result<String, Cli
             super::watch::watch(&client, *after, *count, &mut out).await?;
             Ok(String::new())
         }
+        AdminCommand::Healthcheck => client.ready().await,
         AdminCommand::Traffic { registry, since } => {
             let mut url = reqwest::Url::parse("http://steerdns/v1/traffic")
                 .map_err(|e| ClientError::Reply(e.to_string()))?;
@@ -344,6 +348,31 @@ impl Client {
     /// `GET path` and decode the JSON reply.
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send(Method::GET, path, None).await
+    }
+
+    /// `GET /ready`: "ready" when 200, else [`ClientError::Server`].
+    pub(crate) async fn ready(&self) -> Result<String, ClientError> {
+        let url = format!("{}/ready", self.base);
+        let r = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: url.clone(),
+                source: e,
+            })?;
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(ClientError::Server {
+                status,
+                reason: text.trim().to_owned(),
+            })
+        }
     }
 
     /// Send a request with an optional JSON body and decode the JSON reply; a non-2xx reply

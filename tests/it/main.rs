@@ -67,3 +67,6 @@ mod service;
 /// The Debian package, installed on this machine (root only): the unit's user and capability,
 /// READY and the watchdog, dig on port 53, SIGHUP, upgrade, purge.
 mod package;
+
+/// The container image FROM scratch, built and run with podman: dig answers from it.
+mod container;
