@@ -130,3 +130,113 @@ async fn answers_per_group_and_replica_match_what_was_sent() {
         r.shutdown().await;
     }
 }
+
+/// A dnsperf -B (length-prefixed) query for `contoso.registry.example` A with an ECS /24.
+fn ecs_query(id: u16, net: [u8; 3]) -> Vec<u8> {
+    let mut q = Vec::new();
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
+    for label in ["contoso", "registry", "example"] {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    // OPT: payload 1232, option 8 (ECS): family 1, source /24, scope 0, the /24.
+    q.extend_from_slice(&[
+        0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0,
+    ]);
+    q.extend_from_slice(&net);
+    let mut out = (q.len() as u16).to_be_bytes().to_vec();
+    out.extend(q);
+    out
+}
+
+/// dnsperf sends a known composition — 50 % of the queries with an ECS subnet of the `NL`
+/// network of the latency table, 30 % `US`, 20 % `SG` — and the per-group counts of
+/// `/v1/traffic` match what it completed within 1 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dnsperf_run_of_known_composition_is_counted_per_group() {
+    if !std::path::Path::new("/usr/bin/dnsperf").exists() {
+        assert!(
+            std::env::var_os("STEERDNS_REQUIRE_DNSPERF").is_none(),
+            "/usr/bin/dnsperf is missing"
+        );
+        eprintln!("SKIPPED: /usr/bin/dnsperf is missing (apt-get install dnsperf)");
+        return;
+    }
+    let config = demo_config(
+        "[routing]\nlatency_table = \"latency.csv\"\n\
+         default_order = [\"westeurope\", \"eastus\", \"southeastasia\"]\n\
+         [regions.westeurope]\n[regions.eastus]\n[regions.southeastasia]\n\
+         [registries.contoso]\nname = \"contoso.registry.example.\"\n\
+         [registries.contoso.replicas.westeurope]\nipv4 = [\"192.0.2.10\"]\n\
+         [registries.contoso.replicas.eastus]\nipv4 = [\"198.51.100.10\"]\n\
+         [registries.contoso.replicas.southeastasia]\nipv4 = [\"203.0.113.10\"]\n",
+    );
+    let s = TestServer::start_with_admin_files(&config, &[]).await;
+    let admin = s.handles.admin.expect("admin");
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut file = Vec::new();
+    let nets = [[192, 0, 2], [198, 51, 100], [203, 0, 113]];
+    let pattern = [0, 1, 0, 2, 0, 1, 0, 2, 0, 1]; // 5 NL, 3 US, 2 SG
+    for i in 0..1000u16 {
+        file.extend(ecs_query(i, nets[pattern[usize::from(i) % 10]]));
+    }
+    let path = dir.path().join("q.bin");
+    std::fs::write(&path, &file).expect("write");
+    let (_, body) = get(admin, "/v1/traffic").await;
+    let before: TrafficView = serde_json::from_slice(&body).expect("json");
+    let out = tokio::process::Command::new("dnsperf")
+        .args([
+            "-s",
+            &s.addr.ip().to_string(),
+            "-p",
+            &s.addr.port().to_string(),
+        ])
+        .args([
+            "-B",
+            "-d",
+            path.to_str().expect("utf8"),
+            "-n",
+            "5",
+            "-c",
+            "1",
+            "-q",
+            "20",
+            "-t",
+            "5",
+        ])
+        .output()
+        .await
+        .expect("dnsperf");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let completed: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Queries completed:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no dnsperf summary:\n{text}"));
+    assert!(
+        completed >= 4_900,
+        "dnsperf completed {completed} of 5 000:\n{text}"
+    );
+    let (_, body) = get(admin, "/v1/traffic").await;
+    let v: TrafficView = serde_json::from_slice(&body).expect("json");
+    let counted = |g: &str| {
+        v.by_group.get(g).copied().unwrap_or(0) - before.by_group.get(g).copied().unwrap_or(0)
+    };
+    let total: u64 = ["NL", "US", "SG"].iter().map(|g| counted(g)).sum();
+    assert!(
+        total.abs_diff(completed) * 100 <= completed,
+        "counted {total}, completed {completed}"
+    );
+    for (g, share) in [("NL", 50), ("US", 30), ("SG", 20)] {
+        let want = completed * share / 100;
+        let got = counted(g);
+        assert!(
+            got.abs_diff(want) * 100 <= want,
+            "{g}: counted {got}, sent about {want}"
+        );
+    }
+    s.stop().await;
+}
