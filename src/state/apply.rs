@@ -61,6 +61,8 @@ pub(super) struct World {
     /// `steerdns_rerouted_registries` by (region, resource), and each open incident's part.
     pub(super) rerouted: HashMap<(Arc<str>, Arc<str>), u64>,
     pub(super) reported_rerouted: HashMap<u64, u64>,
+    /// Registries (`incidents::REGISTRY` + id) with a replica override in an incident.
+    pub(super) override_contributors: HashSet<u32>,
 }
 
 impl World {
@@ -90,6 +92,7 @@ impl World {
             locator: snap.locator.clone(),
             rerouted: HashMap::new(),
             reported_rerouted: HashMap::new(),
+            override_contributors: HashSet::new(),
         };
         w.replan(snap);
         w
@@ -807,6 +810,78 @@ mod tests {
             w.set_override(&next, enable),
             Err(AdminError::Conflict(_))
         ));
+    }
+
+    #[test]
+    fn overrides_are_incidents_of_one_registry_or_of_a_region() {
+        let (mut w, snap, _dir) = world(6);
+        let (_, snap) = w
+            .set_override(
+                &snap,
+                disable(Target::Replica {
+                    registry: "a0".into(),
+                    replica: "westeurope".into(),
+                }),
+            )
+            .unwrap();
+        let v = w
+            .incidents_view(&snap.globals, &Default::default())
+            .unwrap();
+        assert_eq!(v.open.len(), 1, "{v:?}");
+        let i = &v.open[0];
+        assert_eq!(i.cause.id, "a0/westeurope disabled");
+        assert_eq!(
+            (i.registries, i.samples.clone()),
+            (1, vec!["a0".to_string()])
+        );
+        assert_eq!(i.answered_now[0].region.as_deref(), Some("eastus"));
+        let page = w
+            .incident_registries(i.id, &IncidentPage::default())
+            .unwrap();
+        assert_eq!(page.registries, ["a0"]);
+        // A region: every registry with a replica there (6 catalog + cfg).
+        let (_, snap) = w
+            .set_override(
+                &snap,
+                disable(Target::Region {
+                    region: "eastus".into(),
+                }),
+            )
+            .unwrap();
+        let v = w
+            .incidents_view(&snap.globals, &Default::default())
+            .unwrap();
+        let region = v
+            .open
+            .iter()
+            .find(|i| i.cause.id == "region eastus disabled")
+            .expect("the region incident");
+        assert_eq!(region.registries, 7);
+        // a0 has nowhere to go now: both replicas disabled.
+        let a0 = v
+            .open
+            .iter()
+            .find(|i| i.cause.id == "a0/westeurope disabled")
+            .unwrap();
+        assert_eq!(a0.answered_now[0].region, None);
+        assert!(!a0.answered_now[0].fail_open);
+        // Enabled again: both close.
+        let mut enable = disable(Target::Replica {
+            registry: "a0".into(),
+            replica: "westeurope".into(),
+        });
+        enable.action = OverrideAction::Enable;
+        let (_, snap) = w.set_override(&snap, enable).unwrap();
+        let mut enable = disable(Target::Region {
+            region: "eastus".into(),
+        });
+        enable.action = OverrideAction::Enable;
+        let (_, snap) = w.set_override(&snap, enable).unwrap();
+        let v = w
+            .incidents_view(&snap.globals, &Default::default())
+            .unwrap();
+        assert!(v.open.is_empty(), "{v:?}");
+        assert_eq!(v.recent.len(), 2);
     }
 
     #[test]

@@ -17,11 +17,12 @@ use crate::health::book::Resource;
 use crate::health::outcome::Failure;
 use crate::health::spec::HealthMode;
 use crate::health::state::Status;
+use crate::overrides::Target;
 use crate::overrides::format_time;
 use crate::routing::{Locator, distance_km};
 use crate::state::HealthMasks;
 use crate::state::command::AdminError;
-use crate::state::incidents::{Cause, CauseKind, Change, Incident, Now, Part};
+use crate::state::incidents::{Cause, CauseKind, Change, Incident, Now, Part, REGISTRY};
 use crate::state::view::{
     CauseView, IncidentEvent, IncidentPage, IncidentQuery, IncidentView, IncidentsView, NowView,
     RegistryPage,
@@ -57,7 +58,76 @@ impl World {
             let parts = self.profile_parts(g, new, p, now);
             self.incidents.set_profile(p, parts, now);
         }
+        self.override_parts(g, new, now);
         self.report_incidents(now);
+    }
+
+    /// Replica overrides of single registries: each registry's part in the incident of its
+    /// override. O(active overrides), which operators bound, not registries.
+    fn override_parts(&mut self, g: &Globals, new: &HealthMasks, now: SystemTime) {
+        let mut parts: std::collections::BTreeMap<u32, Vec<(usize, Cause, Part)>> =
+            Default::default();
+        for o in self.overrides.active(now) {
+            let Target::Replica { registry, replica } = &o.target else {
+                continue;
+            };
+            let Some(reg) = self.registry(g, registry) else {
+                continue;
+            };
+            let Some((set, _)) = g.parts(&reg) else {
+                continue;
+            };
+            let Some(i) = set.replicas.iter().position(|r| *r.key == **replica) else {
+                continue;
+            };
+            let rep = &set.replicas[i];
+            let m = new.get(&reg);
+            let now_at = if m.fail_open {
+                Now::FailOpen
+            } else {
+                nearest(
+                    &self.locator,
+                    &rep.region,
+                    set.replicas
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| m.routable.contains(*j))
+                        .map(|(_, r)| &r.region),
+                )
+            };
+            let who = if o.reason.is_empty() {
+                format!("by {}", o.who)
+            } else {
+                format!("by {}: {}", o.who, o.reason)
+            };
+            parts.entry(REGISTRY | reg.id).or_default().push((
+                i,
+                Cause {
+                    id: format!("{registry}/{replica} disabled").into(),
+                    kind: CauseKind::ReplicaDisabled,
+                    region: rep.region.clone(),
+                    resource: format!("{registry}/{replica}").into(),
+                    check: format!("operator override {who}").into(),
+                },
+                Part {
+                    registries: 1,
+                    now: now_at,
+                },
+            ));
+        }
+        let gone: Vec<u32> = self
+            .override_contributors
+            .iter()
+            .copied()
+            .filter(|c| !parts.contains_key(c))
+            .collect();
+        for c in gone {
+            self.incidents.set_profile(c, Vec::new(), now);
+        }
+        self.override_contributors = parts.keys().copied().collect();
+        for (c, p) in parts {
+            self.incidents.set_profile(c, p, now);
+        }
     }
 
     /// Report what the last batch opened, changed or closed.
@@ -242,9 +312,7 @@ impl World {
     pub(super) fn incident_view(&self, i: &Incident) -> IncidentView {
         let t = &i.totals;
         let total = t.registries.max(1) as f64;
-        let (samples, _) = self
-            .index
-            .keys_of_profiles(i.profiles.keys().copied(), None, SAMPLES);
+        let (samples, _) = self.incident_keys(i, None, SAMPLES);
         IncidentView {
             id: i.id,
             open: i.closed.is_none(),
@@ -295,9 +363,7 @@ impl World {
             .limit
             .unwrap_or(crate::state::view::STATUS_PAGE)
             .clamp(1, crate::state::view::STATUS_PAGE_MAX);
-        let (keys, more) =
-            self.index
-                .keys_of_profiles(inc.profiles.keys().copied(), q.after.as_deref(), limit);
+        let (keys, more) = self.incident_keys(inc, q.after.as_deref(), limit);
         let next = if more {
             keys.last().map(|k| k.to_string())
         } else {
@@ -309,6 +375,32 @@ impl World {
             registries: keys.into_iter().map(str::to_owned).collect(),
             next,
         })
+    }
+}
+
+impl World {
+    /// The keys of an incident's registries after `after`, in order: its profiles' from the
+    /// catalog index, and the single registries of replica overrides.
+    fn incident_keys<'a>(
+        &'a self,
+        i: &Incident,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<&'a str>, bool) {
+        let profiles = i.profiles.keys().copied().filter(|c| *c < REGISTRY);
+        let (mut keys, _) = self.index.keys_of_profiles(profiles, after, limit + 1);
+        keys.extend(
+            i.profiles
+                .keys()
+                .filter(|c| **c >= REGISTRY)
+                .filter_map(|c| self.index.key_of_id(c - REGISTRY))
+                .filter(|k| after.is_none_or(|a| *k > a)),
+        );
+        keys.sort_unstable();
+        keys.dedup();
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        (keys, more)
     }
 }
 

@@ -34,6 +34,11 @@ pub(crate) const HISTORY: usize = 256;
 /// A cause that fails again this soon after its incident closed reopens it.
 pub(crate) const FLAP_WINDOW: Duration = Duration::from_secs(600);
 
+/// Contributors at and above this are single registries (registry id + `REGISTRY`), not
+/// profiles: a replica override takes one registry's replica away. Profiles never get near
+/// 2^31.
+pub(crate) const REGISTRY: u32 = 1 << 31;
+
 /// What takes a replica away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,6 +49,8 @@ pub enum CauseKind {
     Target,
     /// An operator disabled the region.
     RegionDisabled,
+    /// An operator disabled one registry's replica.
+    ReplicaDisabled,
 }
 
 /// One cause: its identity and what an operator reads of it.
