@@ -81,20 +81,7 @@ impl World {
                 continue;
             };
             let rep = &set.replicas[i];
-            let m = new.get(&reg);
-            let now_at = if m.fail_open {
-                Now::FailOpen
-            } else {
-                nearest(
-                    &self.locator,
-                    &rep.region,
-                    set.replicas
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| m.routable.contains(*j))
-                        .map(|(_, r)| &r.region),
-                )
-            };
+            let now_at = destination(&self.locator, set, &new.get(&reg), &rep.region);
             let who = if o.reason.is_empty() {
                 format!("by {}", o.who)
             } else {
@@ -245,19 +232,7 @@ impl World {
                     _ => continue,
                 }
             };
-            let dest = if m.fail_open {
-                Now::FailOpen
-            } else {
-                nearest(
-                    &self.locator,
-                    &rep.region,
-                    set.replicas
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| m.routable.contains(*j))
-                        .map(|(_, r)| &r.region),
-                )
-            };
+            let dest = destination(&self.locator, set, m, &rep.region);
             for cause in causes {
                 parts.push((
                     i,
@@ -440,6 +415,28 @@ fn key_causes(k: &crate::health::book::RoutedKey<'_>, region: &Arc<str>) -> Vec<
         }
         Err(_) => vec![whole(&check)],
     }
+}
+
+/// Where the clients of the replica in region `from` are answered with masks `m`: all
+/// enabled replicas when failing open, else the nearest routable one (or nowhere).
+fn destination(
+    locator: &Locator,
+    set: &crate::global::ReplicaSet,
+    m: &crate::health::book::Masks,
+    from: &str,
+) -> Now {
+    if m.fail_open {
+        return Now::FailOpen;
+    }
+    nearest(
+        locator,
+        from,
+        set.replicas
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| m.routable.contains(*j))
+            .map(|(_, r)| &r.region),
+    )
 }
 
 /// The routable replica nearest to `from` (by the regions' coordinates, as clients near the

@@ -4,7 +4,7 @@
 //! the binary serves DNS and admin on 127.0.2.x.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -353,41 +353,11 @@ async fn every_endpoint_and_cli_command_against_the_binary() {
 }
 
 async fn status_page_in_chromium(base: &str) {
-    const CHROMIUM: &str = "/usr/bin/chromium";
-    if !Path::new(CHROMIUM).exists() {
-        assert!(
-            std::env::var_os("STEERDNS_REQUIRE_BROWSER").is_none(),
-            "{CHROMIUM} is missing"
-        );
-        eprintln!("SKIPPED: {CHROMIUM} is missing (apt-get install chromium)");
-        return;
-    }
     let profile = tempfile::tempdir().expect("profile");
-    let run = |extra: &str| {
-        let mut c = tokio::process::Command::new(CHROMIUM);
-        c.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--no-first-run",
-            "--no-proxy-server",
-            "--window-size=1200,800",
-            "--virtual-time-budget=3000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(extra)
-        .arg(format!("{base}/"))
-        .kill_on_drop(true);
-        c
+    let url = format!("{base}/");
+    let Some(dom) = crate::support::chromium(profile.path(), "--dump-dom", &url).await else {
+        return;
     };
-    let out = run("--dump-dom").output().await.expect("chromium");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
         dom.contains("<span class=\"state degraded\">degraded</span>"),
         "degraded shown:\n{dom}"
@@ -396,11 +366,10 @@ async fn status_page_in_chromium(base: &str) {
     let artifacts = repo().join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts");
     let shot = artifacts.join("status-page-live.png");
-    let out = run(&format!("--screenshot={}", shot.display()))
-        .output()
+    let flag = format!("--screenshot={}", shot.display());
+    crate::support::chromium(profile.path(), &flag, &url)
         .await
         .expect("chromium");
-    assert!(out.status.success());
     assert!(std::fs::read(&shot).expect("png").starts_with(b"\x89PNG"));
 }
 

@@ -125,7 +125,8 @@ async fn the_image_runs_unprivileged_and_answers_on_port_53() {
         Path::new("/etc/ssl/certs/ca-certificates.crt"),
         "packaging/container/ca-certificates.crt",
     );
-    // The operator's config and state, as volumes.
+    // The operator's config and state, as volumes. On the host network the admin listener
+    // takes its own address too (other tests' servers hold 127.0.0.1:8053).
     let etc = tempfile::tempdir().expect("tmp");
     std::fs::create_dir_all(etc.path().join("zones")).expect("zones");
     std::fs::copy(
@@ -139,7 +140,7 @@ async fn the_image_runs_unprivileged_and_answers_on_port_53() {
         &reps,
         &["contoso"],
         "5s",
-        "[admin]\nlisten = \"127.0.0.1:8053\"\nstate_file = \"/var/lib/steerdns/steerdns-state.json\"\n\
+        "[admin]\nlisten = \"127.0.19.5:8053\"\nstate_file = \"/var/lib/steerdns/steerdns-state.json\"\n\
          [health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n",
     )
     .replace("geo_dir = \"/etc/steerdns/geo\"", "geo_dir = \"/etc/steerdns\"");

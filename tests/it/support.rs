@@ -419,3 +419,42 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Run headless Chromium on `url` with `extra` (`--dump-dom`, `--screenshot=…`); its stdout.
+pub async fn chromium(profile: &std::path::Path, extra: &str, url: &str) -> Option<String> {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    if !std::path::Path::new(CHROMIUM).exists() {
+        assert!(
+            std::env::var_os("STEERDNS_REQUIRE_BROWSER").is_none(),
+            "{CHROMIUM} is missing"
+        );
+        eprintln!("SKIPPED: {CHROMIUM} is missing (apt-get install chromium)");
+        return None;
+    }
+    let out = tokio::process::Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--no-proxy-server",
+            "--window-size=1280,1100",
+            "--hide-scrollbars",
+            // The page's fetches finish in virtual time; its 5 s refresh never fires.
+            "--virtual-time-budget=4000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(extra)
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
