@@ -283,7 +283,7 @@ fn global_answer(
         snap.counters
             .answer(shard, answers.set as usize, usize::from(*p), label);
         snap.counters
-            .answer_registry(shard, reg.id, usize::from(*p));
+            .answer_registry(shard, reg.id, usize::from(*p), label);
     }
     if counters.sample_due() {
         snap.counters.sample_registry(shard, reg.id);

@@ -154,7 +154,8 @@ impl Collector for HotCollector {
                 .as_ref()
                 .map(|c| c.slot_keys.to_vec())
                 .unwrap_or_default();
-            (keys, hub.totals())
+            let t = hub.totals();
+            (keys, (t.replica, t.client))
         };
         {
             let c = ConstCounter::new(0u64);

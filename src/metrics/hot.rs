@@ -329,6 +329,12 @@ pub struct ReplicaCounters {
     /// Registry id → its group in `offsets`, for the registries that get series of their own
     /// (the allow-list); empty for everybody else, so the answer path skips the lookup.
     own: HashMap<u32, u32>,
+    /// The first group of `own` (the groups before it are replica sets).
+    first_own: u32,
+    /// Per shard, `own_stride` cells apart: for each allow-listed registry, `labels.len()`
+    /// rows × `replica_keys.len()` columns: its answers by client label and replica.
+    own_client: Box<[AtomicU64]>,
+    own_stride: usize,
     /// The heavy-hitter sketch, [`HITTER_STRIDE`] cells per shard: each bucket holds the
     /// registry that dominates the samples hashed to it (Misra-Gries with one counter per
     /// bucket: a match counts up, a stranger counts down and takes the bucket at zero), so a
@@ -392,6 +398,9 @@ impl ReplicaCounters {
             client_cells,
             shards,
             own: HashMap::new(),
+            first_own: 0,
+            own_client: Box::new([]),
+            own_stride: 0,
             hitters: cells(HITTER_STRIDE * shards),
         }
     }
@@ -479,13 +488,19 @@ impl ReplicaCounters {
             .enumerate()
             .map(|(i, (id, _))| (*id, (groups.len() + i) as u32))
             .collect();
+        c.first_own = groups.len() as u32;
+        c.own_stride = stride(own.len() * c.labels.len() * c.replica_keys.len());
+        c.own_client = (0..c.own_stride * c.shards)
+            .map(|_| AtomicU64::new(0))
+            .collect();
         c
     }
 
-    /// Count an answer of an allow-listed registry in its own series (not in the per-client
-    /// cells: [`answer`](Self::answer) counted those). Costs nothing without an allow-list.
+    /// Count an answer of an allow-listed registry in its own series, by replica and by
+    /// client label and replica (the all-registry cells: [`answer`](Self::answer)). Costs a
+    /// branch without an allow-list, a hash lookup with one.
     #[inline]
-    pub(crate) fn answer_registry(&self, shard: usize, id: u32, replica: usize) {
+    pub(crate) fn answer_registry(&self, shard: usize, id: u32, replica: usize, label: LabelIndex) {
         if self.own.is_empty() {
             return;
         }
@@ -503,6 +518,26 @@ impl ReplicaCounters {
             .map_or(by_replica.len(), |&e| e as usize);
         if slot < end
             && let Some(c) = by_replica.get(slot)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        } else {
+            return;
+        }
+        let (Some(&col), Some(o)) = (
+            self.slot_column.get(slot),
+            group.checked_sub(self.first_own),
+        ) else {
+            return;
+        };
+        let s = if shard < self.shards {
+            shard
+        } else {
+            shard % self.shards
+        };
+        let cols = self.replica_keys.len();
+        let i = (o as usize * self.labels.len() + usize::from(label.0)) * cols + col as usize;
+        if i < self.own_stride
+            && let Some(c) = self.own_client.get(s * self.own_stride + i)
         {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -540,12 +575,26 @@ impl ReplicaCounters {
         }
     }
 
-    fn add_into(&self, replica: &mut KeyTotals, client: &mut ClientTotals) {
+    fn add_into(&self, t: &mut Totals) {
         let cols = self.replica_keys.len();
+        let rows = self.labels.len();
+        // The allow-listed registries' keys, by ordinal.
+        let mut own_keys: Vec<Option<Arc<str>>> = vec![None; self.own.len()];
+        for &group in self.own.values() {
+            if let (Some(o), Some(&off)) = (
+                group.checked_sub(self.first_own),
+                self.offsets.get(group as usize),
+            ) && let (Some(slot), Some((k, _))) = (
+                own_keys.get_mut(o as usize),
+                self.slot_keys.get(off as usize),
+            ) {
+                *slot = Some(k.clone());
+            }
+        }
         for shard in 0..self.shards {
             let (by_replica, by_client) = self.shard_cells(shard);
             for (k, v) in self.slot_keys.iter().zip(by_replica.iter()) {
-                *replica.entry(k.clone()).or_default() += v.load(Ordering::Relaxed);
+                *t.replica.entry(k.clone()).or_default() += v.load(Ordering::Relaxed);
             }
             if cols == 0 {
                 continue;
@@ -555,8 +604,30 @@ impl ReplicaCounters {
                 if v > 0 {
                     let label = self.labels.name(LabelIndex((i / cols) as u16));
                     let key = (Arc::<str>::from(label), self.replica_keys[i % cols].clone());
-                    *client.entry(key).or_default() += v;
+                    *t.client.entry(key).or_default() += v;
                 }
+            }
+            let own = self
+                .own_client
+                .get(
+                    shard * self.own_stride..shard * self.own_stride + own_keys.len() * rows * cols,
+                )
+                .unwrap_or(&[]);
+            for (i, v) in own.iter().enumerate() {
+                let v = v.load(Ordering::Relaxed);
+                if v == 0 {
+                    continue;
+                }
+                let Some(Some(reg)) = own_keys.get(i / (rows * cols)) else {
+                    continue;
+                };
+                let label = self.labels.name(LabelIndex(((i / cols) % rows) as u16));
+                let key = (
+                    reg.clone(),
+                    Arc::<str>::from(label),
+                    self.replica_keys[i % cols].clone(),
+                );
+                *t.registry_client.entry(key).or_default() += v;
             }
         }
     }
@@ -565,14 +636,24 @@ impl ReplicaCounters {
 /// Totals by (registry key, replica key) or (client label, replica key).
 pub(super) type KeyTotals = HashMap<(Arc<str>, Arc<str>), u64>;
 pub(super) type ClientTotals = KeyTotals;
+/// Totals by (registry key, client label, replica key).
+pub(super) type RegistryClientTotals = HashMap<(Arc<str>, Arc<str>, Arc<str>), u64>;
+
+/// Answer totals: by (registry or set, replica), by (client label, replica), and by
+/// (registry, client label, replica) for the allow-listed registries.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Totals {
+    pub(super) replica: KeyTotals,
+    pub(super) client: ClientTotals,
+    pub(super) registry_client: RegistryClientTotals,
+}
 
 /// The current and retired replica counters plus the folded baseline.
 #[derive(Debug, Default)]
 pub(super) struct ReplicaHub {
     pub(super) current: Option<Arc<ReplicaCounters>>,
     pub(super) retired: Vec<Arc<ReplicaCounters>>,
-    baseline_replica: KeyTotals,
-    baseline_client: ClientTotals,
+    baseline: Totals,
 }
 
 impl ReplicaHub {
@@ -583,7 +664,7 @@ impl ReplicaHub {
         while i < self.retired.len() {
             if Arc::strong_count(&self.retired[i]) == 1 {
                 let old = self.retired.swap_remove(i);
-                old.add_into(&mut self.baseline_replica, &mut self.baseline_client);
+                old.add_into(&mut self.baseline);
             } else {
                 i += 1;
             }
@@ -591,17 +672,16 @@ impl ReplicaHub {
     }
 
     /// Totals by key: baseline + retired + current.
-    pub(super) fn totals(&mut self) -> (KeyTotals, ClientTotals) {
+    pub(super) fn totals(&mut self) -> Totals {
         self.fold();
-        let mut replica = self.baseline_replica.clone();
-        let mut client = self.baseline_client.clone();
+        let mut t = self.baseline.clone();
         for r in &self.retired {
-            r.add_into(&mut replica, &mut client);
+            r.add_into(&mut t);
         }
         if let Some(c) = &self.current {
-            c.add_into(&mut replica, &mut client);
+            c.add_into(&mut t);
         }
-        (replica, client)
+        t
     }
 }
 

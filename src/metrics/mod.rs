@@ -503,7 +503,7 @@ impl Metrics {
 
     /// Answer totals so far by (registry or set, replica) and by (client label, replica): what
     /// a scrape sums, for the traffic record.
-    pub(crate) fn answer_totals(&self) -> (hot::KeyTotals, hot::ClientTotals) {
+    pub(in crate::metrics) fn answer_totals(&self) -> hot::Totals {
         self.hub.lock().totals()
     }
 

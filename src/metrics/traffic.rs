@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::Metrics;
-use super::hot::KeyTotals;
+use super::hot::{KeyTotals, RegistryClientTotals, Totals};
 
 /// Minutes kept: 24 hours.
 pub const MINUTES: usize = 24 * 60;
@@ -39,6 +39,8 @@ struct Minute {
     start: u64,
     client: Vec<(u32, u32, u64)>,
     registry: Vec<(u32, u32, u64)>,
+    /// Allow-listed registries by client group: (registry, group, replica, answers).
+    registry_client: Vec<(u32, u32, u32, u64)>,
     /// The heaviest registries of the minute: (key, estimated answers).
     top: Vec<(u32, u64)>,
 }
@@ -48,7 +50,7 @@ struct Store {
     names: Vec<Arc<str>>,
     ids: HashMap<Arc<str>, u32>,
     /// Totals at the last sample.
-    last: Option<(KeyTotals, KeyTotals)>,
+    last: Option<Totals>,
     minutes: VecDeque<Minute>,
 }
 
@@ -77,6 +79,33 @@ impl Store {
             .collect();
         out.sort_unstable();
         out
+    }
+
+    fn delta3(
+        &mut self,
+        now: &RegistryClientTotals,
+        before: Option<&RegistryClientTotals>,
+    ) -> Vec<(u32, u32, u32, u64)> {
+        let mut out = Vec::new();
+        for (k, v) in now {
+            let d = v.saturating_sub(before.and_then(|b| b.get(k).copied()).unwrap_or(0));
+            if d > 0 {
+                out.push((self.id(&k.0), self.id(&k.1), self.id(&k.2), d));
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// A minute from the totals `now` and the ones before it.
+    fn minute(&mut self, start: u64, now: &Totals, before: Option<&Totals>) -> Minute {
+        Minute {
+            start,
+            client: self.delta(&now.client, before.map(|b| &b.client)),
+            registry: self.delta(&now.replica, before.map(|b| &b.replica)),
+            registry_client: self.delta3(&now.registry_client, before.map(|b| &b.registry_client)),
+            top: Vec::new(),
+        }
     }
 }
 
@@ -162,13 +191,12 @@ impl Traffic {
     /// Close the minute that started at `start` (None: just take the baseline), with its
     /// heaviest registries `top` (key, estimated answers).
     pub fn sample(&self, start: Option<u64>, top: &[(String, u64)]) {
-        let (replica, client) = self.metrics.answer_totals();
+        let totals = self.metrics.answer_totals();
         let mut s = self.store.lock();
         let last = s.last.take();
         if let Some(start) = start {
-            let c = s.delta(&client, last.as_ref().map(|l| &l.1));
-            let r = s.delta(&replica, last.as_ref().map(|l| &l.0));
-            let top = top
+            let mut m = s.minute(start, &totals, last.as_ref());
+            m.top = top
                 .iter()
                 .take(TOP)
                 .map(|(k, n)| (s.id(&Arc::from(k.as_str())), *n))
@@ -176,14 +204,9 @@ impl Traffic {
             if s.minutes.len() == MINUTES {
                 s.minutes.pop_front();
             }
-            s.minutes.push_back(Minute {
-                start,
-                client: c,
-                registry: r,
-                top,
-            });
+            s.minutes.push_back(m);
         }
-        s.last = Some((replica, client));
+        s.last = Some(totals);
     }
 
     /// Close the minute that started at `start`: drain the heavy-hitter sketch, have the
@@ -227,22 +250,17 @@ impl Traffic {
                     .map_err(|_| format!("since: {t:?} is neither Unix seconds nor RFC 3339"))?,
             },
         };
-        let (replica, client) = self.metrics.answer_totals();
+        let totals = self.metrics.answer_totals();
         let mut s = self.store.lock();
         // The minute in progress: the difference from the last sample.
         let current_start = now_s - now_s % 60;
-        let (lr, lc) = s.last.clone().unwrap_or_default();
-        let partial = Minute {
-            start: current_start,
-            client: s.delta(&client, Some(&lc)),
-            registry: s.delta(&replica, Some(&lr)),
-            top: Vec::new(),
-        };
+        let last = s.last.clone().unwrap_or_default();
+        let partial = s.minute(current_start, &totals, Some(&last));
         let registry_id = match &q.registry {
             None => None,
             Some(r) => {
                 let name: Arc<str> = r.as_str().into();
-                let known = replica.keys().any(|(k, _)| **k == **r);
+                let known = totals.replica.keys().any(|(k, _)| **k == **r);
                 if !known {
                     return Err(format!(
                         "registry {r} has no series of its own: add it to [admin] metrics_registries"
@@ -263,17 +281,31 @@ impl Traffic {
             .filter(|m| m.start + 60 > since)
             .chain(std::iter::once(&partial))
             .collect();
+        // A registry with client groups (the allow-list) shows them; one without (a config
+        // file's registry) shows its replicas under the group `*`.
+        let grouped = registry_id.is_some_and(|r| {
+            minutes
+                .iter()
+                .any(|m| m.registry_client.iter().any(|c| c.0 == r))
+        });
         let mut series: BTreeMap<(u32, u32), Vec<u64>> = BTreeMap::new();
         for (i, m) in minutes.iter().enumerate() {
-            let cells = if registry_id.is_some() {
-                &m.registry
-            } else {
-                &m.client
+            let cells: Vec<(u32, u32, u64)> = match registry_id {
+                Some(r) if grouped => m
+                    .registry_client
+                    .iter()
+                    .filter(|c| c.0 == r)
+                    .map(|c| (c.1, c.2, c.3))
+                    .collect(),
+                Some(r) => m
+                    .registry
+                    .iter()
+                    .filter(|c| c.0 == r)
+                    .map(|c| (all, c.1, c.2))
+                    .collect(),
+                None => m.client.clone(),
             };
-            for &(row, col, n) in cells {
-                if registry_id.is_some_and(|r| r != row) {
-                    continue;
-                }
+            for (row, col, n) in cells {
                 let row = if by_replica { all } else { row };
                 series
                     .entry((row, col))
@@ -421,5 +453,58 @@ mod tests {
             ..Default::default()
         };
         assert!(t.view(&bad, now).unwrap_err().contains("since"));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod allow_list_tests {
+    use super::*;
+    use crate::metrics::{ClientLabels, RegistryKeys, ReplicaCounters};
+
+    /// An allow-listed registry's answers are kept by client group and replica; a registry
+    /// with series of its own but no groups (a config file's) shows its replicas under `*`.
+    #[test]
+    fn allow_listed_registries_have_client_groups() {
+        let m = Arc::new(Metrics::new());
+        let keys = |k: &str| RegistryKeys {
+            key: k.into(),
+            replicas: vec!["westeurope".into(), "eastus".into()],
+        };
+        let c = Arc::new(ReplicaCounters::with_registries(
+            &[keys("template/fleet"), keys("contoso")],
+            &[(42, keys("alpha"))],
+            ClientLabels::new(["NL", "US"]),
+            2,
+        ));
+        m.install_replica_counters(c.clone());
+        let nl = c.labels().index(Some("NL"));
+        let us = c.labels().index(Some("US"));
+        let t = Traffic::new(m);
+        for (shard, label, replica) in [(0, nl, 0), (1, nl, 0), (0, us, 1), (1, nl, 1)] {
+            c.answer(shard, 0, replica, label);
+            c.answer_registry(shard, 42, replica, label);
+        }
+        c.answer(0, 1, 0, us);
+        c.answer_registry(0, 7, 0, us); // not allow-listed: nothing
+        let now = UNIX_EPOCH + Duration::from_secs(90);
+        let q = |r: &str| TrafficQuery {
+            registry: Some(r.into()),
+            since: Some("0".into()),
+            by: None,
+        };
+        let v = t.view(&q("alpha"), now).unwrap();
+        let cell = |v: &TrafficView, g: &str, r: &str| {
+            v.series
+                .iter()
+                .find(|s| s.group == g && s.replica == r)
+                .map_or(0, |s| s.total)
+        };
+        assert_eq!(cell(&v, "NL", "westeurope"), 2);
+        assert_eq!(cell(&v, "NL", "eastus"), 1);
+        assert_eq!(cell(&v, "US", "eastus"), 1);
+        assert_eq!(v.by_group["NL"], 3);
+        let v = t.view(&q("contoso"), now).unwrap();
+        assert_eq!(cell(&v, "*", "westeurope"), 1, "{v:?}");
     }
 }
