@@ -76,6 +76,12 @@ enum Command {
     Demo,
     /// Validate the config, the zones and the geo data; print a summary or every problem.
     CheckConfig,
+    /// DNSSEC keys in BIND's file format: make one, or print the DS records for the parent.
+    Dnssec {
+        /// keygen | ds.
+        #[command(subcommand)]
+        action: DnssecAction,
+    },
     /// Print the manual page, steerdns(8), in roff, generated from this command line.
     #[command(hide = true)]
     Manpage,
@@ -101,6 +107,33 @@ enum Command {
     },
 }
 
+/// `steerdns dnssec …`.
+#[derive(Debug, Subcommand)]
+enum DnssecAction {
+    /// Make a key for ZONE: `K<zone>+<alg>+<tag>.key` and `.private` (mode 0600) in DIR.
+    Keygen {
+        /// The zone, e.g. registry.example.
+        zone: String,
+        /// 13 (ECDSA P-256, default) or 15 (Ed25519).
+        #[arg(long, default_value_t = 13)]
+        algorithm: u8,
+        /// A zone-signing key (flags 256) instead of a key-signing or combined key (257).
+        #[arg(long)]
+        zsk: bool,
+        /// Where the files go.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the DS records (SHA-256) of ZONE's key-signing keys in DIR, for the parent.
+    Ds {
+        /// The zone.
+        zone: String,
+        /// Where the key files are.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
 impl Cli {
     /// The config file the command reads (`--config`, else `steerdns.toml`).
     pub fn config_path(&self) -> PathBuf {
@@ -121,6 +154,7 @@ impl Cli {
             Command::Admin(command) => admin_client(&self.admin, &command),
             Command::CheckConfig => check_config(config),
             Command::Manpage => manpage(),
+            Command::Dnssec { action } => dnssec(action),
             Command::Demo => demo(config),
             Command::Explain {
                 name,
@@ -212,6 +246,54 @@ where
         info!("steerdns stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// `steerdns dnssec keygen|ds`.
+fn dnssec(action: DnssecAction) -> ExitCode {
+    use crate::dnssec::{Algorithm, FLAGS_KSK, FLAGS_ZSK, Key};
+    match action {
+        DnssecAction::Keygen {
+            zone,
+            algorithm,
+            zsk,
+            dir,
+        } => {
+            let made = Algorithm::from_number(algorithm)
+                .and_then(|a| Key::generate(&zone, if zsk { FLAGS_ZSK } else { FLAGS_KSK }, a))
+                .and_then(|k| {
+                    k.write(&dir).map_err(|e| {
+                        format!("cannot write the key files in {}: {e}", dir.display())
+                    })
+                });
+            match made {
+                Ok(stem) => {
+                    outln!("{}", stem.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_INVALID)
+                }
+            }
+        }
+        DnssecAction::Ds { zone, dir } => match Key::read_zone(&dir, &zone) {
+            Ok(keys) => {
+                let sep: Vec<&Key> = keys.iter().filter(|k| k.flags & 1 == 1).collect();
+                if sep.is_empty() {
+                    eprintln!("error: no key-signing key for {zone} in {}", dir.display());
+                    return ExitCode::from(EXIT_INVALID);
+                }
+                for k in sep {
+                    outln!("{}", k.ds());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_INVALID)
+            }
+        },
+    }
 }
 
 /// steerdns(8) in roff on stdout: every subcommand and flag, as `--help` shows them.

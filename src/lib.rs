@@ -67,6 +67,7 @@ pub mod cli;
 pub mod config;
 pub mod demo_replica;
 pub mod dns;
+pub mod dnssec;
 mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -70,3 +70,6 @@ mod package;
 
 /// The container image FROM scratch, built and run with podman: dig answers from it.
 mod container;
+
+/// DNSSEC keys: BIND's file format both ways, DS records equal to dnssec-dsfromkey's.
+mod dnssec;
