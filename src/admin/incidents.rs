@@ -78,8 +78,8 @@ fn incident(out: &mut String, i: &IncidentView) {
             .collect();
         let _ = writeln!(
             out,
-            "       {} registries rerouted from {} -> {}{}",
-            i.registries,
+            "       {} rerouted from {} -> {}{}",
+            crate::state::incident_count(i.registries),
             i.cause.region,
             now.join(", "),
             if i.failing_open > 0 {

@@ -138,20 +138,29 @@ impl World {
             }
             let message = match change {
                 Change::Opened if inc.flaps > 0 => format!(
-                    "incident {} reopened ({} flaps): {}: {} registries rerouted ({moved})",
-                    inc.id, inc.flaps, c.id, t.registries
+                    "incident {} reopened ({} flaps): {}: {} rerouted ({moved})",
+                    inc.id,
+                    inc.flaps,
+                    c.id,
+                    count(t.registries)
                 ),
                 Change::Opened => format!(
-                    "incident {} opened: {}: {} registries rerouted ({moved})",
-                    inc.id, c.id, t.registries
+                    "incident {} opened: {}: {} rerouted ({moved})",
+                    inc.id,
+                    c.id,
+                    count(t.registries)
                 ),
                 Change::Updated => format!(
-                    "incident {} updated: {}: {} registries rerouted ({moved})",
-                    inc.id, c.id, t.registries
+                    "incident {} updated: {}: {} rerouted ({moved})",
+                    inc.id,
+                    c.id,
+                    count(t.registries)
                 ),
                 Change::Closed => format!(
-                    "incident {} closed: {} mended (at most {} registries rerouted)",
-                    inc.id, c.id, inc.peak
+                    "incident {} closed: {} mended (at most {} rerouted)",
+                    inc.id,
+                    c.id,
+                    count(inc.peak)
                 ),
             };
             let view = self.incident_view(&inc);
@@ -456,6 +465,15 @@ fn nearest<'a>(locator: &Locator, from: &str, routable: impl Iterator<Item = &'a
         }
     }
     best.map_or(Now::Nowhere, |(_, r)| Now::Region(r.clone()))
+}
+
+/// `1 registry`, `60000 registries`.
+pub(crate) fn count(n: u64) -> String {
+    if n == 1 {
+        "1 registry".to_string()
+    } else {
+        format!("{n} registries")
+    }
 }
 
 /// `eastus 60%, fail open 40%`.

@@ -10,6 +10,7 @@ pub(crate) mod command;
 pub mod events;
 pub(crate) mod freshness;
 mod incident_feed;
+pub(crate) use incident_feed::count as incident_count;
 pub mod incidents;
 mod masks;
 mod notes;
