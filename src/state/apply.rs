@@ -637,6 +637,21 @@ mod tests {
         }
     }
 
+    fn enable(target: Target) -> OverrideCommand {
+        OverrideCommand {
+            action: OverrideAction::Enable,
+            ..disable(target)
+        }
+    }
+
+    /// Replica `replica` of registry `registry`.
+    fn replica(registry: &str, replica: &str) -> Target {
+        Target::Replica {
+            registry: registry.into(),
+            replica: replica.into(),
+        }
+    }
+
     #[test]
     fn an_outcome_changes_exactly_the_profiles_of_its_flipped_keys() {
         let (mut w, snap, _dir) = world(6);
@@ -816,13 +831,7 @@ mod tests {
     fn overrides_are_incidents_of_one_registry_or_of_a_region() {
         let (mut w, snap, _dir) = world(6);
         let (_, snap) = w
-            .set_override(
-                &snap,
-                disable(Target::Replica {
-                    registry: "a0".into(),
-                    replica: "westeurope".into(),
-                }),
-            )
+            .set_override(&snap, disable(replica("a0", "westeurope")))
             .unwrap();
         let v = w
             .incidents_view(&snap.globals, &Default::default())
@@ -866,17 +875,13 @@ mod tests {
         assert_eq!(a0.answered_now[0].region, None);
         assert!(!a0.answered_now[0].fail_open);
         // Enabled again: both close.
-        let mut enable = disable(Target::Replica {
-            registry: "a0".into(),
-            replica: "westeurope".into(),
-        });
-        enable.action = OverrideAction::Enable;
-        let (_, snap) = w.set_override(&snap, enable).unwrap();
-        let mut enable = disable(Target::Region {
+        let (_, snap) = w
+            .set_override(&snap, enable(replica("a0", "westeurope")))
+            .unwrap();
+        let eastus = Target::Region {
             region: "eastus".into(),
-        });
-        enable.action = OverrideAction::Enable;
-        let (_, snap) = w.set_override(&snap, enable).unwrap();
+        };
+        let (_, snap) = w.set_override(&snap, enable(eastus)).unwrap();
         let v = w
             .incidents_view(&snap.globals, &Default::default())
             .unwrap();
