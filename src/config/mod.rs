@@ -215,7 +215,14 @@ impl Config {
             notify,
             log,
         } = spec;
-        let fleet = fleet.and_then(|f| f.resolve(&base, &mut problems, at));
+        // Under systemd's StateDirectory= the state files the config does not name go there,
+        // not beside the config (which the unit keeps read-only).
+        let state_dir = state_directory();
+        let fleet_default = fleet.as_ref().is_some_and(|f| f.state_file.is_none());
+        let mut fleet = fleet.and_then(|f| f.resolve(&base, &mut problems, at));
+        if let (Some(dir), Some(f), true) = (&state_dir, fleet.as_mut(), fleet_default) {
+            f.state_file = dir.join("steerdns-fleet.json");
+        }
         let webhooks = notify.resolve(&base, &mut problems, at);
         if version != 1 {
             problems.push(at(
@@ -285,8 +292,14 @@ impl Config {
                 "idle_timeout must be more than 0s".into(),
             ));
         }
+        let admin_default = admin.state_file.is_none();
         let admin = match admin.resolve(&base) {
-            Ok(a) => Some(a),
+            Ok(mut a) => {
+                if let (Some(dir), true) = (&state_dir, admin_default) {
+                    a.state_file = dir.join(crate::overrides::DEFAULT_STATE_FILE);
+                }
+                Some(a)
+            }
             Err(reason) => {
                 let key = reason
                     .split(':')
@@ -418,9 +431,14 @@ impl Config {
         }
         let catalog = catalog.map(|c| {
             let file = base.join(&c.file);
-            let journal = match &c.journal {
-                Some(j) => base.join(j),
-                None => {
+            let journal = match (&c.journal, &state_dir) {
+                (Some(j), _) => base.join(j),
+                (None, Some(dir)) => {
+                    let mut name = file.file_name().unwrap_or_default().to_os_string();
+                    name.push(".journal");
+                    dir.join(name)
+                }
+                (None, None) => {
                     let mut name = file.clone().into_os_string();
                     name.push(".journal");
                     PathBuf::from(name)
@@ -604,6 +622,17 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
 
 /// Best-effort line of `key` inside `[table]` (or of the table header when `key` is None).
 /// Used for errors found after parsing, where serde's spans are gone.
+/// systemd's `StateDirectory=` (`$STATE_DIRECTORY`; the first when it lists several), if
+/// set and absolute: the default place of the state files.
+fn state_directory() -> Option<PathBuf> {
+    state_directory_of(std::env::var_os("STATE_DIRECTORY")?.to_str()?)
+}
+
+fn state_directory_of(value: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(value.split(':').next()?);
+    p.is_absolute().then_some(p)
+}
+
 fn line_of(text: &str, table: &str, key: Option<&str>) -> Option<usize> {
     let mut in_table = table.is_empty();
     let mut header_line = None;
@@ -632,6 +661,17 @@ fn line_of(text: &str, table: &str, key: Option<&str>) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn state_directory_is_the_first_absolute_entry() {
+        assert_eq!(
+            state_directory_of("/var/lib/steerdns:/var/lib/other"),
+            Some(PathBuf::from("/var/lib/steerdns"))
+        );
+        assert_eq!(state_directory_of("relative"), None);
+        assert_eq!(state_directory_of(""), None);
+    }
+
     use super::*;
 
     fn load(text: &str) -> Result<Config, Problems> {

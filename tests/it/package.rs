@@ -217,11 +217,17 @@ async fn the_package_installs_runs_as_its_unit_upgrades_and_purges() {
             &reps,
             &["contoso"],
             "5s",
-            "[admin]\nlisten = \"127.0.0.1:0\"\nstate_file = \"/var/lib/steerdns/steerdns-state.json\"\n\
+            "[admin]\nlisten = \"127.0.0.1:18053\"\n\
              [health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n",
         )
-        .replace("zones_dir = \"/nonexistent/zones\"", "zones_dir = \"/etc/steerdns/zones\"")
-        .replace("geo_dir = \"/nonexistent/geo\"", &format!("geo_dir = {:?}", repo().join("geo")));
+        .replace(
+            "zones_dir = \"/nonexistent/zones\"",
+            "zones_dir = \"/etc/steerdns/zones\"",
+        )
+        .replace(
+            "geo_dir = \"/nonexistent/geo\"",
+            &format!("geo_dir = {:?}", repo().join("geo")),
+        );
         std::fs::write("/etc/steerdns/steerdns.toml", &config).expect("write config");
         let check = as_unit(&[
             "/usr/sbin/steerdns",
@@ -253,6 +259,8 @@ async fn the_package_installs_runs_as_its_unit_upgrades_and_purges() {
                 "serve",
             ])
             .env("NOTIFY_SOCKET", &path)
+            // What StateDirectory= sets: the state files the config does not name go there.
+            .env("STATE_DIRECTORY", "/var/lib/steerdns")
             .env("WATCHDOG_USEC", "400000")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -284,6 +292,23 @@ async fn the_package_installs_runs_as_its_unit_upgrades_and_purges() {
             &["+short", "contoso.registry.example.", "A"],
         );
         assert_eq!(answer.trim(), "192.0.2.10", "dig @127.0.0.1 -p 53");
+
+        // An acknowledged override is in the state directory (the config names no file).
+        let put = tokio::runtime::Handle::current().block_on(async {
+            reqwest::Client::new()
+                .put("http://127.0.0.1:18053/v1/overrides")
+                .header("content-type", "application/json")
+                .body(r#"{"region":"eastus","reason":"package test"}"#)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+        assert_eq!(put.ok(), Some(200), "override through the admin API");
+        let state = must(
+            "stat",
+            &["-c", "%U", "/var/lib/steerdns/steerdns-state.json"],
+        );
+        assert_eq!(state.trim(), "steerdns");
 
         must("kill", &["-HUP", &server.0.id().to_string()]);
         recv_until(&sock, "RELOADING=1", &mut got);
