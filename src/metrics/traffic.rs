@@ -41,8 +41,10 @@ struct Minute {
     registry: Vec<(u32, u32, u64)>,
     /// Allow-listed registries by client group: (registry, group, replica, answers).
     registry_client: Vec<(u32, u32, u32, u64)>,
-    /// The heaviest registries of the minute: (key, estimated answers).
-    top: Vec<(u32, u64)>,
+    /// The heaviest registries of the minute: (key, estimated answers). Not interned: the
+    /// interned names are labels, replica keys and allow-listed registries, a bounded set;
+    /// heavy hitters change over a day and would make it grow with the registries seen.
+    top: Vec<(Arc<str>, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -66,17 +68,13 @@ impl Store {
     }
 
     fn delta(&mut self, now: &KeyTotals, before: Option<&KeyTotals>) -> Vec<(u32, u32, u64)> {
-        let mut out: Vec<(u32, u32, u64)> = now
-            .iter()
-            .filter_map(|((row, col), v)| {
-                let b = before.and_then(|b| b.get(&(row.clone(), col.clone())).copied());
-                let d = v.saturating_sub(b.unwrap_or(0));
-                (d > 0).then(|| (row.clone(), col.clone(), d))
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|(r, c, d)| (self.id(&r), self.id(&c), d))
-            .collect();
+        let mut out = Vec::new();
+        for (k, v) in now {
+            let d = v.saturating_sub(before.and_then(|b| b.get(k).copied()).unwrap_or(0));
+            if d > 0 {
+                out.push((self.id(&k.0), self.id(&k.1), d));
+            }
+        }
         out.sort_unstable();
         out
     }
@@ -199,7 +197,7 @@ impl Traffic {
             m.top = top
                 .iter()
                 .take(TOP)
-                .map(|(k, n)| (s.id(&Arc::from(k.as_str())), *n))
+                .map(|(k, n)| (Arc::from(k.as_str()), *n))
                 .collect();
             if s.minutes.len() == MINUTES {
                 s.minutes.pop_front();
@@ -317,19 +315,19 @@ impl Traffic {
             minutes: minutes.iter().map(|m| m.start).collect(),
             ..TrafficView::default()
         };
-        let mut top: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut top: BTreeMap<&str, u64> = BTreeMap::new();
         for m in &minutes {
-            for &(k, n) in &m.top {
-                *top.entry(k).or_default() += n;
+            for (k, n) in &m.top {
+                *top.entry(&**k).or_default() += n;
             }
         }
-        let mut top: Vec<(u32, u64)> = top.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut top: Vec<(&str, u64)> = top.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         view.top_registries = top
             .into_iter()
             .take(TOP)
             .map(|(k, answers)| TopRegistry {
-                registry: s.names[k as usize].to_string(),
+                registry: k.to_string(),
                 answers,
             })
             .collect();
