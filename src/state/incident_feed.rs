@@ -313,7 +313,7 @@ impl World {
             flaps: i.flaps,
             registries: t.registries,
             peak_registries: i.peak,
-            profiles: t.profiles,
+            profiles: i.profiles.keys().filter(|c| **c < REGISTRY).count(),
             failing_open: t.failing_open(),
             answered_now: t
                 .now

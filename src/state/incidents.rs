@@ -92,7 +92,6 @@ pub(crate) struct Part {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
     pub(crate) registries: u64,
-    pub(crate) profiles: usize,
     /// Registries by where their clients go now.
     pub(crate) now: BTreeMap<Now, u64>,
 }
@@ -100,13 +99,11 @@ pub(crate) struct Totals {
 impl Totals {
     fn add(&mut self, part: &Part) {
         self.registries += u64::from(part.registries);
-        self.profiles += 1;
         *self.now.entry(part.now.clone()).or_default() += u64::from(part.registries);
     }
 
     fn sub(&mut self, part: &Part) {
         self.registries -= u64::from(part.registries);
-        self.profiles -= 1;
         if let Some(n) = self.now.get_mut(&part.now) {
             *n -= u64::from(part.registries);
             if *n == 0 {
@@ -395,7 +392,7 @@ mod tests {
         }
         let c = inc.finish(t(1));
         assert_eq!(changes(&c), vec![(Change::Opened, 1, 5050)]);
-        assert_eq!(c[0].1.totals.profiles, 100);
+        assert_eq!(c[0].1.profiles.len(), 100);
         assert_eq!(c[0].1.totals.now[&Now::Region("eastus".into())], 5050);
         // Nothing changed: nothing reported.
         inc.set_profile(7, vec![(1, cause("storage"), part(8, "eastus"))], t(2));

@@ -345,7 +345,7 @@ impl World {
                         });
                     e.registries += n;
                     let fails = k.status == Status::Degraded
-                        && failing.as_ref().is_none_or(|f| f.iter().any(|d| d == name));
+                        && failing.is_none_or(|f| f.iter().any(|d| d == name));
                     if fails {
                         e.failing += n;
                         e.state = ReplicaState::Degraded;
@@ -369,11 +369,9 @@ impl World {
 
 /// The dependencies a key's last outcome names failing (None: it names none, so a degraded
 /// key fails on all it judges).
-fn failing_deps(k: &crate::health::book::RoutedKey<'_>) -> Option<Vec<String>> {
+fn failing_deps<'a>(k: &crate::health::book::RoutedKey<'a>) -> Option<&'a [String]> {
     match k.last.map(|o| &o.result) {
-        Some(Err(crate::health::outcome::Failure::Dependencies(f))) if !f.is_empty() => {
-            Some(f.clone())
-        }
+        Some(Err(crate::health::outcome::Failure::Dependencies(f))) if !f.is_empty() => Some(f),
         _ => None,
     }
 }

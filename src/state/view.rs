@@ -694,7 +694,8 @@ pub struct IncidentView {
     pub registries: u64,
     /// The most registries it rerouted at once.
     pub peak_registries: u64,
-    /// Health profiles (template × depends_on) those registries share.
+    /// Health profiles (template × depends_on) those registries share (single registries of
+    /// replica overrides not counted).
     pub profiles: usize,
     /// Registries with nowhere healthy to go (failing open).
     pub failing_open: u64,
