@@ -111,7 +111,12 @@ pub(crate) fn render_page(p: &RegistryPage) -> String {
     for k in &p.registries {
         let _ = writeln!(out, "{k}");
     }
-    let _ = writeln!(out, "# incident {}: {} registries", p.incident, p.total);
+    let _ = writeln!(
+        out,
+        "# incident {}: {}",
+        p.incident,
+        crate::state::incident_count(p.total)
+    );
     if let Some(next) = &p.next {
         let _ = writeln!(
             out,

@@ -405,3 +405,91 @@ async fn the_event_stream_resumes_from_last_event_id_without_loss() {
         r.shutdown().await;
     }
 }
+
+/// The CLI clients of push and incidents, as an operator runs them: `steerdns watch` prints
+/// one line per event (resuming after `--after`), `steerdns incidents` shows the disabled
+/// region's incident, `steerdns traffic` its table, `steerdns healthcheck` exits 0 when ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_watches_events_and_shows_incidents_and_traffic() {
+    let reps = replicas().await;
+    let config = lab_config(
+        &repo(),
+        "127.0.0.1:0",
+        &reps,
+        &["contoso"],
+        "1s",
+        "[health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n",
+    );
+    let s = TestServer::start_with_admin_files(&config, &[]).await;
+    let mut rx = s.handles.control.first_round.clone();
+    tokio::time::timeout(LIMIT, rx.wait_for(|d| *d))
+        .await
+        .expect("first round")
+        .expect("open");
+    let admin = format!("http://{}", s.handles.admin.expect("admin"));
+    let cli = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_steerdns"));
+        c.args(args).args(["--admin", &admin]).kill_on_drop(true);
+        c
+    };
+    let out = cli(&["healthcheck"]).output().await.expect("healthcheck");
+    assert!(out.status.success(), "{out:?}");
+    // Follow from the newest event on; the next two are the override and its incident.
+    let newest: Vec<EventView> = serde_json::from_slice(
+        &reqwest::get(format!("{admin}/v1/events?limit=1"))
+            .await
+            .expect("events")
+            .bytes()
+            .await
+            .expect("body"),
+    )
+    .expect("json");
+    let last = newest.last().map_or(0, |e| e.id);
+    let watch = cli(&["watch", "--after", &last.to_string(), "--count", "2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch");
+    region(&s, true, 1).await;
+    let out = tokio::time::timeout(LIMIT, watch.wait_with_output())
+        .await
+        .expect("watch ends after two events")
+        .expect("watch");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("override") && lines[0].contains("drill 1"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("incident") && lines[1].contains("region southeastasia disabled"),
+        "{text}"
+    );
+
+    let out = cli(&["incidents"]).output().await.expect("incidents");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("region southeastasia disabled"), "{text}");
+    assert!(
+        text.contains("1 registry rerouted from southeastasia -> "),
+        "{text}"
+    );
+    let out = cli(&["incidents", "1"]).output().await.expect("incident 1");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("contoso\n") && text.contains("# incident 1: 1 registry\n"),
+        "{text}"
+    );
+
+    let q = query("contoso.registry.example.", RecordType::A, None);
+    assert!(!udp(s.addr, &q).await.answers.is_empty());
+    let out = cli(&["traffic"]).output().await.expect("traffic");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("CLIENT GROUP"), "{text}");
+    assert!(text.contains("answered: westeurope 100.0%"), "{text}");
+    s.stop().await;
+    for r in reps {
+        r.shutdown().await;
+    }
+}
