@@ -2,7 +2,9 @@
 # Memory after reloads (a measurement, not a test): N catalog registries (default 1 000 000)
 # on one template of three replicas, the release binary, five reloads; VmRSS after ready and
 # after each reload (settled 3 s), with the trim after a reload on (default) and off
-# (STEERDNS_MALLOC_TRIM=0). Loopback only; only the PIDs started here are stopped.
+# (STEERDNS_MALLOC_TRIM=0). First, with a region disabled (an incident of every registry),
+# the bytes of one status-page refresh: the four reads the page makes.
+# Loopback only; only the PIDs started here are stopped.
 #
 # Usage: benches/reload_memory.sh [N]     (STEERDNS_BIN to pick the binary)
 set -euo pipefail
@@ -65,6 +67,18 @@ for trim in 1 0; do
     curl -sf "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
     sleep 0.5
   done
+  if [ $trim = 1 ]; then
+    body='{"region":"eastus","reason":"bench"}'
+    curl -sf -X PUT -H 'content-type: application/json' -d "$body" "http://127.0.0.1:$port/v1/overrides" >/dev/null
+    total=0
+    for p in "/v1/status?limit=20" "/v1/incidents?recent=10" "/v1/traffic?by=replica" "/v1/events?limit=20"; do
+      b=$(curl -sf "http://127.0.0.1:$port$p" | wc -c)
+      echo "status page read $p: $b bytes"
+      total=$((total + b))
+    done
+    echo "status page refresh: $total bytes"
+    curl -sf -X DELETE -H 'content-type: application/json' -d "$body" "http://127.0.0.1:$port/v1/overrides" >/dev/null
+  fi
   printf '%-6s %10s' "$([ $trim = 1 ] && echo on || echo off)" "$(rss $pid)"
   for i in 1 2 3 4 5; do
     curl -sf -X POST "http://127.0.0.1:$port/v1/reload" >/dev/null
