@@ -10,41 +10,22 @@
 //! rlimits nor run with hybrid cgroups: runc and explicit `--ulimit`s work.)
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use steerdns::demo_replica::{DemoReplica, lab_config};
 
-use crate::support::{dig, repo};
+use crate::support::{dig, is_root, must_cmd, repo, run_cmd};
 
 fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new("podman")
-        .args(args)
-        .output()
-        .expect("run podman");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    run_cmd("podman", args)
 }
 
 fn must(args: &[&str]) -> String {
-    let (ok, text) = run(args);
-    assert!(ok, "podman {args:?}:\n{text}");
-    text
+    must_cmd("podman", args)
 }
 
 fn static_binary() -> Result<PathBuf, String> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
+    let root = is_root();
     if !root {
         return Err("not root".into());
     }
@@ -235,8 +216,15 @@ async fn the_image_runs_unprivileged_and_answers_on_port_53() {
             &["+short", "contoso.registry.example.", "A"],
         );
         assert_eq!(answer.trim(), "192.0.2.10", "dig @127.0.19.5 -p 53");
+        // The server process: its user, and of all capabilities only the one to bind port 53.
         let top = must(&["top", &name, "user", "capeff"]);
-        assert!(top.contains("53") || top.contains("steerdns"), "{top}");
+        let row: Vec<&str> = top
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(row, ["steerdns", "NET_BIND_SERVICE"], "{top}");
     });
     // It logged to the container's log (stderr).
     let logs = run(&["logs", &name]).1;

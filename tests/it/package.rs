@@ -18,37 +18,19 @@ use std::time::{Duration, Instant};
 
 use steerdns::demo_replica::{DemoReplica, lab_config};
 
-use crate::support::{dig, repo};
+use crate::support::{dig, is_root, must_cmd, repo, run_cmd};
 
 fn run(cmd: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    run_cmd(cmd, args)
 }
 
 fn must(cmd: &str, args: &[&str]) -> String {
-    let (ok, text) = run(cmd, args);
-    assert!(ok, "{cmd} {args:?} failed:\n{text}");
-    text
+    must_cmd(cmd, args)
 }
 
 /// Why this machine cannot run the test, if it cannot.
 fn unable() -> Option<String> {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|r| r.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
+    let root = is_root();
     if !root {
         return Some("not root".into());
     }

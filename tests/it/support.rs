@@ -458,3 +458,36 @@ pub async fn chromium(profile: &std::path::Path, extra: &str, url: &str) -> Opti
     );
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Run `cmd` with `args`: whether it succeeded, and its stdout then stderr.
+pub fn run_cmd(cmd: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// [`run_cmd`] that must succeed; its output.
+pub fn must_cmd(cmd: &str, args: &[&str]) -> String {
+    let (ok, text) = run_cmd(cmd, args);
+    assert!(ok, "{cmd} {args:?} failed:\n{text}");
+    text
+}
+
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|r| r.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
