@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use hickory_proto::rr::RecordType;
 use parking_lot::Mutex;
 use steerdns::admin::context::{Command, OverrideAction, OverrideCommand};
-use steerdns::demo_replica::{DemoReplica, lab_config};
+use steerdns::demo_replica::DemoReplica;
 use steerdns::overrides::Target;
 use steerdns::state::view::EventView;
 use tokio::time::Instant;
@@ -178,20 +178,13 @@ async fn webhooks_are_signed_retried_bounded_and_never_block() {
     good.fail_first.store(true, Ordering::SeqCst);
     hung.hang.store(true, Ordering::SeqCst);
     let tables = format!(
-        "[health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n\
-         [[notify.webhook]]\nurl = \"{good_url}\"\nsecret_file = \"hook.secret\"\n\
+        "[[notify.webhook]]\nurl = \"{good_url}\"\nsecret_file = \"hook.secret\"\n\
          events = [\"override\", \"incident\"]\nbackoff = \"50ms\"\nattempts = 3\n\
          [[notify.webhook]]\nurl = \"{hung_url}\"\nsecret_file = \"hook.secret\"\n\
          events = [\"override\"]\nqueue = 4\nattempts = 1\ntimeout = \"60s\"\n"
     );
-    let config = lab_config(&repo(), "127.0.0.1:0", &reps, &["contoso"], "1s", &tables);
-    let s = TestServer::start_with_admin_files(&config, &[("hook.secret", &format!("{SECRET}\n"))])
-        .await;
-    let mut rx = s.handles.control.first_round.clone();
-    tokio::time::timeout(LIMIT, rx.wait_for(|d| *d))
-        .await
-        .expect("first round")
-        .expect("open");
+    let secret = format!("{SECRET}\n");
+    let s = lab_server(&reps, &["contoso"], &tables, &[("hook.secret", &secret)]).await;
 
     // 12 override events (6 disables, 6 enables), each acknowledged although one receiver
     // never answers (its attempt deadline is 60 s, three times the wait here). The hung
@@ -335,15 +328,7 @@ async fn read_events(resp: &mut reqwest::Response, buf: &mut String, n: usize) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_resumes_from_last_event_id_without_loss() {
     let reps = replicas().await;
-    let config = lab_config(
-        &repo(),
-        "127.0.0.1:0",
-        &reps,
-        &["contoso"],
-        "1s",
-        "[health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n",
-    );
-    let s = TestServer::start_with_admin_files(&config, &[]).await;
+    let s = lab_server(&reps, &["contoso"], "", &[]).await;
     let admin = s.handles.admin.expect("admin");
     let url = format!("http://{admin}/v1/events/stream");
     let http = reqwest::Client::new();
@@ -412,20 +397,7 @@ async fn the_event_stream_resumes_from_last_event_id_without_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_watches_events_and_shows_incidents_and_traffic() {
     let reps = replicas().await;
-    let config = lab_config(
-        &repo(),
-        "127.0.0.1:0",
-        &reps,
-        &["contoso"],
-        "1s",
-        "[health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n",
-    );
-    let s = TestServer::start_with_admin_files(&config, &[]).await;
-    let mut rx = s.handles.control.first_round.clone();
-    tokio::time::timeout(LIMIT, rx.wait_for(|d| *d))
-        .await
-        .expect("first round")
-        .expect("open");
+    let s = lab_server(&reps, &["contoso"], "", &[]).await;
     let admin = format!("http://{}", s.handles.admin.expect("admin"));
     let cli = |args: &[&str]| {
         let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_steerdns"));

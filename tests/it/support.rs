@@ -491,3 +491,29 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A server with the admin API on `lab_config` for the demo replicas `reps` and
+/// `registries` (answer TTL 1 s), probed every 200 ms, plus `tables` and `files`; returned
+/// once its first probe round is done.
+pub async fn lab_server(
+    reps: &[steerdns::demo_replica::DemoReplica],
+    registries: &[&str],
+    tables: &str,
+    files: &[(&str, &str)],
+) -> TestServer {
+    let config = steerdns::demo_replica::lab_config(
+        &repo(),
+        "127.0.0.1:0",
+        reps,
+        registries,
+        "1s",
+        &format!("[health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n{tables}"),
+    );
+    let s = TestServer::start_with_admin_files(&config, files).await;
+    let mut rx = s.handles.control.first_round.clone();
+    tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|d| *d))
+        .await
+        .expect("first probe round in time")
+        .expect("the writer runs");
+    s
+}

@@ -4,15 +4,12 @@
 //! answered replica, exactly (every query here is answered), in the minute in progress.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
-use steerdns::demo_replica::{DemoReplica, lab_config};
+use steerdns::demo_replica::DemoReplica;
 use steerdns::metrics::traffic::TrafficView;
 
 use crate::support::*;
-
-const LIMIT: Duration = Duration::from_secs(20);
 
 async fn get(admin: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
     let r = reqwest::get(format!("http://{admin}{path}"))
@@ -31,20 +28,7 @@ async fn answers_per_group_and_replica_match_what_was_sent() {
             .expect("bind");
         reps.push(DemoReplica::start(l).expect("replica"));
     }
-    let config = lab_config(
-        &repo(),
-        "127.0.0.1:0",
-        &reps,
-        &["contoso", "fabrikam"],
-        "1s",
-        "[health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\njitter = \"0s\"\n",
-    );
-    let s = TestServer::start_with_admin_files(&config, &[]).await;
-    let mut rx = s.handles.control.first_round.clone();
-    tokio::time::timeout(LIMIT, rx.wait_for(|d| *d))
-        .await
-        .expect("first round")
-        .expect("open");
+    let s = lab_server(&reps, &["contoso", "fabrikam"], "", &[]).await;
     let admin = s.handles.admin.expect("admin");
     let (_, body) = get(admin, "/v1/traffic").await;
     let before: TrafficView = serde_json::from_slice(&body).expect("json");
