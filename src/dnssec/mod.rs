@@ -414,8 +414,15 @@ impl Key {
                 })?);
             }
         }
-        let private =
+        let mut private =
             private.ok_or_else(|| err(&private_file, None, "no PrivateKey line".into()))?;
+        // BIND writes the P-256 scalar without its leading zero bytes (one key in 256 has
+        // 31 bytes): ring wants all 32.
+        if algorithm == Algorithm::EcdsaP256Sha256 && private.len() < 32 {
+            let mut padded = vec![0; 32 - private.len()];
+            padded.extend_from_slice(&private);
+            private = padded;
+        }
         let key = Key {
             zone: owner,
             flags,
@@ -513,6 +520,27 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// A scalar with a leading zero byte, written without it as BIND does, still reads.
+    #[test]
+    fn a_p256_scalar_without_its_leading_zero_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = loop {
+            let k = Key::generate("z.example", FLAGS_KSK, Algorithm::EcdsaP256Sha256).unwrap();
+            if k.private[0] == 0 {
+                break k;
+            }
+        };
+        let stem = k.write(dir.path()).unwrap();
+        let file = |ext: &str| PathBuf::from(format!("{}.{ext}", stem.display()));
+        let short = format!(
+            "Private-key-format: v1.3\nAlgorithm: 13 (ECDSAP256SHA256)\nPrivateKey: {}\n",
+            B64.encode(&k.private[1..])
+        );
+        std::fs::write(file("private"), short).unwrap();
+        let back = Key::read(&file("key"), None).unwrap();
+        assert_eq!(back.ds(), k.ds());
     }
 
     #[test]
