@@ -171,5 +171,31 @@ pub(crate) fn render_traffic(v: &crate::metrics::traffic::TrafficView) -> String
         .map(|(r, n)| format!("{r} {:.1}%", *n as f64 * 100.0 / total.max(1) as f64))
         .collect();
     let _ = writeln!(out, "answered: {}", shares.join(", "));
+    if v.estimated {
+        out.push_str("estimated: 1 answer in 16 sampled, minutes it was among the heaviest\n");
+    }
+    if !v.top_registries.is_empty() && v.registry.is_none() {
+        let _ = writeln!(
+            out,
+            "\n{:<32} {:>10}  BY CLIENT GROUP -> ANSWERED (estimated)",
+            "HEAVIEST REGISTRIES", "ANSWERS"
+        );
+        for t in &v.top_registries {
+            let cells: Vec<String> = t
+                .cells
+                .iter()
+                .take(4)
+                .map(|c| format!("{}->{} {}", c.group, c.replica, c.answers))
+                .collect();
+            let more = if t.cells.len() > 4 { ", ..." } else { "" };
+            let _ = writeln!(
+                out,
+                "{:<32} {:>10}  {}{more}",
+                t.registry,
+                t.answers,
+                cells.join(", ")
+            );
+        }
+    }
     out
 }

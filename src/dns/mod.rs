@@ -285,8 +285,14 @@ fn global_answer(
         snap.counters
             .answer_registry(shard, reg.id, usize::from(*p), label);
     }
-    if counters.sample_due() {
-        snap.counters.sample_registry(shard, reg.id);
+    if decision.count > 0 && counters.sample_due() {
+        snap.counters.sample_registry(
+            shard,
+            reg.id,
+            answers.set as usize,
+            usize::from(decision.picks[0]),
+            label,
+        );
     }
     let negative_soa = snap
         .globals

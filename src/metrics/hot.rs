@@ -278,12 +278,28 @@ fn two_letter_slot(l: &str) -> Option<usize> {
 pub(crate) const HITTER_EVERY: u64 = 16;
 /// Buckets of the sketch per shard (a power of two).
 const HITTER_SLOTS: usize = 1024;
-/// Cells between two shards' sketches: the buckets plus one spare cache line.
-const HITTER_STRIDE: usize = HITTER_SLOTS + 16;
+/// Cells between two shards' sketches: two per bucket (key, count) plus one spare cache line.
+const HITTER_STRIDE: usize = 2 * HITTER_SLOTS + 16;
+/// Set in every key a bucket holds, so a key cell emptied by a drain (0) never passes for
+/// registry 0.
+const HITTER_HELD: u64 = 1 << 31;
 
-/// A bucket: registry id in the high 32 bits, its count in the low 32 (0: empty).
-fn bucket(id: u32, n: u32) -> u64 {
-    (u64::from(id) << 32) | u64::from(n)
+/// A bucket's key: (registry id, client label, replica column) in one word.
+fn hitter_key(id: u32, label: LabelIndex, column: u32) -> u64 {
+    (u64::from(id) << 32)
+        | HITTER_HELD
+        | ((u64::from(label.0) & 0x7fff) << 16)
+        | (u64::from(column) & 0xffff)
+}
+
+/// One registry drained from the sketch: its estimated answers in total and by (client
+/// label, answered replica key).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Hitter {
+    pub(crate) id: u32,
+    pub(crate) answers: u64,
+    /// (client group, replica key, estimated answers), largest first.
+    pub(crate) cells: Vec<(Arc<str>, Arc<str>, u64)>,
 }
 
 //------------ ReplicaCounters -------------------------------------------------------------
@@ -405,48 +421,90 @@ impl ReplicaCounters {
         }
     }
 
-    /// Sample registry `id` into `shard`'s sketch (see `hitters`). Loads and stores only.
+    /// Sample an answer of registry `id` (replica set `set`, answered with its replica
+    /// `replica`, for a client labelled `label`) into `shard`'s sketch (see `hitters`).
+    /// Loads and stores only; out-of-range indices are ignored.
     #[inline]
-    pub(crate) fn sample_registry(&self, shard: usize, id: u32) {
+    pub(crate) fn sample_registry(
+        &self,
+        shard: usize,
+        id: u32,
+        set: usize,
+        replica: usize,
+        label: LabelIndex,
+    ) {
         let s = if shard < self.shards {
             shard
         } else {
             shard % self.shards
         };
-        // Fibonacci hashing: the top bits of id × 2^32/φ pick the bucket.
-        let slot = (id.wrapping_mul(0x9E37_79B9) >> (32 - HITTER_SLOTS.trailing_zeros())) as usize;
-        let Some(cell) = self.hitters.get(s * HITTER_STRIDE + slot) else {
+        let Some(&off) = self.offsets.get(set) else {
             return;
         };
-        let v = cell.load(Ordering::Relaxed);
-        let (held, n) = ((v >> 32) as u32, v as u32);
-        let next = if n == 0 || held == id {
-            bucket(id, n.saturating_add(1))
-        } else {
-            bucket(held, n - 1)
+        let Some(&column) = self.slot_column.get(off as usize + replica) else {
+            return;
         };
-        cell.store(next, Ordering::Relaxed);
+        let key = hitter_key(id, label, column);
+        // Fibonacci hashing: the top bits of key × 2^64/φ pick the bucket.
+        let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HITTER_SLOTS.trailing_zeros()))
+            as usize;
+        let base = s * HITTER_STRIDE + 2 * slot;
+        let (Some(kc), Some(nc)) = (self.hitters.get(base), self.hitters.get(base + 1)) else {
+            return;
+        };
+        let (held, n) = (kc.load(Ordering::Relaxed), nc.load(Ordering::Relaxed));
+        if n == 0 || held == key {
+            if held != key {
+                kc.store(key, Ordering::Relaxed);
+            }
+            nc.store(n.saturating_add(1), Ordering::Relaxed);
+        } else {
+            nc.store(n - 1, Ordering::Relaxed);
+        }
     }
 
-    /// Empty every shard's sketch; the registries it held with their sampled counts summed
-    /// over shards (estimated answers: count × [`HITTER_EVERY`]), largest first.
-    pub(crate) fn take_hitters(&self) -> Vec<(u32, u64)> {
-        let mut sums: HashMap<u32, u64> = HashMap::new();
+    /// Empty every shard's sketch: the registries it held with their sampled counts summed
+    /// over shards and cells (estimated answers: count × [`HITTER_EVERY`]), largest first.
+    pub(crate) fn take_hitters(&self) -> Vec<Hitter> {
+        let mut sums: HashMap<u32, HashMap<(u16, u32), u64>> = HashMap::new();
         for shard in 0..self.shards {
             let cells = self
                 .hitters
-                .get(shard * HITTER_STRIDE..shard * HITTER_STRIDE + HITTER_SLOTS)
+                .get(shard * HITTER_STRIDE..shard * HITTER_STRIDE + 2 * HITTER_SLOTS)
                 .unwrap_or(&[]);
-            for c in cells {
-                let v = c.swap(0, Ordering::Relaxed);
-                let (id, n) = ((v >> 32) as u32, v as u32);
-                if n > 0 {
-                    *sums.entry(id).or_default() += u64::from(n) * HITTER_EVERY;
+            for b in cells.chunks_exact(2) {
+                let n = b[1].swap(0, Ordering::Relaxed);
+                let k = b[0].swap(0, Ordering::Relaxed);
+                if n == 0 || k & HITTER_HELD == 0 {
+                    continue;
                 }
+                let (id, label, column) = ((k >> 32) as u32, ((k >> 16) & 0x7fff) as u16, k as u16);
+                *sums
+                    .entry(id)
+                    .or_default()
+                    .entry((label, u32::from(column)))
+                    .or_default() += n * HITTER_EVERY;
             }
         }
-        let mut out: Vec<(u32, u64)> = sums.into_iter().collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut out: Vec<Hitter> = sums
+            .into_iter()
+            .map(|(id, cells)| {
+                let mut cells: Vec<(Arc<str>, Arc<str>, u64)> = cells
+                    .into_iter()
+                    .filter_map(|((label, column), n)| {
+                        let replica = self.replica_keys.get(column as usize)?.clone();
+                        Some((Arc::from(self.labels.name(LabelIndex(label))), replica, n))
+                    })
+                    .collect();
+                cells.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
+                Hitter {
+                    id,
+                    answers: cells.iter().map(|c| c.2).sum(),
+                    cells,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.answers.cmp(&a.answers).then(a.id.cmp(&b.id)));
         out
     }
 
@@ -690,33 +748,63 @@ mod tests {
     use super::*;
 
     /// A registry with a tenth of the answers keeps its bucket against 5 000 others with
-    /// one answer each, on two shards; its estimate is within one sample of the truth, and
-    /// a drained sketch starts empty.
+    /// one answer each, on two shards, and is told apart by client group and replica; its
+    /// estimate is within a few samples of the truth, and a drained sketch starts empty.
     #[test]
     fn the_sketch_keeps_the_heavy_registry() {
-        let c = ReplicaCounters::sharded(&[], ClientLabels::new(["x"]), 2);
+        let regs = [RegistryKeys {
+            key: "set".into(),
+            replicas: vec!["eu".into(), "us".into()],
+        }];
+        let labels = ClientLabels::new(["NL", "US"]);
+        let (nl, us) = (labels.index(Some("NL")), labels.index(Some("US")));
+        let c = ReplicaCounters::sharded(&regs, labels, 2);
         let d = [DnsCounters::for_shard(0), DnsCounters::for_shard(1)];
-        let mut heavy = 0u64;
-        for i in 0..50_000u32 {
+        let (mut from_nl, mut from_us) = (0u64, 0u64);
+        for i in 0..100_000u32 {
             let id = if i % 10 == 0 { 7 } else { 1_000 + i % 5_000 };
             let s = (i % 2) as usize;
-            if id == 7 {
-                heavy += 1;
-            }
+            // The heavy registry: 3 in 5 of its answers for NL clients from eu, the rest
+            // for US clients from us.
+            let (replica, label) = if id == 7 && i % 50 < 30 {
+                from_nl += 1;
+                (0, nl)
+            } else if id == 7 {
+                from_us += 1;
+                (1, us)
+            } else {
+                (0, nl)
+            };
             if d[s].sample_due() {
-                c.sample_registry(s, id);
+                c.sample_registry(s, id, 0, replica, label);
             }
         }
         let top = c.take_hitters();
-        assert_eq!(top[0].0, 7, "{:?}", &top[..5]);
-        let est = top[0].1;
-        assert!(
-            est.abs_diff(heavy) <= 2 * HITTER_EVERY * 16,
-            "estimate {est}, truth {heavy}"
-        );
+        assert_eq!(top[0].id, 7, "{:?}", &top[..3]);
+        let near = |est: u64, truth: u64| est.abs_diff(truth) <= 2 * HITTER_EVERY * 16;
+        assert!(near(top[0].answers, from_nl + from_us), "{:?}", top[0]);
+        let cell = |g: &str, r: &str| {
+            top[0]
+                .cells
+                .iter()
+                .find(|c| &*c.0 == g && &*c.1 == r)
+                .map_or(0, |c| c.2)
+        };
+        assert!(near(cell("NL", "eu"), from_nl), "{:?}", top[0].cells);
+        assert!(near(cell("US", "us"), from_us), "{:?}", top[0].cells);
+        assert_eq!(top[0].cells.len(), 2, "{:?}", top[0].cells);
         assert!(c.take_hitters().is_empty(), "drained");
-        // A shard past the count shares cells instead of panicking.
-        c.sample_registry(9, 3);
-        assert_eq!(c.take_hitters(), [(3, HITTER_EVERY)]);
+        // A shard past the count shares cells instead of panicking; a replica past the set
+        // is ignored.
+        c.sample_registry(9, 3, 0, 1, us);
+        c.sample_registry(0, 4, 0, 5, us);
+        c.sample_registry(0, 4, 9, 0, us);
+        let top = c.take_hitters();
+        assert_eq!(top.len(), 1);
+        assert_eq!((top[0].id, top[0].answers), (3, HITTER_EVERY));
+        assert_eq!(
+            top[0].cells,
+            [(Arc::from("US"), Arc::from("us"), HITTER_EVERY)]
+        );
     }
 }

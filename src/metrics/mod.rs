@@ -494,9 +494,8 @@ impl Metrics {
             .clone()
     }
 
-    /// Drain the heavy-hitter sketch of the counters in service: (registry id, estimated
-    /// answers), largest first.
-    pub(crate) fn take_hitters(&self) -> Vec<(u32, u64)> {
+    /// Drain the heavy-hitter sketch of the counters in service, largest first.
+    pub(crate) fn take_hitters(&self) -> Vec<hot::Hitter> {
         let current = self.hub.lock().current.clone();
         current.map(|c| c.take_hitters()).unwrap_or_default()
     }

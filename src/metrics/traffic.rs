@@ -10,12 +10,16 @@
 //! latency-table region, or its mmdb country or continent code; the answered replica is the
 //! replica key (the region name in templates).
 //!
-//! The heaviest registries: one answer in 16 samples its registry into a per-thread sketch of
-//! fixed size (see `ReplicaCounters::sample_registry`); each minute the sketch is drained,
-//! the ids resolved to keys by the writer, and the top [`TOP`] kept with estimated counts.
+//! The heaviest registries: one answer in 16 samples (registry, client label, answered
+//! replica) into a per-thread sketch of fixed size (see `ReplicaCounters::sample_registry`);
+//! each minute the sketch is drained, the ids resolved to keys by the writer, and the top
+//! [`TOP`] registries kept with estimated counts by (client group × answered replica), so a
+//! heavy registry has the same series as an allow-listed one, estimated, for the minutes it
+//! was among the heaviest.
 //!
-//! Memory: at most [`MINUTES`] minutes of the non-zero cells and [`TOP`] registries, names
-//! interned.
+//! Memory: at most [`MINUTES`] minutes of the non-zero cells and [`TOP`] registries (each
+//! with at most the cells the sketch held: 1 024 per answering thread), group and replica
+//! names interned.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -41,10 +45,28 @@ struct Minute {
     registry: Vec<(u32, u32, u64)>,
     /// Allow-listed registries by client group: (registry, group, replica, answers).
     registry_client: Vec<(u32, u32, u32, u64)>,
-    /// The heaviest registries of the minute: (key, estimated answers). Not interned: the
-    /// interned names are labels, replica keys and allow-listed registries, a bounded set;
-    /// heavy hitters change over a day and would make it grow with the registries seen.
-    top: Vec<(Arc<str>, u64)>,
+    /// The heaviest registries of the minute. Their keys are not interned: the interned
+    /// names are labels, replica keys and allow-listed registries, a bounded set; heavy
+    /// hitters change over a day and would make it grow with the registries seen.
+    top: Vec<TopMinute>,
+}
+
+/// One heavy registry in one minute.
+#[derive(Debug)]
+struct TopMinute {
+    key: Arc<str>,
+    answers: u64,
+    /// (group, replica, estimated answers), names interned.
+    cells: Vec<(u32, u32, u64)>,
+}
+
+/// A heavy registry of a closed minute, as the sampler hands it over: its key, estimated
+/// answers, and those by (client group, answered replica).
+#[derive(Clone, Debug)]
+pub struct Heavy {
+    pub key: String,
+    pub answers: u64,
+    pub cells: Vec<(Arc<str>, Arc<str>, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +175,10 @@ pub struct TrafficView {
     /// sampled sketch (±1/16 of the answers plus what other registries of the same bucket
     /// took), largest first.
     pub top_registries: Vec<TopRegistry>,
+    /// True when `series` are estimates: `?registry=` named a registry without series of
+    /// its own that was among the heaviest in some minute (the other minutes show 0).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 /// One heavy hitter.
@@ -161,6 +187,17 @@ pub struct TopRegistry {
     /// Its key.
     pub registry: String,
     /// Estimated answers.
+    pub answers: u64,
+    /// Estimated answers by (client group × answered replica), largest first.
+    #[serde(default)]
+    pub cells: Vec<TrafficCell>,
+}
+
+/// Answers for one (client group, answered replica).
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
+pub struct TrafficCell {
+    pub group: String,
+    pub replica: String,
     pub answers: u64,
 }
 
@@ -182,22 +219,30 @@ impl Traffic {
             metrics,
             store: Mutex::new(Store::default()),
         });
-        t.sample(None, &[]);
+        t.sample(None, Vec::new());
         t
     }
 
     /// Close the minute that started at `start` (None: just take the baseline), with its
-    /// heaviest registries `top` (key, estimated answers).
-    pub fn sample(&self, start: Option<u64>, top: &[(String, u64)]) {
+    /// heaviest registries `top`.
+    pub fn sample(&self, start: Option<u64>, top: Vec<Heavy>) {
         let totals = self.metrics.answer_totals();
         let mut s = self.store.lock();
         let last = s.last.take();
         if let Some(start) = start {
             let mut m = s.minute(start, &totals, last.as_ref());
             m.top = top
-                .iter()
+                .into_iter()
                 .take(TOP)
-                .map(|(k, n)| (Arc::from(k.as_str()), *n))
+                .map(|h| TopMinute {
+                    key: Arc::from(h.key),
+                    answers: h.answers,
+                    cells: h
+                        .cells
+                        .iter()
+                        .map(|(g, r, n)| (s.id(g), s.id(r), *n))
+                        .collect(),
+                })
                 .collect();
             if s.minutes.len() == MINUTES {
                 s.minutes.pop_front();
@@ -214,11 +259,11 @@ impl Traffic {
         start: u64,
         commands: &tokio::sync::mpsc::Sender<crate::state::command::Command>,
     ) {
-        let hitters: Vec<(u32, u64)> = self.metrics.take_hitters().into_iter().take(TOP).collect();
+        let hitters: Vec<_> = self.metrics.take_hitters().into_iter().take(TOP).collect();
         let mut top = Vec::with_capacity(hitters.len());
         if !hitters.is_empty() {
             let (reply, keys) = tokio::sync::oneshot::channel();
-            let ids = hitters.iter().map(|(id, _)| *id).collect();
+            let ids = hitters.iter().map(|h| h.id).collect();
             let asked = commands
                 .send(crate::state::command::Command::RegistryKeys { ids, reply })
                 .await;
@@ -227,12 +272,18 @@ impl Traffic {
             {
                 top = keys
                     .into_iter()
-                    .zip(&hitters)
-                    .filter_map(|(k, (_, n))| Some((k?, *n)))
+                    .zip(hitters)
+                    .filter_map(|(k, h)| {
+                        Some(Heavy {
+                            key: k?,
+                            answers: h.answers,
+                            cells: h.cells,
+                        })
+                    })
                     .collect();
             }
         }
-        self.sample(Some(start), &top);
+        self.sample(Some(start), top);
     }
 
     /// The minutes from `q.since` (default: the last hour) to now, the minute in progress
@@ -254,15 +305,26 @@ impl Traffic {
         let current_start = now_s - now_s % 60;
         let last = s.last.clone().unwrap_or_default();
         let partial = s.minute(current_start, &totals, Some(&last));
+        // A registry without series of its own shows its estimates from the minutes it was
+        // among the heaviest.
+        let mut heavy: Option<&str> = None;
         let registry_id = match &q.registry {
             None => None,
             Some(r) => {
                 let name: Arc<str> = r.as_str().into();
                 let known = totals.replica.keys().any(|(k, _)| **k == **r);
                 if !known {
-                    return Err(format!(
-                        "registry {r} has no series of its own: add it to [admin] metrics_registries"
-                    ));
+                    let was_heavy = s
+                        .minutes
+                        .iter()
+                        .filter(|m| m.start + 60 > since)
+                        .any(|m| m.top.iter().any(|t| *t.key == **r));
+                    if !was_heavy {
+                        return Err(format!(
+                            "registry {r} has no series of its own and was not among the {TOP} heaviest in this span: add it to [admin] metrics_registries"
+                        ));
+                    }
+                    heavy = Some(r.as_str());
                 }
                 Some(s.id(&name))
             }
@@ -289,6 +351,12 @@ impl Traffic {
         let mut series: BTreeMap<(u32, u32), Vec<u64>> = BTreeMap::new();
         for (i, m) in minutes.iter().enumerate() {
             let cells: Vec<(u32, u32, u64)> = match registry_id {
+                Some(_) if heavy.is_some() => m
+                    .top
+                    .iter()
+                    .filter(|t| Some(&*t.key) == heavy)
+                    .flat_map(|t| t.cells.iter().copied())
+                    .collect(),
                 Some(r) if grouped => m
                     .registry_client
                     .iter()
@@ -313,22 +381,41 @@ impl Traffic {
         let mut view = TrafficView {
             registry: q.registry.clone(),
             minutes: minutes.iter().map(|m| m.start).collect(),
+            estimated: heavy.is_some(),
             ..TrafficView::default()
         };
-        let mut top: BTreeMap<&str, u64> = BTreeMap::new();
+        /// A heavy registry over the span: answers, and those by (group, replica).
+        type Summed = (u64, BTreeMap<(u32, u32), u64>);
+        let mut top: BTreeMap<&str, Summed> = BTreeMap::new();
         for m in &minutes {
-            for (k, n) in &m.top {
-                *top.entry(&**k).or_default() += n;
+            for t in &m.top {
+                let e = top.entry(&*t.key).or_default();
+                e.0 += t.answers;
+                for &(g, r, n) in &t.cells {
+                    *e.1.entry((g, r)).or_default() += n;
+                }
             }
         }
-        let mut top: Vec<(&str, u64)> = top.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut top: Vec<_> = top.into_iter().collect();
+        top.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
         view.top_registries = top
             .into_iter()
             .take(TOP)
-            .map(|(k, answers)| TopRegistry {
-                registry: k.to_string(),
-                answers,
+            .map(|(k, (answers, cells))| {
+                let mut cells: Vec<TrafficCell> = cells
+                    .into_iter()
+                    .map(|((g, r), answers)| TrafficCell {
+                        group: s.names[g as usize].to_string(),
+                        replica: s.names[r as usize].to_string(),
+                        answers,
+                    })
+                    .collect();
+                cells.sort_by_key(|c| std::cmp::Reverse(c.answers));
+                TopRegistry {
+                    registry: k.to_string(),
+                    answers,
+                    cells,
+                }
             })
             .collect();
         for ((row, col), answers) in series {
@@ -391,12 +478,29 @@ mod tests {
         for _ in 0..3 {
             c.answer(0, 0, 0, ams);
         }
-        t.sample(Some(600), &[("contoso".into(), 48)]);
+        let heavy = |k: &str, cells: &[(&str, &str, u64)]| Heavy {
+            key: k.into(),
+            answers: cells.iter().map(|c| c.2).sum(),
+            cells: cells
+                .iter()
+                .map(|&(g, r, n)| (Arc::from(g), Arc::from(r), n))
+                .collect(),
+        };
+        t.sample(
+            Some(600),
+            vec![heavy("contoso", &[("demo-ams", "westeurope", 48)])],
+        );
         c.answer(0, 0, 1, nyc);
         c.answer(0, 0, 1, ams);
         t.sample(
             Some(660),
-            &[("contoso".into(), 16), ("fabrikam".into(), 32)],
+            vec![
+                heavy("contoso", &[("demo-nyc", "eastus", 16)]),
+                heavy(
+                    "fabrikam",
+                    &[("demo-ams", "westeurope", 16), ("demo-nyc", "eastus", 16)],
+                ),
+            ],
         );
         c.answer(0, 0, 0, ams);
         let now = UNIX_EPOCH + Duration::from_secs(725);
@@ -422,6 +526,43 @@ mod tests {
             .map(|t| (t.registry.as_str(), t.answers))
             .collect();
         assert_eq!(top, [("contoso", 64), ("fabrikam", 32)]);
+        let cells: Vec<(&str, &str, u64)> = v.top_registries[0]
+            .cells
+            .iter()
+            .map(|c| (c.group.as_str(), c.replica.as_str(), c.answers))
+            .collect();
+        assert_eq!(
+            cells,
+            [("demo-ams", "westeurope", 48), ("demo-nyc", "eastus", 16)]
+        );
+        // A heavy registry without series of its own: its estimated series by group and
+        // replica, 0 in the minutes it was not among the heaviest.
+        let q = TrafficQuery {
+            registry: Some("fabrikam".into()),
+            since: Some("0".into()),
+            by: None,
+        };
+        let v = t.view(&q, now).unwrap();
+        assert!(v.estimated);
+        let series: Vec<(&str, &str, &[u64])> = v
+            .series
+            .iter()
+            .map(|s| (s.group.as_str(), s.replica.as_str(), s.answers.as_slice()))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                ("demo-ams", "westeurope", &[0, 16, 0][..]),
+                ("demo-nyc", "eastus", &[0, 16, 0][..])
+            ]
+        );
+        // Out of the span it was heavy in: an error that says so.
+        let q = TrafficQuery {
+            registry: Some("fabrikam".into()),
+            since: Some("720".into()),
+            by: None,
+        };
+        assert!(t.view(&q, now).unwrap_err().contains("heaviest"));
         // Per registry: its own series, by replica.
         let q = TrafficQuery {
             registry: Some("contoso".into()),

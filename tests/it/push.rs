@@ -460,6 +460,28 @@ async fn the_cli_watches_events_and_shows_incidents_and_traffic() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("CLIENT GROUP"), "{text}");
     assert!(text.contains("answered: westeurope 100.0%"), "{text}");
+    // Once a minute closes (the sampler does it at the boundary; here by hand), the heaviest
+    // registries are listed with their client groups.
+    for _ in 0..200 {
+        assert!(!udp(s.addr, &q).await.answers.is_empty());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    s.handles
+        .traffic
+        .close_minute(now - now % 60, &s.handles.control.commands)
+        .await;
+    let out = cli(&["traffic"]).output().await.expect("traffic");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let heavy = text
+        .lines()
+        .skip_while(|l| !l.starts_with("HEAVIEST REGISTRIES"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(heavy.starts_with("contoso "), "{text}");
+    assert!(heavy.contains("->westeurope "), "{text}");
     s.stop().await;
     for r in reps {
         r.shutdown().await;

@@ -75,12 +75,16 @@ async fn answers_per_group_and_replica_match_what_was_sent() {
     let c: TrafficView = serde_json::from_slice(&body).expect("json");
     assert_eq!(c.by_replica.values().sum::<u64>(), 60, "{c:#?}");
     assert_eq!(c.by_replica.get("westeurope"), Some(&30));
-    // The heaviest registries: 300 more answers for contoso, 100 for fabrikam (360 and 160
-    // in all), one in 16 sampled; the minute closed now (the sampler does it at the
-    // boundary).
+    // The heaviest registries: 300 more answers for contoso from demo-ams, 100 for fabrikam
+    // from demo-sin (360 and 160 in all), one in 16 sampled; the minute closed now (the
+    // sampler does it at the boundary).
     for i in 0..400u32 {
-        let name = if i % 4 == 0 { "fabrikam" } else { "contoso" };
-        let src: IpAddr = format!("127.0.1.{}", 10 + i % 50).parse().expect("ip");
+        let (name, net) = if i % 4 == 0 {
+            ("fabrikam", 3)
+        } else {
+            ("contoso", 1)
+        };
+        let src: IpAddr = format!("127.0.{net}.{}", 10 + i % 50).parse().expect("ip");
         let q = query(&format!("{name}.registry.example."), RecordType::A, None);
         assert_eq!(udp_from(src, s.addr, &q).await.answers.len(), 1);
     }
@@ -103,6 +107,24 @@ async fn answers_per_group_and_replica_match_what_was_sent() {
         top[0].1.abs_diff(360) <= 90 && top[1].1.abs_diff(160) <= 40,
         "{top:?}"
     );
+    // By (client group × answered replica): contoso's largest cell is demo-ams answered by
+    // westeurope (330 of 360), fabrikam's demo-sin by southeastasia (110 of 160); every cell
+    // is a group answered by its nearest region, and the cells add up to the estimate.
+    let nearest = [
+        ("demo-ams", "westeurope"),
+        ("demo-nyc", "eastus"),
+        ("demo-sin", "southeastasia"),
+    ];
+    for (t, first) in v.top_registries.iter().zip([nearest[0], nearest[2]]) {
+        let cells: Vec<(&str, &str)> = t
+            .cells
+            .iter()
+            .map(|c| (c.group.as_str(), c.replica.as_str()))
+            .collect();
+        assert_eq!(cells.first(), Some(&first), "{t:?}");
+        assert!(cells.iter().all(|c| nearest.contains(c)), "{t:?}");
+        assert_eq!(t.cells.iter().map(|c| c.answers).sum::<u64>(), t.answers);
+    }
     // Bad input: clear errors.
     let (status, body) = get(admin, "/v1/traffic?registry=nope").await;
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
