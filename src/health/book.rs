@@ -50,7 +50,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::outcome::ProbeOutcome;
+use super::outcome::{Failure, ProbeOutcome};
 use super::plan::TargetPlan;
 pub use super::plan::{ReplicaChecks, TargetTable};
 use super::spec::{CheckSpec, GuardSettings, HealthMode};
@@ -133,6 +133,20 @@ pub struct HealthBook {
     /// The fleet's verdicts while its view is current (`set_fleet`), by fleet name; routing
     /// reads them instead of the own verdicts. Kept so keys interned later get theirs.
     fleet: Option<Arc<HashMap<Arc<str>, FleetVerdict>>>,
+    /// Profiles reading a key that stayed degraded while what fails changed (storage failing,
+    /// then cache failing instead): no mask changes, but incidents re-attribute them. Taken
+    /// with [`HealthBook::take_recaused`].
+    recaused: Vec<u32>,
+}
+
+/// What an outcome blames, as incidents name causes: nothing (it passed), the whole target
+/// (empty), or the failing dependencies.
+fn blamed(o: Option<&ProbeOutcome>) -> Option<Vec<String>> {
+    match &o?.result {
+        Ok(_) => None,
+        Err(Failure::Dependencies(failing)) => Some(failing.clone()),
+        Err(_) => Some(Vec::new()),
+    }
 }
 
 fn push_bounded(h: &mut VecDeque<BookEvent>, ev: BookEvent) {
@@ -167,6 +181,7 @@ impl HealthBook {
             history: VecDeque::new(),
             counters: BookCounters::default(),
             fleet: None,
+            recaused: Vec::new(),
         };
         b.replan(targets);
         b
@@ -330,6 +345,12 @@ impl HealthBook {
         let mut affected = Vec::new();
         for id in keys {
             let slot = &mut self.keys[id as usize];
+            let was_degraded = slot.effective == Status::Degraded;
+            let blamed_before = if was_degraded {
+                blamed(slot.state.last())
+            } else {
+                None
+            };
             let tr = match &slot.key.resource {
                 Resource::Whole => slot.state.observe_with(outcome, th, hold),
                 Resource::Deps(deps) => {
@@ -340,6 +361,11 @@ impl HealthBook {
             let effective = slot.state.effective(now, slot.stale_after);
             if routes_differently(effective, slot.effective) {
                 affected.extend_from_slice(&slot.profiles);
+            } else if was_degraded && effective == Status::Degraded {
+                let now_blamed = blamed(slot.state.last());
+                if now_blamed.is_some() && now_blamed != blamed_before {
+                    self.recaused.extend_from_slice(&slot.profiles);
+                }
             }
             slot.effective = effective;
             if let Some(tr) = tr {
@@ -373,6 +399,15 @@ impl HealthBook {
         affected.sort_unstable();
         affected.dedup();
         affected
+    }
+
+    /// The profiles whose keys stayed degraded with another cause since the last call (see
+    /// `recaused`), sorted and deduplicated.
+    pub(crate) fn take_recaused(&mut self) -> Vec<u32> {
+        let mut r = std::mem::take(&mut self.recaused);
+        r.sort_unstable();
+        r.dedup();
+        r
     }
 
     /// Time passes: ages the guard's failures out and expires stale verdicts. Returns the

@@ -278,7 +278,20 @@ impl World {
         self.last_outcome.insert(target, now);
         let affected = self.book.observe(target, outcome, now);
         self.forward_book_events();
-        self.changed(snap, &affected)
+        let next = self.changed(snap, &affected);
+        // Keys that stayed degraded with another cause: their profiles' masks did not change,
+        // their incidents did.
+        let recaused: Vec<u32> = self
+            .book
+            .take_recaused()
+            .into_iter()
+            .filter(|p| affected.binary_search(p).is_err())
+            .collect();
+        if !recaused.is_empty() {
+            let health = next.as_ref().map_or(&snap.health, |n| &n.health);
+            self.note_incidents(&snap.globals, health, Some(&recaused));
+        }
+        next
     }
 
     /// The next snapshot after `affected` profiles (or the guard) changed.
@@ -596,7 +609,10 @@ mod tests {
 
     fn failing_doc(at: Instant, failing: &str) -> ProbeOutcome {
         let doc = crate::health::outcome::DeepDoc::parse(&serde_json::json!({
-            "checks": {"storage": if failing == "storage" { "down" } else { "ok" }, "cache": "ok"}
+            "checks": {
+                "storage": if failing == "storage" { "down" } else { "ok" },
+                "cache": if failing == "cache" { "down" } else { "ok" },
+            }
         }));
         ProbeOutcome {
             at,
@@ -753,6 +769,58 @@ mod tests {
             w.incident_registries(99, &IncidentPage::default()),
             Err(AdminError::NotFound(_))
         ));
+    }
+
+    /// A registry judged on storage and cache stays degraded when storage mends and cache
+    /// fails instead: no mask changes, but it leaves the storage incident for a cache one.
+    #[test]
+    fn a_key_that_stays_degraded_with_another_cause_changes_incident() {
+        let (mut w, snap, _dir) = world(4);
+        let req = RegistryRequest {
+            name: "both.registry.example.".into(),
+            template: "fleet".into(),
+            depends_on: Some(vec!["storage".into(), "cache".into()]),
+            ttl: None,
+            answers: None,
+        };
+        let (_, snap) = w.put_registry(&snap, "both".into(), req, "test").unwrap();
+        let now = Instant::now();
+        let snap = storage_fails(&mut w, &snap, now);
+        let open = |w: &World, snap: &Snapshot| -> Vec<(String, u64)> {
+            w.incidents_view(&snap.globals, &Default::default())
+                .unwrap()
+                .open
+                .iter()
+                .map(|i| (i.cause.resource.clone(), i.registries))
+                .collect()
+        };
+        assert_eq!(open(&w, &snap), [("storage".to_string(), 3)], "a0 a2 both");
+        // Storage passes, cache fails: `both` is still degraded (no new snapshot needed for
+        // it), now because of cache; a0 and a2 wait for storage to pass twice.
+        let t = deep(&snap, "a0", 1);
+        let later = now + 2 * S;
+        let snap = w
+            .outcome(&snap, t, &failing_doc(later, "cache"), later)
+            .unwrap_or(snap);
+        assert!(
+            masks(&snap, "both").routable.bits() == 0b01,
+            "still degraded"
+        );
+        let mut got = open(&w, &snap);
+        got.sort();
+        assert_eq!(
+            got,
+            [("cache".to_string(), 1), ("storage".to_string(), 2)],
+            "both moved to a cache incident"
+        );
+        // The same cause again is no change.
+        let again = now + 3 * S;
+        let snap = w
+            .outcome(&snap, t, &failing_doc(again, "cache"), again)
+            .unwrap_or(snap);
+        let mut got = open(&w, &snap);
+        got.sort();
+        assert_eq!(got[0], ("cache".to_string(), 3), "a1 a3 both: {got:?}");
     }
 
     #[test]
