@@ -1119,5 +1119,37 @@ mod tests {
         }));
         assert_eq!(v.summary.states.get(&ReplicaState::Degraded), Some(&15));
         assert_eq!(v.summary.regions["westeurope"][&ReplicaState::Degraded], 15);
+        // Overridden registries are exceptions to their profile's state: a2 (storage, now
+        // disabled there instead of degraded) leaves the degraded pages, a3 (cache) is on the
+        // disabled ones.
+        let mut snap = snap;
+        for r in ["a2", "a3"] {
+            snap = w
+                .set_override(&snap, disable(replica(r, "westeurope")))
+                .unwrap()
+                .1;
+        }
+        let all = |w: &World, snap: &Snapshot, state: ReplicaState| {
+            let mut keys = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let mut q = page(after.as_deref(), Some(state));
+                q.limit = Some(4);
+                let v = w.status(snap, &q, true).unwrap();
+                assert!(v.registries.len() <= 4);
+                keys.extend(v.registries.into_iter().map(|r| r.key));
+                match v.next {
+                    Some(n) => after = Some(n),
+                    None => return keys,
+                }
+            }
+        };
+        let mut want: Vec<String> = (0..30)
+            .filter(|i| i % 2 == 0 && *i != 2)
+            .map(|i| format!("a{i}"))
+            .collect();
+        want.sort();
+        assert_eq!(all(&w, &snap, ReplicaState::Degraded), want);
+        assert_eq!(all(&w, &snap, ReplicaState::Disabled), ["a2", "a3"]);
     }
 }

@@ -67,7 +67,37 @@ impl World {
                 let prefix = prefix.clone();
                 Box::new(from.take_while(move |(k, _)| k.starts_with(prefix.as_str())))
             }
-            (None, None) => Box::new(self.index.keys_after(q.after.as_deref())),
+            (None, None) => match q.state {
+                // By state alone: the registries of the profiles in that state, from the
+                // (profile, key) index, plus the exceptions (overridden registries, checked
+                // one by one below): O(profiles × page), never a walk of the registries.
+                Some(want) => {
+                    let matching = profile_states
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, st)| st.contains(&want))
+                        .map(|(p, _)| p as u32);
+                    let after = q.after.as_deref();
+                    let exceptions = snap.health.exceptions.len();
+                    let (mut keys, _) =
+                        self.index
+                            .keys_of_profiles(matching, after, limit + 1 + exceptions);
+                    keys.extend(
+                        snap.health
+                            .exceptions
+                            .keys()
+                            .filter_map(|id| self.index.key_of_id(*id))
+                            .filter(|k| after.is_none_or(|a| *k > a)),
+                    );
+                    keys.sort_unstable();
+                    keys.dedup();
+                    Box::new(
+                        keys.into_iter()
+                            .filter_map(|k| self.index.name_of(k).map(|n| (k, n))),
+                    )
+                }
+                None => Box::new(self.index.keys_after(q.after.as_deref())),
+            },
         };
         if q.registry.is_some()
             && self
