@@ -261,9 +261,11 @@ fn dnssec(action: DnssecAction) -> ExitCode {
             let made = Algorithm::from_number(algorithm)
                 .and_then(|a| Key::generate(&zone, if zsk { FLAGS_ZSK } else { FLAGS_KSK }, a))
                 .and_then(|k| {
-                    k.write(&dir).map_err(|e| {
-                        format!("cannot write the key files in {}: {e}", dir.display())
-                    })
+                    std::fs::create_dir_all(&dir)
+                        .and_then(|()| k.write(&dir))
+                        .map_err(|e| {
+                            format!("cannot write the key files in {}: {e}", dir.display())
+                        })
                 });
             match made {
                 Ok(stem) => {
@@ -467,6 +469,31 @@ fn check_config(config: PathBuf) -> ExitCode {
         );
         for t in &c.templates {
             set_line(&format!("template {}", t.key), t);
+        }
+    }
+    if let Some(d) = &c.dnssec {
+        outln!(
+            "  dnssec      {} zone(s), keys in {}, signatures valid {}, inception -{}, jitter {}",
+            d.zones.len(),
+            d.key_dir.display(),
+            humantime::format_duration(d.timing.validity),
+            humantime::format_duration(d.timing.inception_offset),
+            humantime::format_duration(d.timing.jitter)
+        );
+        for z in &d.zones {
+            let keys: Vec<String> = z
+                .keys
+                .iter()
+                .map(|k| {
+                    let role = if k.flags == crate::dnssec::FLAGS_KSK {
+                        "KSK"
+                    } else {
+                        "ZSK"
+                    };
+                    format!("{role} {} alg {}", k.tag(), k.algorithm.number())
+                })
+                .collect();
+            outln!("    {:<32} {}", z.zone.to_ascii(), keys.join(", "));
         }
     }
     let g = &snapshot.globals;

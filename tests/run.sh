@@ -36,6 +36,8 @@ export STEERDNS_REQUIRE_PROMTOOL=1
 # The package test must really install the .deb here (root, dpkg, lintian).
 export STEERDNS_REQUIRE_PACKAGE=1
 export STEERDNS_REQUIRE_DNSPERF=1
+# The signed-zone test must really validate with delv (bind9-dnsutils, bind9-utils).
+export STEERDNS_REQUIRE_DNSSEC_TOOLS=1
 # The container image needs a static binary (FROM scratch): a debug build for the target
 # triple, in its own directory of target/.
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --target x86_64-unknown-linux-gnu --bin steerdns

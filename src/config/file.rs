@@ -44,6 +44,8 @@ pub(crate) struct Spec {
     /// Where events are pushed (`crate::config::notify`).
     #[serde(default)]
     pub(crate) notify: crate::config::notify::NotifySpec,
+    /// Zones signed with DNSSEC (`crate::config::dnssec`).
+    pub(crate) dnssec: Option<crate::config::dnssec::DnssecSpec>,
     /// The log format.
     #[serde(default)]
     pub(crate) log: crate::config::LogSpec,

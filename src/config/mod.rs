@@ -6,6 +6,7 @@
 //! restart (the sockets are bound once), and `[fleet]` (the link to etcd starts once).
 
 pub(crate) mod admin;
+pub(crate) mod dnssec;
 pub(crate) mod file;
 pub mod fleet;
 pub(crate) mod notify;
@@ -76,6 +77,8 @@ pub struct Config {
     pub(crate) fleet: Option<fleet::FleetConfig>,
     /// Webhooks events are POSTed to.
     pub(crate) webhooks: Vec<notify::WebhookConfig>,
+    /// The zones signed and their keys (`[dnssec]`); None: nothing is signed.
+    pub(crate) dnssec: Option<dnssec::DnssecConfig>,
     /// The log format (read again at start by `service::log_format_of`).
     pub(crate) log_format: crate::service::LogFormat,
 }
@@ -213,6 +216,7 @@ impl Config {
             catalog,
             fleet,
             notify,
+            dnssec,
             log,
         } = spec;
         // Under systemd's StateDirectory= the state files the config does not name go there,
@@ -224,6 +228,7 @@ impl Config {
             f.state_file = dir.join("steerdns-fleet.json");
         }
         let webhooks = notify.resolve(&base, &mut problems, at);
+        let dnssec = dnssec.and_then(|d| d.resolve(&base, &mut problems, at));
         if version != 1 {
             problems.push(at(
                 "",
@@ -480,6 +485,7 @@ impl Config {
             catalog,
             fleet,
             webhooks,
+            dnssec,
             log_format: log.format.unwrap_or_default(),
         })
     }

@@ -146,6 +146,8 @@ fn answer(
         253 | 254 => return error(q, Rcode::NotImp, ecs, out),
         // OPT as a question type makes no sense (RFC 6891 §6.1.1).
         wire::TYPE_OPT => return error(q, Rcode::FormErr, None, out),
+        // NXNAME only ever appears in a compact denial's bitmap (RFC 9824 §3.5).
+        crate::dnssec::sign::NXNAME => return error(q, Rcode::FormErr, ecs, out),
         _ => {}
     }
 
@@ -163,9 +165,12 @@ fn answer(
     {
         return global_answer(snap, q, reg, &[], source, limit, out, counters);
     }
+    // With the DO bit and a signed zone, the signed path below.
+    let dnssec_ok = snap.zones.signed() && q.edns.is_some_and(|e| e.dnssec_ok);
     // The static answers prepared at load (a name of the zone files, NODATA, NXDOMAIN): a
     // copy, no `Name` and no encoder.
-    if let Some(f) = snap.zones.fast(key, q.qtype, &*snap.globals)
+    if !dnssec_ok
+        && let Some(f) = snap.zones.fast(key, q.qtype, &*snap.globals)
         && let Some(outcome) = prepared(q, &f, ecs, limit, out)
     {
         return outcome;
@@ -175,10 +180,37 @@ fn answer(
         return error(q, Rcode::FormErr, ecs, out);
     };
     let qtype = RecordType::from(q.qtype);
-    let Some((_, result)) = snap.zones.lookup(&qname, qtype, &*snap.globals) else {
+    let Some((zone, result)) = snap.zones.lookup(&qname, qtype, &*snap.globals) else {
         // Not in any of our zones: we are not authoritative and do not recurse.
         return error(q, Rcode::Refused, ecs, out);
     };
+    if dnssec_ok && zone.signer().is_some() {
+        match &result {
+            Answer::Authoritative {
+                answers,
+                soa,
+                nxdomain,
+                additionals,
+            } => {
+                return signed::authoritative(
+                    snap,
+                    q,
+                    &qname,
+                    answers,
+                    *soa,
+                    *nxdomain,
+                    additionals,
+                    ecs,
+                    limit,
+                    out,
+                );
+            }
+            Answer::Referral { ns, glue } => {
+                return signed::referral(snap, q, ns, glue, ecs, limit, out);
+            }
+            Answer::Global { .. } => {}
+        }
+    }
     match result {
         Answer::Authoritative {
             answers,
@@ -602,6 +634,8 @@ fn emit_sections(enc: &mut BinEncoder<'_>, r: &Response<'_, '_>, counts: &mut [u
     counts[3] += added;
     true
 }
+
+mod signed;
 
 #[cfg(test)]
 mod prepared_tests;

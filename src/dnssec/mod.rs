@@ -1,7 +1,7 @@
 //! DNSSEC keys (issue 21, first part): key files in BIND's format, so that keys made by
 //! `dnssec-keygen`, `ldns-keygen` or Knot's `keymgr` work and keys made here work with
 //! them; key tags (RFC 4034 appendix B) and DS records (RFC 4509, SHA-256) for the parent.
-//! Signing is not here yet.
+//! Signing is in `sign`.
 //!
 //! ```text
 //! Kexample.net.+013+55648.key       example.net. IN DNSKEY 257 3 13 <public key, base64>
@@ -20,6 +20,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
+
+pub mod sign;
 
 /// DNSKEY flags: zone key (bit 7) and secure entry point (bit 15).
 pub const FLAGS_ZSK: u16 = 256;
@@ -72,6 +74,7 @@ impl Algorithm {
 }
 
 /// A zone's key: its DNSKEY and the private key that signs with it.
+#[derive(Clone)]
 pub struct Key {
     /// The zone, lower case, absolute (`example.net.`).
     pub zone: String,

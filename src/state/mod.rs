@@ -101,7 +101,7 @@ impl Snapshot {
 
     /// [`from_config`](Self::from_config), plus the writer's catalog index.
     pub(crate) fn from_config_indexed(config: Config) -> Result<(Self, CatalogIndex), Problems> {
-        let zones = ZoneSet::load_dir(&config.zones_dir);
+        let zones = ZoneSet::load_dir(&config.zones_dir, config.dnssec.as_ref(), &config.path);
         let locator = load_locator(&config);
         let (zones, locator) = match (zones, locator) {
             (Ok(z), Ok(l)) => (z, l),

@@ -83,6 +83,7 @@ impl Zone {
             nodes.entry(name).or_default().rrsets.push(Rrset {
                 rtype: key.record_type,
                 records: recs,
+                sigs: Vec::new(),
             });
         }
 
@@ -167,6 +168,8 @@ impl Zone {
                 soa,
                 negative_soa,
                 record_count,
+                signer: None,
+                negative_soa_sigs: Vec::new(),
             }),
             _ => Err(vec![Problem {
                 file: path.to_path_buf(),
@@ -178,9 +181,14 @@ impl Zone {
 }
 
 impl ZoneSet {
-    /// Load every `*.zone` file in `dir`. The origin is the file's `$ORIGIN`, or its name
-    /// without `.zone`. Returns every problem found, across all files.
-    pub(crate) fn load_dir(dir: &Path) -> Result<Self, Vec<Problem>> {
+    /// Load every `*.zone` file in `dir`, signing the zones `dnssec` names (a problem in
+    /// `[dnssec]` is one of the config file `config`). The origin is the file's `$ORIGIN`,
+    /// or its name without `.zone`. Returns every problem found, across all files.
+    pub(crate) fn load_dir(
+        dir: &Path,
+        dnssec: Option<&crate::config::dnssec::DnssecConfig>,
+        config: &Path,
+    ) -> Result<Self, Vec<Problem>> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
             vec![Problem {
                 file: dir.to_path_buf(),
@@ -231,11 +239,13 @@ impl ZoneSet {
                 Err(mut errs) => problems.append(&mut errs),
             }
         }
-        if problems.is_empty() {
-            Ok(Self::prepared(set.zones))
-        } else {
-            Err(problems)
+        if !problems.is_empty() {
+            return Err(problems);
         }
+        if let Some(d) = dnssec {
+            set.sign(d, config, std::time::SystemTime::now())?;
+        }
+        Ok(Self::prepared(set.zones))
     }
 }
 

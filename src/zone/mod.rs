@@ -22,6 +22,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 mod fast;
 mod load;
 mod lookup;
+mod signed;
 
 pub(crate) use fast::Fast;
 
@@ -39,6 +40,8 @@ pub(crate) struct Rrset {
     pub(crate) rtype: RecordType,
     /// The records, in file order.
     pub(crate) records: Vec<Record>,
+    /// Its RRSIGs, when the zone is signed and the RRset is authoritative data.
+    pub(crate) sigs: Vec<Record>,
 }
 
 /// A name in the zone: its RRsets (none for an empty non-terminal).
@@ -47,6 +50,9 @@ struct Node {
     rrsets: Vec<Rrset>,
     /// Has NS and is not the apex: a zone cut (RFC 1034 §4.2.1).
     cut: bool,
+    /// In a signed zone: the compact-denial NSEC at this name and its RRSIGs (RFC 9824),
+    /// for NODATA answers and insecure referrals.
+    nsec: Vec<Record>,
 }
 
 impl Node {
@@ -67,6 +73,10 @@ pub(crate) struct Zone {
     /// answers (RFC 2308 §3).
     negative_soa: Record,
     record_count: usize,
+    /// Its signer, when `[dnssec]` signs it.
+    signer: Option<std::sync::Arc<crate::dnssec::sign::ZoneSigner>>,
+    /// RRSIGs of the SOA with the negative SOA's TTL.
+    negative_soa_sigs: Vec<Record>,
 }
 
 impl Zone {
@@ -197,6 +207,8 @@ pub(crate) fn emit_record(
 pub(crate) struct ZoneSet {
     zones: HashMap<Name, Arc<Zone>>,
     fast: fast::FastTable,
+    /// Some zone is signed: DO-bit queries take the signed path.
+    signed: bool,
 }
 
 impl ZoneSet {
@@ -214,7 +226,9 @@ impl ZoneSet {
         let mut set = Self {
             zones,
             fast: fast::FastTable::default(),
+            signed: false,
         };
+        set.signed = set.any_signed();
         set.fast = fast::FastTable::build(&set);
         set
     }
@@ -226,6 +240,7 @@ impl ZoneSet {
         Self {
             zones: self.zones.clone(),
             fast: fast::FastTable::default(),
+            signed: self.signed,
         }
     }
 
@@ -240,6 +255,12 @@ impl ZoneSet {
         outside: &dyn OutsideNames,
     ) -> Option<Fast<'_>> {
         self.fast.get(qname, qtype, outside)
+    }
+
+    /// Whether some zone is signed (a load-time flag: one load per query).
+    #[inline]
+    pub(crate) fn signed(&self) -> bool {
+        self.signed
     }
 
     /// The zones, in no particular order.

@@ -116,3 +116,257 @@ fn keys_and_ds_records_agree_with_bind() {
         "{err}"
     );
 }
+
+/// `delv` (BIND's validating lookup) with the zone's KSK as its trust anchor, against the
+/// server at `addr`: its output.
+async fn delv(addr: std::net::SocketAddr, anchors: &Path, name: &str, rtype: &str) -> String {
+    let args: Vec<String> = vec![
+        format!("@{}", addr.ip()),
+        "-p".into(),
+        addr.port().to_string(),
+        "-a".into(),
+        anchors.display().to_string(),
+        "+root=registry.example".into(),
+        name.into(),
+        rtype.into(),
+    ];
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("delv").args(&args).output().expect("delv");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+    .await
+    .expect("delv task")
+}
+
+/// BIND's trust-anchors clause for the KSKs in `dir` (`*.key` files with flags 257).
+fn anchors_of(dir: &Path) -> String {
+    let mut out = String::from("trust-anchors {\n");
+    for e in std::fs::read_dir(dir).expect("keys").flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        if !e.path().to_string_lossy().ends_with(".key") {
+            continue;
+        }
+        for line in text.lines().filter(|l| !l.starts_with(';')) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 6 && f[2] == "DNSKEY" && f[3] == "257" {
+                out.push_str(&format!(
+                    "  {} static-key 257 3 {} \"{}\";\n",
+                    f[0],
+                    f[5],
+                    f[6..].concat()
+                ));
+            }
+        }
+    }
+    out.push_str("};\n");
+    out
+}
+
+/// The demo zone signed, served, and validated by `delv` with the KSK as trust anchor:
+/// with BIND's keys (a KSK and a ZSK, algorithm 13) and with ours (one CSK, algorithm 15).
+/// Positive answers (a name, the apex keys and CDS, a CNAME, a wildcard, an RRset that only
+/// fits over TCP) validate; so do the denials, by compact answers: NODATA at a name, at an
+/// empty non-terminal and at a wildcard's name, and a name that does not exist (NOERROR with
+/// an NSEC at that name holding NXNAME, nothing else listed). A referral proves that the child
+/// is unsigned with the NSEC at the cut. Without the DO bit, answers are as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_zone_validates_with_delv() {
+    use crate::support::{TestServer, demo_config, dig, section};
+    let tools = ["/usr/bin/delv", "/usr/bin/dnssec-keygen"];
+    if let Some(t) = tools.iter().find(|t| !Path::new(t).exists()) {
+        if std::env::var_os("STEERDNS_REQUIRE_DNSSEC_TOOLS").is_some() {
+            panic!("{t} is missing");
+        }
+        eprintln!("SKIPPED: {t} is missing (apt-get install bind9-dnsutils bind9-utils)");
+        return;
+    }
+    for (case, listen) in [("bind", "127.0.22.1:0"), ("ours", "127.0.22.2:0")] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).expect("keys dir");
+        if case == "bind" {
+            for flags in [&["-f", "KSK"][..], &[][..]] {
+                let mut args = vec!["-q", "-a", "ECDSAP256SHA256"];
+                args.extend_from_slice(flags);
+                args.push("registry.example");
+                let (code, _, err) = run("dnssec-keygen", &args, &keys);
+                assert_eq!(code, 0, "{err}");
+            }
+        } else {
+            let (code, _, err) = steerdns(
+                &[
+                    "dnssec",
+                    "keygen",
+                    "registry.example",
+                    "--algorithm",
+                    "15",
+                    "--dir",
+                    "keys",
+                ],
+                dir.path(),
+            );
+            assert_eq!(code, 0, "{err}");
+        }
+        let anchors = dir.path().join("anchors.conf");
+        std::fs::write(&anchors, anchors_of(&keys)).expect("anchors");
+        let config = demo_config(
+            "[dnssec]\nzones = [\"registry.example.\"]\nkey_dir = \"keys\"\nvalidity = \"7d\"\n",
+        );
+        let s = TestServer::start_in(dir, &config, &[], listen.parse().expect("addr")).await;
+
+        for (name, rtype) in [
+            ("www.registry.example", "A"),
+            ("registry.example", "DNSKEY"),
+            ("registry.example", "CDS"),
+            ("registry.example", "SOA"),
+            ("api.registry.example", "A"),
+            ("x.y.wild.registry.example", "A"),
+            ("big.registry.example", "TXT"),
+        ] {
+            let out = delv(s.addr, &anchors, name, rtype).await;
+            assert!(
+                out.starts_with("; fully validated"),
+                "{case} {name} {rtype}: {out}"
+            );
+        }
+        for (name, rtype) in [
+            ("www.registry.example", "TXT"),
+            ("_tcp.registry.example", "A"),
+            ("x.wild.registry.example", "TXT"),
+            ("nope.registry.example", "A"),
+            ("a.b.nope.registry.example", "AAAA"),
+            ("api.registry.example", "MX"),
+        ] {
+            // A CNAME to a name without the type: the CNAME validated, then the denial.
+            let out = delv(s.addr, &anchors, name, rtype).await;
+            let denial = out.lines().filter(|l| l.contains("NXRRSET")).count();
+            assert!(
+                out.contains("fully validated") && denial == 1 && !out.contains("insecure"),
+                "{case} {name} {rtype}: {out}"
+            );
+        }
+        // The compact answer for a name that does not exist, as it is on the wire.
+        let out = dig(s.addr, &["+dnssec", "+norec", "nope.registry.example", "A"]);
+        assert!(out.contains("status: NOERROR"), "{out}");
+        let auth = section(&out, "AUTHORITY");
+        let nsec: Vec<&&str> = auth.iter().filter(|l| l.contains("\tNSEC\t")).collect();
+        assert_eq!(nsec.len(), 1, "{out}");
+        assert!(
+            nsec[0].starts_with("nope.registry.example.")
+                && nsec[0].contains("\\000.nope.registry.example. RRSIG NSEC TYPE128"),
+            "{out}"
+        );
+        // An explicit NXNAME query is a format error (RFC 9824 §3.5).
+        let out = dig(
+            s.addr,
+            &["+dnssec", "+norec", "nope.registry.example", "TYPE128"],
+        );
+        assert!(out.contains("status: FORMERR"), "{out}");
+        // The referral to the unsigned child: NS, and the NSEC at the cut (no DS), signed.
+        let out = dig(
+            s.addr,
+            &["+dnssec", "+norec", "host.child.registry.example", "A"],
+        );
+        let auth = section(&out, "AUTHORITY");
+        assert!(
+            auth.iter().any(|l| l.contains("\tNSEC\t")
+                && l.contains("\\000.child.registry.example. NS RRSIG NSEC")),
+            "{out}"
+        );
+        assert!(auth.iter().any(|l| l.contains("RRSIG\tNSEC ")), "{out}");
+        assert!(
+            !out.contains(" aa"),
+            "a referral is not authoritative: {out}"
+        );
+        // Without DO: no DNSSEC records.
+        let out = dig(s.addr, &["+norec", "www.registry.example", "A"]);
+        assert!(!out.contains("RRSIG"), "{out}");
+        let out = dig(s.addr, &["+norec", "nope.registry.example", "A"]);
+        assert!(out.contains("status: NXDOMAIN"), "{out}");
+        s.stop().await;
+    }
+}
+
+/// `check-config` names key problems with their file and line: a zone without keys (the
+/// config's `zones` line), a key file for another zone (the key file, line 1), a zone no zone
+/// file serves, only a ZSK.
+#[test]
+fn key_problems_are_reported_by_check_config() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).expect("keys");
+    let zones = crate::support::repo().join("zones");
+    let config = |zones_list: &str| {
+        format!(
+            "version = 1\n[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {zones:?}\n\n[dnssec]\nzones = [{zones_list}]\n"
+        )
+    };
+    let path = dir.path().join("steerdns.toml");
+    let check = || {
+        steerdns(
+            &["check-config", "--config", &path.display().to_string()],
+            dir.path(),
+        )
+    };
+    std::fs::write(&path, config("\"registry.example.\"")).expect("write");
+    let (code, out, err) = check();
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("steerdns.toml:7:") && err.contains("no key for registry.example."),
+        "{err}"
+    );
+    // A ZSK alone.
+    let (code, _, err) = steerdns(
+        &[
+            "dnssec",
+            "keygen",
+            "registry.example",
+            "--zsk",
+            "--dir",
+            "keys",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, _, err) = check();
+    assert!(err.contains("has only ZSKs"), "{err}");
+    // A key file named for the zone that holds another zone's key.
+    let (code, stem, err) = steerdns(
+        &["dnssec", "keygen", "other.example", "--dir", "keys"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let stem = std::path::PathBuf::from(stem.trim());
+    let file = stem
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    std::fs::rename(
+        keys.join(format!("{file}.key")),
+        keys.join("Kregistry.example.+013+00001.key"),
+    )
+    .expect("rename");
+    let (_, _, err) = check();
+    assert!(
+        err.contains("Kregistry.example.+013+00001.key:") && err.contains("other.example."),
+        "{err}"
+    );
+    std::fs::remove_file(keys.join("Kregistry.example.+013+00001.key")).expect("rm");
+    // A zone no zone file serves.
+    let (code, _, err) = steerdns(
+        &["dnssec", "keygen", "nowhere.example", "--dir", "keys"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(&path, config("\"nowhere.example.\"")).expect("write");
+    let (_, _, err) = check();
+    assert!(
+        err.contains("steerdns.toml:7:") && err.contains("no zone file serves"),
+        "{err}"
+    );
+}
