@@ -8,6 +8,7 @@
 //! inception_offset = "1h"         # inception this far back (resolvers' clock skew)
 //! jitter = "1d"                   # at most this much off each RRset's expiration
 //! dnskey_ttl = "1h"               # TTL of DNSKEY, CDS and CDNSKEY
+//! signature_cache = 262144        # steered answers' signed RRsets kept (slots)
 //! ```
 //!
 //! Every key file of a zone in `key_dir` signs: flags 257 (KSK or CSK) sign the key RRsets,
@@ -39,6 +40,8 @@ pub(crate) struct DnssecSpec {
     pub(crate) inception_offset: Option<Dur>,
     pub(crate) jitter: Option<Dur>,
     pub(crate) dnskey_ttl: Option<Dur>,
+    /// Slots of the signature cache of steered answers (default 262 144).
+    pub(crate) signature_cache: Option<usize>,
 }
 
 /// One signed zone and its keys.
@@ -57,6 +60,7 @@ pub(crate) struct DnssecConfig {
     pub(crate) zones: Vec<ZoneKeys>,
     pub(crate) timing: Timing,
     pub(crate) dnskey_ttl: u32,
+    pub(crate) signature_cache: usize,
 }
 
 impl DnssecSpec {
@@ -153,6 +157,7 @@ impl DnssecSpec {
             zones,
             timing,
             dnskey_ttl: dnskey_ttl.as_secs() as u32,
+            signature_cache: self.signature_cache.unwrap_or(1 << 18),
         })
     }
 }

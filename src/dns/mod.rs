@@ -326,11 +326,13 @@ fn global_answer(
             label,
         );
     }
-    let negative_soa = snap
-        .globals
-        .zones
-        .get(usize::from(reg.zone))
-        .map(|z| &z.negative_soa);
+    let gzone = snap.globals.zones.get(usize::from(reg.zone));
+    let negative_soa = gzone.map(|z| &z.negative_soa);
+    // The DO bit and a signed zone: the answer's RRSIGs (cached per distinct RRset), or for
+    // NODATA the negative SOA's and the NSEC at the name.
+    let signer = gzone
+        .and_then(|z| z.signer.0.as_deref())
+        .filter(|_| q.edns.is_some_and(|e| e.dnssec_ok));
     let rcode = Rcode::NoError;
     // RFC 7871 §7.2.1: the scope is the one that decided the final answer; the CNAMEs before
     // it are the same for everybody.
@@ -354,18 +356,66 @@ fn global_answer(
     let mut counts = [1u16, 0, 0, 0];
     // The owner of the global name's records: the question (offset 12), or the name the
     // chain ends in.
+    let chain_zones = signer.map(|_| &*snap.zones);
     let owner = if chain.is_empty() {
         Some(HEADER_LEN as u16)
     } else {
-        emit_chain(out, q, chain, limit.saturating_sub(opt_room), &mut counts)
+        emit_chain(
+            out,
+            q,
+            chain,
+            limit.saturating_sub(opt_room),
+            &mut counts,
+            chain_zones,
+        )
     };
+    let sigs = signer.map(|s| {
+        // The owner in canonical form: the query name, or the chain's last target.
+        let mut lower = [0u8; wire::MAX_NAME_LEN];
+        let chained;
+        let owner_wire: &[u8] = match chain.last().map(|(r, _)| &r.data) {
+            Some(hickory_proto::rr::RData::CNAME(c)) => {
+                chained = crate::dnssec::sign::canonical_wire(&c.0);
+                &chained
+            }
+            _ => wire::lowercase_wire(q.qname_wire(), &mut lower),
+        };
+        let picked = decision.picks[..decision.count]
+            .iter()
+            .map(|p| answers.for_type(usize::from(*p), q.qtype).bytes.as_slice());
+        let types = || {
+            let mut t = Vec::new();
+            for i in 0..set.replicas.len() {
+                for qt in [global::qtype::A, global::qtype::AAAA] {
+                    if let Some(rt) = answers.for_type(i, qt).bytes.get(2..4) {
+                        t.push(u16::from_be_bytes([rt[0], rt[1]]));
+                    }
+                }
+            }
+            t
+        };
+        signed::global_sigs(
+            snap,
+            s,
+            owner_wire,
+            picked,
+            answers.ttl,
+            types,
+            gzone.map_or(0, |z| z.negative_ttl),
+            std::time::SystemTime::now(),
+        )
+    });
     let mut size = out.len() + opt_room;
     for p in &decision.picks[..decision.count] {
         size += answers.for_type(usize::from(*p), q.qtype).bytes.len();
     }
     if decision.count == 0 {
         size += negative_soa.map_or(0, |s| s.bytes.len());
+        if sigs.is_some() {
+            size += gzone.map_or(0, |z| z.negative_soa_sigs.bytes.len());
+        }
     }
+    size += sigs.as_ref().map_or(0, signed::GlobalSigs::wire_len);
     let truncated = match owner {
         Some(_) => size > limit,
         None => true,
@@ -380,6 +430,11 @@ fn global_answer(
             // NODATA: no replica (left) has records of this type.
             out.extend_from_slice(&soa.bytes);
             counts[2] = soa.count;
+            if let (Some(sigs), Some(z)) = (&sigs, gzone) {
+                out.extend_from_slice(&z.negative_soa_sigs.bytes);
+                counts[2] += z.negative_soa_sigs.count;
+                counts[2] += sigs.write_denial(out, owner);
+            }
         }
         for p in &decision.picks[..decision.count] {
             let e = answers.for_type(usize::from(*p), q.qtype);
@@ -389,6 +444,11 @@ fn global_answer(
                 copy_owned_by(out, &e.bytes, owner);
             }
             counts[1] += e.count;
+        }
+        if decision.count > 0
+            && let Some(sigs) = &sigs
+        {
+            counts[1] += sigs.write_answer(out, owner, answers.ttl);
         }
     }
     if let Some(e) = &q.edns {
@@ -407,12 +467,14 @@ fn global_answer(
 /// Emit a CNAME chain after the question (names compressed against it), counting the records.
 /// Returns the message offset of the last CNAME's target name, to own the records that follow;
 /// None when the chain does not fit in `budget` octets.
+/// With `signed` (the DO bit, a signed zone), each CNAME is followed by its RRSIGs.
 fn emit_chain(
     out: &mut Vec<u8>,
     q: &Query<'_>,
     chain: Chain<'_, '_>,
     budget: usize,
     counts: &mut [u16; 4],
+    signed: Option<&crate::zone::ZoneSet>,
 ) -> Option<u16> {
     let start = out.len();
     let mut last = start;
@@ -421,9 +483,17 @@ fn emit_chain(
         enc.set_max_size(budget.min(usize::from(u16::MAX)) as u16);
         store_question_labels(&mut enc, q);
         for (rec, owner) in chain {
-            last = enc.offset();
+            let here = enc.offset();
             emit_record(&mut enc, rec, *owner).ok()?;
             counts[1] += 1;
+            let sigs = signed
+                .and_then(|z| z.find(&rec.name))
+                .map_or(&[][..], |z| z.sigs(&rec.name, rec.record_type()));
+            for s in sigs {
+                emit_record(&mut enc, s, *owner).ok()?;
+                counts[1] += 1;
+            }
+            last = here;
         }
     }
     // The last record's RDATA: past its owner name and the 10 octets of type, class, TTL and

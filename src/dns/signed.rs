@@ -233,3 +233,216 @@ pub(super) fn referral<'z>(
     p.additional = glue.iter().map(|r| Item::Zone(r, Owner::Own)).collect();
     p.encode(out, q, Rcode::NoError, false, true, ecs, limit)
 }
+
+//------------ steered answers ----------------------------------------------------------------
+
+/// Most RRs of one steered RRset that are signed (answers × addresses per replica).
+const MAX_RRSET: usize = 64;
+
+/// The signatures a steered answer adds: computed before anything is written, so the size
+/// check (TC) counts them.
+pub(super) struct GlobalSigs {
+    /// The RRSIGs of the answer RRset, or of the NSEC at the name (NODATA).
+    rrset: Option<std::sync::Arc<crate::dnssec::cache::Cached>>,
+    /// NODATA: the NSEC record at the name (owner written as a pointer), its RDATA.
+    nsec: Option<([u8; 320], usize)>,
+    /// CNAME-style replicas: the RRSIGs of the chased records, encoded.
+    chased: Vec<u8>,
+    chased_count: u16,
+    /// The negative TTL (NODATA).
+    negative_ttl: u32,
+}
+
+impl GlobalSigs {
+    /// Octets they add.
+    pub(super) fn wire_len(&self) -> usize {
+        self.rrset.as_ref().map_or(0, |c| c.wire_len())
+            + self.nsec.as_ref().map_or(0, |(_, n)| 12 + n)
+            + self.chased.len()
+    }
+
+    /// Write the answer section's part (after the RRset): its RRSIGs, then the chased
+    /// records' RRSIGs. Returns how many records.
+    pub(super) fn write_answer(&self, out: &mut Vec<u8>, owner: u16, ttl: u32) -> u16 {
+        let mut n = 0;
+        if self.nsec.is_none()
+            && let Some(c) = &self.rrset
+        {
+            n += c.write(out, owner, ttl);
+        }
+        out.extend_from_slice(&self.chased);
+        n + self.chased_count
+    }
+
+    /// Write the authority section's part of NODATA (after the SOA and its RRSIGs): the NSEC
+    /// at the name and its RRSIGs. Returns how many records.
+    pub(super) fn write_denial(&self, out: &mut Vec<u8>, owner: u16) -> u16 {
+        let Some((rdata, len)) = &self.nsec else {
+            return 0;
+        };
+        out.extend_from_slice(&(0xc000 | owner).to_be_bytes());
+        out.extend_from_slice(&47u16.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&self.negative_ttl.to_be_bytes());
+        out.extend_from_slice(&(*len as u16).to_be_bytes());
+        out.extend_from_slice(&rdata[..*len]);
+        1 + self
+            .rrset
+            .as_ref()
+            .map_or(0, |c| c.write(out, owner, self.negative_ttl))
+    }
+}
+
+/// The RRs of pre-encoded answer bytes: (owned by a pointer, type, RDATA), each RR's start.
+fn rrs(bytes: &[u8]) -> impl Iterator<Item = (bool, u16, &[u8], usize)> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let start = at;
+        let first = *bytes.get(at)?;
+        let pointer = first & 0xc0 == 0xc0;
+        if pointer {
+            at += 2;
+        } else {
+            while let Some(&l) = bytes.get(at) {
+                at += 1 + usize::from(l);
+                if l == 0 {
+                    break;
+                }
+            }
+        }
+        let head = bytes.get(at..at + 10)?;
+        let rtype = u16::from_be_bytes([head[0], head[1]]);
+        let len = usize::from(u16::from_be_bytes([head[8], head[9]]));
+        let rdata = bytes.get(at + 10..at + 10 + len)?;
+        at += 10 + len;
+        Some((pointer, rtype, rdata, start))
+    })
+}
+
+/// Labels of a wire-format name (the root not counted).
+fn labels_of(wire: &[u8]) -> u8 {
+    let mut n = 0u8;
+    let mut at = 0;
+    while let Some(&l) = wire.get(at) {
+        if l == 0 {
+            break;
+        }
+        n = n.saturating_add(1);
+        at += 1 + usize::from(l);
+    }
+    n
+}
+
+/// The signatures of a steered answer: `picked` are the encoded records of the replicas
+/// chosen (empty: NODATA), owned by `owner_wire` (canonical wire form), signed by `signer`
+/// of the zone (through its cache: a hit allocates nothing for address-style replicas).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn global_sigs<'e>(
+    snap: &Snapshot,
+    signer: &crate::dnssec::sign::ZoneSigner,
+    owner_wire: &[u8],
+    picked: impl Iterator<Item = &'e [u8]>,
+    ttl: u32,
+    nodata_types: impl FnOnce() -> Vec<u16>,
+    negative_ttl: u32,
+    now: SystemTime,
+) -> GlobalSigs {
+    let labels = labels_of(owner_wire);
+    let mut sigs = GlobalSigs {
+        rrset: None,
+        nsec: None,
+        chased: Vec::new(),
+        chased_count: 0,
+        negative_ttl,
+    };
+    let mut rdatas: [&[u8]; MAX_RRSET] = [&[]; MAX_RRSET];
+    let mut n = 0;
+    let mut rtype = 0u16;
+    let mut any = false;
+    for bytes in picked {
+        any = true;
+        for (pointer, t, rdata, start) in rrs(bytes) {
+            if pointer {
+                if n < MAX_RRSET {
+                    rdatas[n] = rdata;
+                    n += 1;
+                }
+                rtype = t;
+            } else {
+                // A record chased from a CNAME-style replica: the zone's own RRSIGs.
+                chased_sigs(snap, &bytes[start..], t, &mut sigs);
+            }
+        }
+    }
+    if any && n > 0 {
+        let mut canon: [[u8; 255]; 1] = [[0; 255]];
+        let t = hickory_proto::rr::RecordType::from(rtype);
+        if t == hickory_proto::rr::RecordType::CNAME {
+            // Names in RDATA are lower-cased in canonical form.
+            let l = rdatas[0].len().min(255);
+            for (d, s) in canon[0].iter_mut().zip(&rdatas[0][..l]) {
+                *d = s.to_ascii_lowercase();
+            }
+            let mut one: [&[u8]; 1] = [&canon[0][..l]];
+            sigs.rrset = signer.cached(owner_wire, labels, t, ttl, &mut one, now);
+        } else {
+            sigs.rrset = signer.cached(owner_wire, labels, t, ttl, &mut rdatas[..n], now);
+        }
+        return sigs;
+    }
+    // NODATA: the NSEC at the name listing what it does answer.
+    let mut rdata = [0u8; 320];
+    let mut len = 0;
+    let mut put = |b: &[u8]| {
+        if len + b.len() <= rdata.len() {
+            rdata[len..len + b.len()].copy_from_slice(b);
+            len += b.len();
+        }
+    };
+    put(&[1, 0]);
+    put(owner_wire);
+    let mut types = nodata_types();
+    types.push(u16::from(hickory_proto::rr::RecordType::RRSIG));
+    types.push(u16::from(hickory_proto::rr::RecordType::NSEC));
+    put(&crate::dnssec::sign::type_bitmap(&types));
+    let mut one: [&[u8]; 1] = [&rdata[..len]];
+    sigs.rrset = signer.cached(
+        owner_wire,
+        labels,
+        hickory_proto::rr::RecordType::NSEC,
+        negative_ttl,
+        &mut one,
+        now,
+    );
+    sigs.nsec = Some((rdata, len));
+    sigs
+}
+
+/// The zone's RRSIGs of the chased record at the start of `rr` (its owner written in full),
+/// encoded into `sigs.chased`.
+fn chased_sigs(snap: &Snapshot, rr: &[u8], rtype: u16, sigs: &mut GlobalSigs) {
+    use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+    let Ok(name) = Name::read(&mut BinDecoder::new(rr)) else {
+        return;
+    };
+    let Some(zone) = snap.zones.find(&name) else {
+        return;
+    };
+    let t = RecordType::from(rtype);
+    // One RRset's signatures once, however many of its records were chased.
+    let start = sigs.chased.len();
+    for s in zone.sigs(&name, t) {
+        let mut buf = Vec::new();
+        let mut enc = BinEncoder::new(&mut buf);
+        if crate::zone::emit_record(&mut enc, s, Owner::Own).is_ok() {
+            if sigs.chased[..start]
+                .windows(buf.len())
+                .any(|w| w == buf.as_slice())
+            {
+                continue;
+            }
+            sigs.chased.extend_from_slice(&buf);
+            sigs.chased_count += 1;
+        }
+    }
+}

@@ -21,6 +21,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 
+pub mod cache;
 pub mod sign;
 
 /// DNSKEY flags: zone key (bit 7) and secure entry point (bit 15).

@@ -16,7 +16,9 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair};
 
+use super::cache::{Cached, SigCache};
 use super::{Algorithm, FLAGS_KSK, Key};
+use std::sync::Arc;
 
 /// The NXNAME meta-type (RFC 9824 §3.3) in the bitmap of a compact NXDOMAIN proof.
 pub(crate) const NXNAME: u16 = 128;
@@ -71,6 +73,8 @@ pub struct ZoneSigner {
     cds: Vec<Vec<u8>>,
     timing: Timing,
     rng: SystemRandom,
+    /// Signatures of steered answers and of denials made when asked.
+    cache: SigCache,
 }
 
 impl std::fmt::Debug for ZoneSigner {
@@ -155,8 +159,13 @@ pub(crate) fn opaque(owner: Name, rtype: RecordType, ttl: u32, rdata: Vec<u8>) -
 
 impl ZoneSigner {
     /// A signer for zone `apex` with `keys` (at least one, all of this zone; the caller has
-    /// read and checked them).
-    pub fn new(apex: &Name, keys: &[Key], timing: Timing) -> Result<Self, String> {
+    /// read and checked them), caching up to `cache_slots` signed RRsets.
+    pub fn new(
+        apex: &Name,
+        keys: &[Key],
+        timing: Timing,
+        cache_slots: usize,
+    ) -> Result<Self, String> {
         if keys.is_empty() {
             return Err(format!("no keys for {apex}"));
         }
@@ -215,12 +224,72 @@ impl ZoneSigner {
             cds,
             timing,
             rng,
+            cache: SigCache::new(cache_slots),
         })
     }
 
     /// The zone's apex.
     pub fn apex(&self) -> &Name {
         &self.apex
+    }
+
+    /// The signature cache (hits and misses, for metrics and tests).
+    pub fn cache(&self) -> &SigCache {
+        &self.cache
+    }
+
+    /// The RRSIGs of the RRset of `owner_wire` (canonical wire form, `labels` labels),
+    /// `rtype` and `ttl` whose canonical RDATA are `rdatas` (any order; sorted here): from
+    /// the cache, or signed now and cached. No allocation on a hit for keys up to 1 KiB.
+    pub(crate) fn cached(
+        &self,
+        owner_wire: &[u8],
+        labels: u8,
+        rtype: RecordType,
+        ttl: u32,
+        rdatas: &mut [&[u8]],
+        now: SystemTime,
+    ) -> Option<Arc<Cached>> {
+        rdatas.sort_unstable();
+        let mut stack = [0u8; 1024];
+        let mut heap = Vec::new();
+        let need = owner_wire.len() + 6 + rdatas.iter().map(|r| 2 + r.len()).sum::<usize>();
+        let buf: &mut [u8] = if need <= stack.len() {
+            &mut stack[..need]
+        } else {
+            heap.resize(need, 0);
+            &mut heap
+        };
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            buf[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(owner_wire);
+        put(&u16::from(rtype).to_be_bytes());
+        put(&ttl.to_be_bytes());
+        let mut prev: Option<&[u8]> = None;
+        for r in rdatas.iter() {
+            if prev == Some(*r) {
+                continue;
+            }
+            put(&(r.len() as u16).to_be_bytes());
+            put(r);
+            prev = Some(r);
+        }
+        let key = &buf[..at];
+        let t = unix(now);
+        if let Some(c) = self.cache.get(key, t) {
+            return Some(c);
+        }
+        let mut unique: Vec<&[u8]> = rdatas.to_vec();
+        unique.dedup();
+        let sigs = self.sign_wire(owner_wire, labels, rtype, 1, &unique, ttl, now);
+        if sigs.is_empty() {
+            return None;
+        }
+        let fresh = self.timing.validity.saturating_sub(self.timing.jitter) / 2;
+        Some(self.cache.put(key, t + fresh.as_secs(), sigs))
     }
 
     /// The timing it signs with.
@@ -285,9 +354,36 @@ impl ZoneSigner {
         // RFC 4034 §6.3: the RRs sorted by canonical RDATA, duplicates removed.
         rdatas.sort();
         rdatas.dedup();
-        let owner_wire = canonical_wire(owner);
-        let labels = owner.num_labels();
-        let (inception, expiration) = self.window(&owner_wire, rtype, now);
+        let refs: Vec<&[u8]> = rdatas.iter().map(Vec::as_slice).collect();
+        self.sign_wire(
+            &canonical_wire(owner),
+            owner.num_labels(),
+            rtype,
+            class,
+            &refs,
+            ttl,
+            now,
+        )
+        .into_iter()
+        .map(|rdata| opaque(owner.clone(), RecordType::RRSIG, ttl, rdata))
+        .collect()
+    }
+
+    /// The RRSIG RDATA (one per signing key) over the RRset of `owner_wire` (canonical wire
+    /// form, `labels` labels without a leading `*`) and `rtype` whose canonical RDATA are
+    /// `rdatas`, sorted and without duplicates.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn sign_wire(
+        &self,
+        owner_wire: &[u8],
+        labels: u8,
+        rtype: RecordType,
+        class: u16,
+        rdatas: &[&[u8]],
+        ttl: u32,
+        now: SystemTime,
+    ) -> Vec<Vec<u8>> {
+        let (inception, expiration) = self.window(owner_wire, rtype, now);
         let key_rrset = matches!(
             rtype,
             RecordType::DNSKEY | RecordType::CDNSKEY | RecordType::CDS
@@ -315,7 +411,7 @@ impl ZoneSigner {
             // RFC 4034 §3.1.8.1: the RRSIG RDATA without the signature, then each RR.
             let mut data = rdata.clone();
             for r in rdatas.iter() {
-                data.extend_from_slice(&owner_wire);
+                data.extend_from_slice(owner_wire);
                 data.extend_from_slice(&u16::from(rtype).to_be_bytes());
                 data.extend_from_slice(&class.to_be_bytes());
                 data.extend_from_slice(&ttl.to_be_bytes());
@@ -330,7 +426,7 @@ impl ZoneSigner {
                 Pair::Ed25519(p) => p.sign(&data).as_ref().to_vec(),
             };
             rdata.extend_from_slice(&sig);
-            out.push(opaque(owner.clone(), RecordType::RRSIG, ttl, rdata));
+            out.push(rdata);
         }
         out
     }
@@ -411,7 +507,8 @@ mod tests {
         for alg in [Algorithm::EcdsaP256Sha256, Algorithm::Ed25519] {
             let key = Key::generate("example.", FLAGS_KSK, alg).unwrap();
             let apex = Name::from_ascii("example.").unwrap();
-            let s = ZoneSigner::new(&apex, std::slice::from_ref(&key), Timing::default()).unwrap();
+            let s = ZoneSigner::new(&apex, std::slice::from_ref(&key), Timing::default(), 1024)
+                .unwrap();
             let owner = Name::from_ascii("WWW.example.").unwrap();
             let a = Record::from_rdata(owner.clone(), 300, RData::A("192.0.2.1".parse().unwrap()));
             let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -455,7 +552,8 @@ mod tests {
         let ksk = Key::generate("example.", FLAGS_KSK, Algorithm::EcdsaP256Sha256).unwrap();
         let zsk = Key::generate("example.", 256, Algorithm::EcdsaP256Sha256).unwrap();
         let apex = Name::from_ascii("example.").unwrap();
-        let s = ZoneSigner::new(&apex, &[ksk.clone(), zsk.clone()], Timing::default()).unwrap();
+        let s =
+            ZoneSigner::new(&apex, &[ksk.clone(), zsk.clone()], Timing::default(), 1024).unwrap();
         let tag_of = |r: &Record| {
             let RData::Unknown { rdata, .. } = &r.data else {
                 panic!()
@@ -474,6 +572,6 @@ mod tests {
         // CDS and CDNSKEY: the KSK only.
         assert_eq!((keys[1].1.len(), keys[2].1.len()), (1, 1));
         // A ZSK alone cannot sign the DNSKEY RRset.
-        assert!(ZoneSigner::new(&apex, &[zsk], Timing::default()).is_err());
+        assert!(ZoneSigner::new(&apex, &[zsk], Timing::default(), 1024).is_err());
     }
 }

@@ -419,7 +419,29 @@ pub(crate) struct GlobalZone {
     pub(crate) negative_soa: Encoded,
     /// Labels of the apex (where the empty non-terminals above a global name end).
     pub(crate) apex_labels: u8,
+    /// The negative SOA's TTL: the TTL of denials (RFC 9077).
+    pub(crate) negative_ttl: u32,
+    /// The negative SOA's RRSIGs (owner in full), when the zone is signed.
+    pub(crate) negative_soa_sigs: Encoded,
+    /// The zone's signer, when it is signed.
+    pub(crate) signer: SignerRef,
 }
+
+/// A zone's signer, compared by identity.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SignerRef(pub(crate) Option<Arc<crate::dnssec::sign::ZoneSigner>>);
+
+impl PartialEq for SignerRef {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SignerRef {}
 
 /// All global names: the sharded name table and the data its records point into.
 #[derive(Clone, Debug)]

@@ -125,6 +125,16 @@ impl Snapshot {
                     format!("cannot encode a SOA: {e}"),
                 )])
             })?;
+            for sig in z.negative_soa_sigs() {
+                encode_rr(&mut g.negative_soa_sigs, sig, false).map_err(|e| {
+                    Problems(vec![Problem::file(
+                        &config.path,
+                        format!("cannot encode an RRSIG: {e}"),
+                    )])
+                })?;
+            }
+            g.signer = crate::global::SignerRef(z.signer_arc());
+            g.negative_ttl = z.negative_soa().ttl;
             global_zones.push(g);
         }
         let mut globals = Globals::new(sets.into(), global_zones.into());

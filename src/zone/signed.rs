@@ -93,6 +93,11 @@ impl Zone {
         self.signer.as_deref()
     }
 
+    /// The zone's signer, shared.
+    pub(crate) fn signer_arc(&self) -> Option<Arc<ZoneSigner>> {
+        self.signer.clone()
+    }
+
     /// The RRSIGs of the RRset `name`/`rtype` (empty when unsigned or absent).
     pub(crate) fn sigs(&self, name: &Name, rtype: RecordType) -> &[Record] {
         self.nodes
@@ -168,17 +173,18 @@ impl ZoneSet {
                 ));
                 continue;
             };
-            let signer = match ZoneSigner::new(&zk.zone, &zk.keys, dnssec.timing) {
-                Ok(s) => Arc::new(s),
-                Err(e) => {
-                    problems.push(Problem::at(
-                        &dnssec.key_dir,
-                        None,
-                        format!("{}: {e}", zk.zone),
-                    ));
-                    continue;
-                }
-            };
+            let signer =
+                match ZoneSigner::new(&zk.zone, &zk.keys, dnssec.timing, dnssec.signature_cache) {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => {
+                        problems.push(Problem::at(
+                            &dnssec.key_dir,
+                            None,
+                            format!("{}: {e}", zk.zone),
+                        ));
+                        continue;
+                    }
+                };
             match Arc::get_mut(zone) {
                 Some(z) => z.sign(signer, dnssec.dnskey_ttl, now),
                 None => problems.push(Problem::file(config, "a zone is shared while being signed")),

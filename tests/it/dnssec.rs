@@ -10,6 +10,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use steerdns::admin::context::{Command as Control, OverrideAction, OverrideCommand};
+use steerdns::overrides::Target;
+
 fn run(cmd: &str, args: &[&str], dir: &Path) -> (i32, String, String) {
     let out = Command::new(cmd)
         .args(args)
@@ -117,6 +120,27 @@ fn keys_and_ds_records_agree_with_bind() {
     );
 }
 
+/// A steered name: three regions, nearest first from the default order (westeurope).
+const STEERED: &str = r#"
+[routing]
+latency_table = "latency.csv"
+default_order = ["westeurope", "eastus", "southeastasia"]
+[regions.westeurope]
+[regions.eastus]
+[regions.southeastasia]
+[registries.contoso]
+name = "contoso.registry.example."
+ttl = "30s"
+[registries.contoso.replicas.westeurope]
+ipv4 = ["192.0.2.10"]
+ipv6 = ["2001:db8::10"]
+[registries.contoso.replicas.eastus]
+ipv4 = ["198.51.100.10"]
+ipv6 = ["2001:db8:1::10"]
+[registries.contoso.replicas.southeastasia]
+ipv4 = ["203.0.113.10"]
+"#;
+
 /// `delv` (BIND's validating lookup) with the zone's KSK as its trust anchor, against the
 /// server at `addr`: its output.
 async fn delv(addr: std::net::SocketAddr, anchors: &Path, name: &str, rtype: &str) -> String {
@@ -213,9 +237,9 @@ async fn a_signed_zone_validates_with_delv() {
         }
         let anchors = dir.path().join("anchors.conf");
         std::fs::write(&anchors, anchors_of(&keys)).expect("anchors");
-        let config = demo_config(
-            "[dnssec]\nzones = [\"registry.example.\"]\nkey_dir = \"keys\"\nvalidity = \"7d\"\n",
-        );
+        let config = demo_config(&format!(
+            "[dnssec]\nzones = [\"registry.example.\"]\nkey_dir = \"keys\"\nvalidity = \"7d\"\n{STEERED}"
+        ));
         let s = TestServer::start_in(dir, &config, &[], listen.parse().expect("addr")).await;
 
         for (name, rtype) in [
@@ -226,6 +250,8 @@ async fn a_signed_zone_validates_with_delv() {
             ("api.registry.example", "A"),
             ("x.y.wild.registry.example", "A"),
             ("big.registry.example", "TXT"),
+            ("contoso.registry.example", "A"),
+            ("contoso.registry.example", "AAAA"),
         ] {
             let out = delv(s.addr, &anchors, name, rtype).await;
             assert!(
@@ -240,6 +266,7 @@ async fn a_signed_zone_validates_with_delv() {
             ("nope.registry.example", "A"),
             ("a.b.nope.registry.example", "AAAA"),
             ("api.registry.example", "MX"),
+            ("contoso.registry.example", "TXT"),
         ] {
             // A CNAME to a name without the type: the CNAME validated, then the denial.
             let out = delv(s.addr, &anchors, name, rtype).await;
@@ -249,6 +276,38 @@ async fn a_signed_zone_validates_with_delv() {
                 "{case} {name} {rtype}: {out}"
             );
         }
+        // A failover: the new answer is signed when it is first given, and validates.
+        let before = delv(s.addr, &anchors, "contoso.registry.example", "A").await;
+        assert!(before.contains("\tA\t192.0.2.10"), "{before}");
+        crate::support::ask(&s, |reply| Control::Override {
+            command: OverrideCommand {
+                action: OverrideAction::Disable,
+                target: Target::Replica {
+                    registry: "contoso".into(),
+                    replica: "westeurope".into(),
+                },
+                reason: "failover".into(),
+                who: "test".into(),
+                duration: None,
+            },
+            reply,
+        })
+        .await
+        .expect("disable");
+        let after = delv(s.addr, &anchors, "contoso.registry.example", "A").await;
+        assert!(
+            after.starts_with("; fully validated") && after.contains("\tA\t198.51.100.10"),
+            "{case}: {after}"
+        );
+        // The NSEC of a steered name's NODATA lists what it answers.
+        let out = dig(
+            s.addr,
+            &["+dnssec", "+norec", "contoso.registry.example", "TXT"],
+        );
+        assert!(
+            out.contains("\\000.contoso.registry.example. A AAAA RRSIG NSEC"),
+            "{out}"
+        );
         // The compact answer for a name that does not exist, as it is on the wire.
         let out = dig(s.addr, &["+dnssec", "+norec", "nope.registry.example", "A"]);
         assert!(out.contains("status: NOERROR"), "{out}");
