@@ -73,7 +73,12 @@ enum Command {
     /// Serves the config (default: the repository's) together with simulated replicas — real
     /// HTTP deep-health endpoints on the loopback addresses its health URLs name — and prints
     /// the commands to watch routing move and to break and mend replicas.
-    Demo,
+    Demo {
+        /// Sign the zones with keys made on the spot (printed: the DS for the parent and a
+        /// `delv` command that validates the steered name with the key as trust anchor).
+        #[arg(long)]
+        dnssec: bool,
+    },
     /// Validate the config, the zones and the geo data; print a summary or every problem.
     CheckConfig,
     /// DNSSEC keys in BIND's file format: make one, or print the DS records for the parent.
@@ -155,7 +160,7 @@ impl Cli {
             Command::CheckConfig => check_config(config),
             Command::Manpage => manpage(),
             Command::Dnssec { action } => dnssec(action),
-            Command::Demo => demo(config),
+            Command::Demo { dnssec } => demo(config, dnssec),
             Command::Explain {
                 name,
                 client,
@@ -627,10 +632,113 @@ fn explain(
     ExitCode::SUCCESS
 }
 
-fn demo(config: PathBuf) -> ExitCode {
-    let snapshot = match load(&config) {
-        Ok(s) => s,
-        Err(code) => return code,
+/// The demo's snapshot with every zone signed by a key made now (in a new directory under
+/// the temporary directory), and what to tell the operator about it.
+fn demo_signed(config: &std::path::Path) -> Result<(Snapshot, String), ExitCode> {
+    use crate::dnssec::{Algorithm, FLAGS_KSK, Key};
+    let unsigned = load(config)?;
+    let fail = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_INVALID)
+    };
+    let dir = std::env::temp_dir().join(format!("steerdns-demo-dnssec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    let mut zones = Vec::new();
+    let mut ds = String::new();
+    let mut anchors = String::from("trust-anchors {\n");
+    let mut origins: Vec<_> = unsigned
+        .zones
+        .zones()
+        .map(|z| z.origin().to_lowercase())
+        .collect();
+    origins.sort();
+    for origin in origins {
+        let key = Key::generate(&origin.to_ascii(), FLAGS_KSK, Algorithm::EcdsaP256Sha256)
+            .map_err(fail)?;
+        key.write(&dir)
+            .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        ds.push_str(&format!("  {}\n", key.ds()));
+        let dnskey = key.dnskey();
+        let parts: Vec<&str> = dnskey.split_whitespace().collect();
+        if parts.len() > 6 {
+            anchors.push_str(&format!(
+                "  {} static-key {} 3 {} \"{}\";\n",
+                parts[0],
+                parts[3],
+                parts[5],
+                parts[6..].concat()
+            ));
+        }
+        zones.push(crate::config::dnssec::ZoneKeys {
+            zone: origin,
+            keys: vec![key],
+        });
+    }
+    anchors.push_str("};\n");
+    let anchors_file = dir.join("anchors.conf");
+    std::fs::write(&anchors_file, anchors)
+        .map_err(|e| fail(format!("{}: {e}", anchors_file.display())))?;
+    let mut cfg = crate::config::Config::load(config).map_err(|p| {
+        for p in &p.0 {
+            eprintln!("{p}");
+        }
+        ExitCode::from(EXIT_INVALID)
+    })?;
+    cfg.dnssec = Some(crate::config::dnssec::DnssecConfig {
+        key_dir: dir.clone(),
+        zones,
+        timing: crate::dnssec::sign::Timing::default(),
+        dnskey_ttl: 3600,
+        signature_cache: 1 << 16,
+    });
+    let snap = Snapshot::from_config_signed(cfg).map_err(|p| {
+        for p in &p.0 {
+            eprintln!("{p}");
+        }
+        ExitCode::from(EXIT_INVALID)
+    })?;
+    let (ip, port) = snap
+        .config
+        .listen
+        .first()
+        .map_or(("127.0.0.1".to_string(), 5300), |a| {
+            (a.ip().to_string(), a.port())
+        });
+    let name = snap
+        .config
+        .registries
+        .first()
+        .map_or("contoso.registry.example.".to_string(), |r| {
+            r.name.to_ascii()
+        });
+    let root = snap
+        .zones
+        .find(&hickory_proto::rr::Name::from_ascii(&name).unwrap_or_default())
+        .map_or(".".to_string(), |z| z.origin().to_ascii());
+    let help = format!(
+        "\nDNSSEC: the zones are signed with keys made now, in {dir}\n\
+         (a reload re-reads the config file, which does not sign them).\n\
+         DS records for the parent:\n{ds}\
+         Validate the steered name with the key as trust anchor:\n  \
+         delv @{ip} -p {port} -a {anchors} +root={root} {name} A\n  \
+         dig @{ip} -p {port} +dnssec {name} A\n",
+        dir = dir.display(),
+        anchors = anchors_file.display(),
+    );
+    Ok((snap, help))
+}
+
+fn demo(config: PathBuf, dnssec: bool) -> ExitCode {
+    let (snapshot, dnssec_help) = if dnssec {
+        match demo_signed(&config) {
+            Ok(s) => s,
+            Err(code) => return code,
+        }
+    } else {
+        match load(&config) {
+            Ok(s) => (s, String::new()),
+            Err(code) => return code,
+        }
     };
     // Every loopback host:port named by a health URL gets a simulated replica.
     let mut replicas: Vec<(SocketAddr, Vec<String>)> = Vec::new();
@@ -690,6 +798,9 @@ fn demo(config: PathBuf) -> ExitCode {
             }
         });
         print_demo_help(dns, &names, &replicas);
+        if !dnssec_help.is_empty() {
+            out!("{dnssec_help}");
+        }
         Ok(())
     })
 }

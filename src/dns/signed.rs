@@ -173,13 +173,13 @@ pub(super) fn authoritative<'z>(
                 // RFC 9824 §3.1: the name "exists" with nothing but NSEC, RRSIG and NXNAME.
                 (true, _, Some(s)) => {
                     rcode = Rcode::NoError;
-                    let made = s.signed_nsec(&at, &[NXNAME], soa.ttl, now);
+                    let made = s.cached_nsec(&at, &[NXNAME], soa.ttl, now);
                     p.made(made, owner)
                 }
                 (false, Some(nsec), _) => nsec.iter().map(|r| Item::Zone(r, Owner::Own)).collect(),
                 (false, None, Some(s)) => {
                     let types = z.synthesised_types(last, &*snap.globals);
-                    let made = s.signed_nsec(&at, &types, soa.ttl, now);
+                    let made = s.cached_nsec(&at, &types, soa.ttl, now);
                     p.made(made, owner)
                 }
                 _ => Vec::new(),

@@ -464,6 +464,39 @@ impl ZoneSigner {
         opaque(owner.clone(), RecordType::NSEC, ttl, rdata)
     }
 
+    /// [`signed_nsec`](Self::signed_nsec) through the signature cache: a denial asked
+    /// again (the same name, a resolver retrying) is not signed again.
+    pub fn cached_nsec(
+        &self,
+        owner: &Name,
+        types: &[u16],
+        ttl: u32,
+        now: SystemTime,
+    ) -> Vec<Record> {
+        let nsec = self.nsec(owner, types, ttl);
+        let RData::Unknown { rdata, .. } = &nsec.data else {
+            return Vec::new();
+        };
+        let mut one: [&[u8]; 1] = [&rdata.anything];
+        let sigs = self.cached(
+            &canonical_wire(owner),
+            owner.num_labels(),
+            RecordType::NSEC,
+            ttl,
+            &mut one,
+            now,
+        );
+        let mut out = vec![nsec.clone()];
+        if let Some(c) = sigs {
+            out.extend(
+                c.rrsigs
+                    .iter()
+                    .map(|r| opaque(owner.clone(), RecordType::RRSIG, ttl, r.to_vec())),
+            );
+        }
+        out
+    }
+
     /// The NSEC at `owner` with `types` and its RRSIGs, signed at `now`.
     pub fn signed_nsec(
         &self,

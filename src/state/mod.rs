@@ -76,6 +76,13 @@ impl Snapshot {
         Ok(snap)
     }
 
+    /// A snapshot of a config already loaded (the demo's, with keys made on the spot).
+    pub(crate) fn from_config_signed(config: Config) -> Result<Self, Problems> {
+        let (mut snap, index) = Self::from_config_indexed(config)?;
+        snap.index = Some(Arc::new(index));
+        Ok(snap)
+    }
+
     /// The catalog index for the writer: the one loaded with the snapshot, or one built
     /// from its registries.
     pub(crate) fn take_index(&mut self) -> CatalogIndex {

@@ -429,3 +429,80 @@ fn key_problems_are_reported_by_check_config() {
         "{err}"
     );
 }
+
+/// `steerdns demo --dnssec` signs the zones with keys made on the spot and prints the DS and
+/// a `delv` command; that command, run as printed, validates the steered name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_signs_with_keys_made_on_the_spot() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    if !Path::new("/usr/bin/delv").exists() {
+        if std::env::var_os("STEERDNS_REQUIRE_DNSSEC_TOOLS").is_some() {
+            panic!("delv is missing");
+        }
+        eprintln!("SKIPPED: delv is missing (apt-get install bind9-dnsutils)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let repo = crate::support::repo();
+    let config = format!(
+        "version = 1\n[server]\nlisten = [\"127.0.22.9:5300\"]\nzones_dir = {:?}\ngeo_dir = {:?}\n\
+         [admin]\nlisten = \"127.0.22.9:8053\"\n{STEERED}",
+        repo.join("zones"),
+        repo.join("geo")
+    );
+    let path = dir.path().join("steerdns.toml");
+    std::fs::write(&path, config).expect("config");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_steerdns"))
+        .args(["demo", "--dnssec", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("demo");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut printed = Vec::new();
+    let delv_line = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            printed.push(l.clone());
+            if l.trim_start().starts_with("delv @") {
+                return Some(l);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| panic!("no delv command printed: {printed:?}"));
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("registry.example. IN DS ")),
+        "{printed:?}"
+    );
+    let args: Vec<String> = delv_line
+        .split_whitespace()
+        .skip(1)
+        .map(String::from)
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("delv").args(&args).output().expect("delv")
+    })
+    .await
+    .expect("delv task");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("; fully validated") && text.contains("\tA\t192.0.2.10"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    child.kill().await.expect("kill");
+    let key_dir = printed
+        .iter()
+        .find_map(|l| l.split(" in ").nth(1).filter(|_| l.starts_with("DNSSEC:")))
+        .map(|d| d.trim().to_string());
+    if let Some(d) = key_dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
