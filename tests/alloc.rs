@@ -248,3 +248,112 @@ fn answering_allocates_nothing_on_the_global_static_alias_and_nxdomain_paths() {
     // The counter sees allocations at all (the check above could not pass by accident).
     assert!(allocations(|| drop(std::hint::black_box(vec![1u8; 16]))) >= 1);
 }
+
+/// The demo config with its zone signed (a key made here): the DO bit on a steered name is
+/// answered from the signature cache without a heap allocation, positive (A, AAAA, with ECS)
+/// and NODATA alike, and so are signed static answers and NODATA (prepared at load); a name
+/// that does not exist (its proof names it) is held to today's count.
+#[test]
+fn signed_steered_answers_allocate_nothing_once_cached() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = dir.path().join("keys");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_steerdns"))
+        .args(["dnssec", "keygen", "registry.example", "--dir"])
+        .arg(&keys)
+        .output()
+        .expect("keygen");
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(repo.join("steerdns.toml"))
+        .expect("demo config")
+        .replace(
+            "zones_dir = \"zones\"",
+            &format!("zones_dir = {:?}", repo.join("zones")),
+        )
+        .replace(
+            "geo_dir = \"geo\"",
+            &format!("geo_dir = {:?}", repo.join("geo")),
+        );
+    let path = dir.path().join("steerdns.toml");
+    std::fs::write(
+        &path,
+        format!("{text}\n[dnssec]\nzones = [\"registry.example.\"]\n"),
+    )
+    .expect("config");
+    let snap = Snapshot::load(&path).expect("the signed demo config loads");
+    let counters = DnsCounters::default();
+    let source: IpAddr = "127.0.1.9".parse().expect("ip");
+    let with_do = |name: &str, qtype: RecordType, ecs: Option<&str>| {
+        let mut m = Message::from_vec(&query(name, qtype, ecs)).expect("query");
+        let mut edns = m.edns.take().unwrap_or_default();
+        edns.set_max_payload(1232);
+        edns.set_dnssec_ok(true);
+        m.set_edns(edns);
+        m.to_vec().expect("encode")
+    };
+    let cases: [(&str, Vec<u8>, u64); 6] = [
+        (
+            "signed global A, ECS /24",
+            with_do(
+                "contoso.registry.example.",
+                RecordType::A,
+                Some("192.0.2.0/24"),
+            ),
+            0,
+        ),
+        (
+            "signed global AAAA",
+            with_do("contoso.registry.example.", RecordType::AAAA, None),
+            0,
+        ),
+        (
+            "signed global NODATA",
+            with_do("contoso.registry.example.", RecordType::TXT, None),
+            0,
+        ),
+        (
+            "signed static A (prepared)",
+            with_do("www.registry.example.", RecordType::A, None),
+            0,
+        ),
+        (
+            "signed static NODATA (prepared)",
+            with_do("www.registry.example.", RecordType::TXT, None),
+            0,
+        ),
+        (
+            "signed NXDOMAIN (compact, cached NSEC)",
+            with_do("nope.registry.example.", RecordType::A, None),
+            40,
+        ),
+    ];
+    let mut out = Vec::with_capacity(4096);
+    for (what, packet, budget) in &cases {
+        // The first answer signs (a cache miss) and checks the reply.
+        handle(&snap, packet, source, Transport::Udp, &mut out, &counters).expect("answered");
+        let reply = Message::from_vec(&out).expect("reply parses");
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NoError,
+            "{what}"
+        );
+        let sigs = reply
+            .answers
+            .iter()
+            .chain(&reply.authorities)
+            .filter(|r| r.record_type() == RecordType::RRSIG)
+            .count();
+        assert!(sigs >= 1, "{what}: signed: {reply:?}");
+        let n = allocations(|| {
+            for _ in 0..1000 {
+                let o = handle(&snap, packet, source, Transport::Udp, &mut out, &counters);
+                std::hint::black_box(o);
+            }
+        });
+        assert!(
+            n <= budget * 1000,
+            "{what}: {n} heap allocations in 1000 answers, budget {budget} per answer"
+        );
+        eprintln!("{what}: {} allocations per answer", n / 1000);
+    }
+}

@@ -169,8 +169,7 @@ fn answer(
     let dnssec_ok = snap.zones.signed() && q.edns.is_some_and(|e| e.dnssec_ok);
     // The static answers prepared at load (a name of the zone files, NODATA, NXDOMAIN): a
     // copy, no `Name` and no encoder.
-    if !dnssec_ok
-        && let Some(f) = snap.zones.fast(key, q.qtype, &*snap.globals)
+    if let Some(f) = snap.zones.fast(key, q.qtype, &*snap.globals, dnssec_ok)
         && let Some(outcome) = prepared(q, &f, ecs, limit, out)
     {
         return outcome;
@@ -383,16 +382,22 @@ fn global_answer(
         let picked = decision.picks[..decision.count]
             .iter()
             .map(|p| answers.for_type(usize::from(*p), q.qtype).bytes.as_slice());
+        // What the name answers (A or CNAME, AAAA), for the NSEC of its NODATA.
         let types = || {
-            let mut t = Vec::new();
+            let mut t = [0u16; 8];
+            let mut n = 0;
             for i in 0..set.replicas.len() {
                 for qt in [global::qtype::A, global::qtype::AAAA] {
                     if let Some(rt) = answers.for_type(i, qt).bytes.get(2..4) {
-                        t.push(u16::from_be_bytes([rt[0], rt[1]]));
+                        let rt = u16::from_be_bytes([rt[0], rt[1]]);
+                        if n < 6 && !t[..n].contains(&rt) {
+                            t[n] = rt;
+                            n += 1;
+                        }
                     }
                 }
             }
-            t
+            (t, n)
         };
         signed::global_sigs(
             snap,

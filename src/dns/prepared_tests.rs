@@ -46,6 +46,30 @@ www A 192.0.2.7
 /// A snapshot serving `example.test.` and its child `sub2.example.test.`, with global names
 /// at the apex and below an empty non-terminal (`g.x`).
 fn snapshot(dir: &std::path::Path) -> Snapshot {
+    snapshot_with(dir, "")
+}
+
+/// [`snapshot`] with both zones signed (a CSK each, made here).
+fn signed_snapshot(dir: &std::path::Path) -> Snapshot {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for zone in ["example.test.", "sub2.example.test."] {
+        crate::dnssec::Key::generate(
+            zone,
+            crate::dnssec::FLAGS_KSK,
+            crate::dnssec::Algorithm::EcdsaP256Sha256,
+        )
+        .unwrap()
+        .write(&keys)
+        .unwrap();
+    }
+    snapshot_with(
+        dir,
+        "[dnssec]\nzones = [\"example.test.\", \"sub2.example.test.\"]\n",
+    )
+}
+
+fn snapshot_with(dir: &std::path::Path, extra: &str) -> Snapshot {
     let geo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("geo");
     std::fs::create_dir_all(dir.join("zones")).unwrap();
     std::fs::write(dir.join("zones/example.test.zone"), ZONE).unwrap();
@@ -54,7 +78,7 @@ fn snapshot(dir: &std::path::Path) -> Snapshot {
         "version = 1\n[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = \"zones\"\ngeo_dir = {geo:?}\n\
          [routing]\ndefault_order = [\"westeurope\"]\n[regions.westeurope]\n\
          [registries.apex]\nname = \"example.test.\"\n[registries.apex.replicas.westeurope]\nipv4 = [\"192.0.2.100\"]\n\
-         [registries.deep]\nname = \"g.x.example.test.\"\n[registries.deep.replicas.westeurope]\nipv4 = [\"192.0.2.101\"]\n"
+         [registries.deep]\nname = \"g.x.example.test.\"\n[registries.deep.replicas.westeurope]\nipv4 = [\"192.0.2.101\"]\n{extra}"
     );
     std::fs::write(dir.join("steerdns.toml"), config).unwrap();
     Snapshot::load(&dir.join("steerdns.toml")).unwrap_or_else(|e| panic!("{e}"))
@@ -98,9 +122,20 @@ fn mixed(name: &str) -> String {
 #[test]
 fn prepared_answers_equal_the_full_lookup() {
     let dir = tempfile::tempdir().unwrap();
-    let fast = snapshot(dir.path());
-    let mut slow = snapshot(dir.path());
-    slow.zones = Arc::new(slow.zones.without_prepared());
+    compare_prepared(snapshot(dir.path()), false);
+}
+
+/// With both zones signed and the DO bit: the prepared signed answers and NODATA equal the
+/// full signed path's (the same signatures: the snapshots share the zones).
+#[test]
+fn signed_prepared_answers_equal_the_full_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    compare_prepared(signed_snapshot(dir.path()), true);
+}
+
+fn compare_prepared(fast: Snapshot, dnssec_ok: bool) {
+    let mut slow = fast.clone();
+    slow.zones = Arc::new(fast.zones.without_prepared());
     let names = [
         "example.test.",
         "ns1.example.test.",
@@ -146,6 +181,7 @@ fn prepared_answers_equal_the_full_lookup() {
     let edns = |ecs: Option<&str>| {
         let mut e = Edns::new();
         e.set_max_payload(1232);
+        e.set_dnssec_ok(dnssec_ok);
         if let Some(s) = ecs {
             e.options_mut()
                 .insert(EdnsOption::Subnet(s.parse::<ClientSubnet>().unwrap()));
@@ -172,8 +208,12 @@ fn prepared_answers_equal_the_full_lookup() {
                     let q = wire::parse_query(&packet).unwrap();
                     let mut lower = [0u8; wire::MAX_NAME_LEN];
                     let key = wire::lowercase_wire(q.qname_wire(), &mut lower);
-                    prepared +=
-                        usize::from(fast.zones.fast(key, q.qtype, &*fast.globals).is_some());
+                    let with_do = q.edns.is_some_and(|e| e.dnssec_ok);
+                    prepared += usize::from(
+                        fast.zones
+                            .fast(key, q.qtype, &*fast.globals, with_do)
+                            .is_some(),
+                    );
                 }
             }
         }

@@ -14,7 +14,7 @@ use super::{Outcome, Response, encode};
 use crate::dnssec::sign::NXNAME;
 use crate::state::Snapshot;
 use crate::wire::{ClientSubnet, Query, Rcode};
-use crate::zone::{Owner, Zone};
+use crate::zone::{OutsideNames as _, Owner, Zone};
 
 /// A record of the response: from a zone, or made for it (an index into `made`).
 #[derive(Clone, Copy)]
@@ -65,15 +65,42 @@ impl<'z> Parts<'z> {
             }
             out.extend(records[i..j].iter().map(|(r, o)| Item::Zone(r, *o)));
             if let Some(zone) = snap.zones.find(&first.name) {
-                if first.name.is_wildcard() {
+                let answered = match owner {
+                    Owner::Synthesised(n) => n.to_lowercase(),
+                    _ => qname.to_lowercase(),
+                };
+                // A wildcard's records answering another name (a query for `*` itself gets
+                // the zone's signatures).
+                if first.name.is_wildcard() && answered != first.name.to_lowercase() {
                     if let Some(signer) = zone.signer() {
-                        let answered = match owner {
-                            Owner::Synthesised(n) => n.to_lowercase(),
-                            _ => qname.to_lowercase(),
-                        };
-                        let refs: Vec<&Record> = records[i..j].iter().map(|(r, _)| *r).collect();
-                        let ttl = refs.iter().map(|r| r.ttl).min().unwrap_or(0);
-                        let sigs = signer.sign(&answered, &refs, ttl, now);
+                        // Through the cache: the same wildcard answer for the same name is
+                        // not signed again.
+                        let rdatas: Vec<Vec<u8>> = records[i..j]
+                            .iter()
+                            .map(|(r, _)| crate::dnssec::sign::canonical_rdata(r))
+                            .collect();
+                        let mut refs: Vec<&[u8]> = rdatas.iter().map(Vec::as_slice).collect();
+                        let ttl = records[i..j].iter().map(|(r, _)| r.ttl).min().unwrap_or(0);
+                        let cached = signer.cached(
+                            &crate::dnssec::sign::canonical_wire(&answered),
+                            answered.num_labels(),
+                            first.record_type(),
+                            ttl,
+                            &mut refs,
+                            now,
+                        );
+                        let sigs: Vec<Record> = cached
+                            .iter()
+                            .flat_map(|c| c.rrsigs.iter())
+                            .map(|r| {
+                                crate::dnssec::sign::opaque(
+                                    answered.clone(),
+                                    RecordType::RRSIG,
+                                    ttl,
+                                    r.to_vec(),
+                                )
+                            })
+                            .collect();
                         let items = self.made(sigs, owner);
                         out.extend(items);
                     }
@@ -169,7 +196,11 @@ pub(super) fn authoritative<'z>(
                     .map(|s| Item::Zone(s, Owner::Own)),
             );
             let at = last.to_lowercase();
-            let proof: Vec<Item<'z>> = match (nxdomain, z.nsec_at(last), z.signer()) {
+            // A global name at the apex answers A and AAAA beside the zone's data there: its
+            // NSEC is made here, not the one made at load.
+            let global = snap.globals.outside(last) == Some(crate::zone::Outside::Global);
+            let made_at_load = z.nsec_at(last).filter(|_| !global);
+            let proof: Vec<Item<'z>> = match (nxdomain, made_at_load, z.signer()) {
                 // RFC 9824 §3.1: the name "exists" with nothing but NSEC, RRSIG and NXNAME.
                 (true, _, Some(s)) => {
                     rcode = Rcode::NoError;
@@ -178,7 +209,7 @@ pub(super) fn authoritative<'z>(
                 }
                 (false, Some(nsec), _) => nsec.iter().map(|r| Item::Zone(r, Owner::Own)).collect(),
                 (false, None, Some(s)) => {
-                    let types = z.synthesised_types(last, &*snap.globals);
+                    let types = z.denial_types(last, &*snap.globals);
                     let made = s.cached_nsec(&at, &types, soa.ttl, now);
                     p.made(made, owner)
                 }
@@ -343,7 +374,7 @@ pub(super) fn global_sigs<'e>(
     owner_wire: &[u8],
     picked: impl Iterator<Item = &'e [u8]>,
     ttl: u32,
-    nodata_types: impl FnOnce() -> Vec<u16>,
+    nodata_types: impl FnOnce() -> ([u16; 8], usize),
     negative_ttl: u32,
     now: SystemTime,
 ) -> GlobalSigs {
@@ -401,10 +432,19 @@ pub(super) fn global_sigs<'e>(
     };
     put(&[1, 0]);
     put(owner_wire);
-    let mut types = nodata_types();
-    types.push(u16::from(hickory_proto::rr::RecordType::RRSIG));
-    types.push(u16::from(hickory_proto::rr::RecordType::NSEC));
-    put(&crate::dnssec::sign::type_bitmap(&types));
+    let (mut types, mut n) = nodata_types();
+    for t in [
+        hickory_proto::rr::RecordType::RRSIG,
+        hickory_proto::rr::RecordType::NSEC,
+    ] {
+        if n < types.len() {
+            types[n] = u16::from(t);
+            n += 1;
+        }
+    }
+    let mut bitmap = [0u8; 64];
+    let len_bitmap = crate::dnssec::sign::type_bitmap_into(&mut types[..n], &mut bitmap);
+    put(&bitmap[..len_bitmap]);
     let mut one: [&[u8]; 1] = [&rdata[..len]];
     sigs.rrset = signer.cached(
         owner_wire,

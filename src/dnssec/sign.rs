@@ -117,6 +117,33 @@ pub(crate) fn canonical_rdata(rec: &Record) -> Vec<u8> {
     buf
 }
 
+/// [`type_bitmap`] into `out` without allocating (`types` is sorted in place); its length.
+/// Types past what `out` holds are left out.
+pub(crate) fn type_bitmap_into(types: &mut [u16], out: &mut [u8]) -> usize {
+    types.sort_unstable();
+    let mut len = 0;
+    let mut i = 0;
+    while i < types.len() {
+        let window = types[i] >> 8;
+        let mut bits = [0u8; 32];
+        let mut used = 0;
+        while i < types.len() && types[i] >> 8 == window {
+            let low = (types[i] & 0xff) as usize;
+            bits[low / 8] |= 0x80 >> (low % 8);
+            used = used.max(low / 8 + 1);
+            i += 1;
+        }
+        if len + 2 + used > out.len() {
+            break;
+        }
+        out[len] = window as u8;
+        out[len + 1] = used as u8;
+        out[len + 2..len + 2 + used].copy_from_slice(&bits[..used]);
+        len += 2 + used;
+    }
+    len
+}
+
 /// An NSEC type bitmap (RFC 4034 §4.1.2) of `types`.
 pub(crate) fn type_bitmap(types: &[u16]) -> Vec<u8> {
     let mut types = types.to_vec();
@@ -529,6 +556,10 @@ mod tests {
                 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20
             ]
         );
+        let mut out = [0u8; 64];
+        let mut types = [1234, 47, 46, 15, 1];
+        let n = type_bitmap_into(&mut types, &mut out);
+        assert_eq!(&out[..n], &b[..]);
         // NXNAME (128) lands in window 0, octet 16.
         let b = type_bitmap(&[46, 47, NXNAME]);
         assert_eq!(&b[..2], &[0, 17]);

@@ -75,6 +75,10 @@ struct FastNode {
     cname: bool,
     /// Prepared answers by query type (the node's types and ANY).
     answers: Box<[(u16, Prepared)]>,
+    /// In a signed zone, the same answers with their RRSIGs, for the DO bit.
+    signed: Box<[(u16, Prepared)]>,
+    /// In a signed zone, NODATA with the DO bit: the SOA, the NSEC at the name, their RRSIGs.
+    signed_nodata: Option<Prepared>,
 }
 
 /// A zone's negative answer.
@@ -84,6 +88,8 @@ struct FastZone {
     apex_len: u16,
     /// The negative SOA in the authority section, prepared for a question that is the apex.
     soa: Prepared,
+    /// The zone is signed: DO-bit queries get the signed answers.
+    signed: bool,
 }
 
 /// Prepared answers for every zone of a [`ZoneSet`].
@@ -94,6 +100,28 @@ pub(crate) struct FastTable {
     /// Zone apexes by lower-cased wire name: the index into `zones`.
     origins: HashMap<Box<[u8]>, u16>,
     zones: Vec<FastZone>,
+}
+
+/// `records` (RRsets one after the other) each followed by the RRSIGs its zone made for it.
+fn with_sigs<'z>(set: &'z ZoneSet, records: &[&'z Record]) -> Vec<&'z Record> {
+    let mut out = Vec::with_capacity(records.len() * 2);
+    let mut i = 0;
+    while i < records.len() {
+        let first = records[i];
+        let mut j = i + 1;
+        while j < records.len()
+            && records[j].name == first.name
+            && records[j].record_type() == first.record_type()
+        {
+            j += 1;
+        }
+        out.extend_from_slice(&records[i..j]);
+        if let Some(z) = set.find(&first.name) {
+            out.extend(z.sigs(&first.name, first.record_type()));
+        }
+        i = j;
+    }
+    out
 }
 
 /// The lower-cased wire form of `name`.
@@ -185,6 +213,7 @@ impl FastTable {
             t.zones.push(FastZone {
                 apex_len: apex.len() as u16,
                 soa,
+                signed: zone.signer().is_some(),
             });
             for (name, node) in &zone.nodes {
                 let Some(key) = wire(name) else { continue };
@@ -194,6 +223,17 @@ impl FastTable {
                     || set.find(name).is_none_or(|z| z.origin() != zone.origin())
                     || t.nodes.contains_key(&key);
                 let mut answers = Vec::new();
+                let mut signed = Vec::new();
+                let mut signed_nodata = None;
+                let signer = zone.signer().is_some();
+                if !slow && signer {
+                    let mut authority = vec![negative];
+                    authority.extend(zone.negative_soa_sigs());
+                    if let Some(nsec) = zone.nsec_at(name) {
+                        authority.extend(nsec);
+                    }
+                    signed_nodata = render(&key, 0, &[], &authority, &[]);
+                }
                 if !slow {
                     let types = node.rrsets.iter().map(|r| r.rtype);
                     for qtype in types.chain(std::iter::once(RecordType::ANY)) {
@@ -216,6 +256,17 @@ impl FastTable {
                         if let Some(p) = render(&key, code, &a, &[], &additionals) {
                             answers.push((code, p));
                         }
+                        if signer {
+                            let recs: Vec<&Record> = a.iter().map(|(r, _)| *r).collect();
+                            let with: Vec<(&Record, Owner<'_>)> = with_sigs(set, &recs)
+                                .into_iter()
+                                .map(|r| (r, Owner::Query))
+                                .collect();
+                            let adds = with_sigs(set, &additionals);
+                            if let Some(p) = render(&key, code, &with, &[], &adds) {
+                                signed.push((code, p));
+                            }
+                        }
                     }
                 }
                 let fast = FastNode {
@@ -223,6 +274,8 @@ impl FastTable {
                     slow,
                     cname: node.rrset(RecordType::CNAME).is_some(),
                     answers: answers.into(),
+                    signed: signed.into(),
+                    signed_nodata,
                 };
                 if let Some(other) = t.nodes.get_mut(&key) {
                     other.slow = true;
@@ -241,11 +294,35 @@ impl FastTable {
         qname: &[u8],
         qtype: u16,
         outside: &dyn OutsideNames,
+        dnssec_ok: bool,
     ) -> Option<Fast<'_>> {
         let qlen = qname.len() as u16;
         if let Some(node) = self.nodes.get(qname) {
             if node.slow {
                 return None;
+            }
+            if dnssec_ok && self.zones.get(usize::from(node.zone))?.signed {
+                // The signed answers: data with its RRSIGs, or NODATA with its proof; a CNAME
+                // to chase goes to the full lookup.
+                if let Some((_, p)) = node.signed.iter().find(|(t, _)| *t == qtype) {
+                    return Some(Fast {
+                        prepared: p,
+                        shift: 0,
+                        nxdomain: false,
+                    });
+                }
+                // (A global name at the apex: its NSEC lists A and AAAA, made when asked.)
+                if node.cname
+                    || node.answers.iter().any(|(t, _)| *t == qtype)
+                    || outside.outside_wire(qname).is_some()
+                {
+                    return None;
+                }
+                return node.signed_nodata.as_ref().map(|p| Fast {
+                    prepared: p,
+                    shift: 0,
+                    nxdomain: false,
+                });
             }
             if let Some((_, p)) = node.answers.iter().find(|(t, _)| *t == qtype) {
                 return Some(Fast {
@@ -284,6 +361,10 @@ impl FastTable {
             Some((i, *zone))
         })?;
         let zone = self.zones.get(usize::from(z))?;
+        if dnssec_ok && zone.signed {
+            // A name that does not exist: its proof names it, made when asked.
+            return None;
+        }
         let mut closest = apex_at;
         for i in (0..apex_at).rev() {
             let name = suffix(i)?;

@@ -253,8 +253,9 @@ impl ZoneSet {
         qname: &[u8],
         qtype: u16,
         outside: &dyn OutsideNames,
+        dnssec_ok: bool,
     ) -> Option<Fast<'_>> {
-        self.fast.get(qname, qtype, outside)
+        self.fast.get(qname, qtype, outside, dnssec_ok)
     }
 
     /// Whether some zone is signed (a load-time flag: one load per query).

@@ -127,13 +127,23 @@ impl Zone {
         &self.negative_soa_sigs
     }
 
-    /// The types an NSEC at `name` lists when the zone has no node there: those of the
-    /// wildcard that synthesises it, A and AAAA at a global name, else none (an empty
-    /// non-terminal). A bitmap that left out a type the name answers would let a resolver
-    /// that caches NSEC aggressively (RFC 8198) deny it.
-    pub(crate) fn synthesised_types(&self, name: &Name, outside: &dyn OutsideNames) -> Vec<u16> {
+    /// The types an NSEC at `name` lists: the node's own, plus A and AAAA when it is also
+    /// a global name (at the apex); without a node, those of the wildcard that synthesises
+    /// it, A and AAAA at a global name, else none (an empty non-terminal). A bitmap that left
+    /// out a type the name answers would let a resolver that caches NSEC aggressively
+    /// (RFC 8198) deny it.
+    pub(crate) fn denial_types(&self, name: &Name, outside: &dyn OutsideNames) -> Vec<u16> {
+        let mut types: Vec<u16> = self
+            .nodes
+            .get(name)
+            .map(|n| n.rrsets.iter().map(|r| u16::from(r.rtype)).collect())
+            .unwrap_or_default();
         if outside.outside(name) == Some(Outside::Global) {
-            return vec![u16::from(RecordType::A), u16::from(RecordType::AAAA)];
+            types.extend([u16::from(RecordType::A), u16::from(RecordType::AAAA)]);
+            return types;
+        }
+        if !types.is_empty() {
+            return types;
         }
         let origin_labels = self.origin.num_labels();
         let mut n = name.num_labels();
