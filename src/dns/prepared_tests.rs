@@ -275,3 +275,66 @@ fn a_prepared_answer_moves_the_soa_to_the_apex_inside_the_question() {
     assert_eq!(m.answers[0].name, Name::from_str("example.test.").unwrap());
     assert_eq!(m.additionals.len(), 2, "mail's A and AAAA");
 }
+
+/// Static signatures are made again at half their validity without a reload: before, none
+/// is due; a week later (validity 14 days less a day of jitter) every signature of the zone
+/// — prepared answers, the NODATA proof of a global name, the negative SOA — carries the new
+/// inception, and nothing is due again.
+#[test]
+fn signatures_are_renewed_at_half_their_validity() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let dir = tempfile::tempdir().unwrap();
+    let snap = signed_snapshot(dir.path());
+    let now = SystemTime::now();
+    assert!(snap.resigned(now).is_none(), "nothing due yet");
+    let later = now + Duration::from_secs(7 * 86_400);
+    let next = snap.resigned(later).expect("due after half the validity");
+    assert!(next.resigned(later).is_none(), "renewed");
+    // The inception of every RRSIG in the answer to `name`/`t` with the DO bit.
+    let inceptions = |s: &Snapshot, name: &str, t: RecordType| -> Vec<u32> {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        e.set_dnssec_ok(true);
+        let m = answer(s, &query(name, t, Some(e)), Transport::Udp).unwrap();
+        m.answers
+            .iter()
+            .chain(&m.authorities)
+            .filter_map(|r| match &r.data {
+                hickory_proto::rr::RData::Unknown { code, rdata } if *code == RecordType::RRSIG => {
+                    let b = &rdata.anything;
+                    Some(u32::from_be_bytes([b[12], b[13], b[14], b[15]]))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs() as u32 - 3_600;
+    for (name, t) in [
+        ("mail.example.test.", RecordType::A),
+        ("mail.example.test.", RecordType::TXT),
+        ("g.x.example.test.", RecordType::TXT),
+    ] {
+        let before = inceptions(&snap, name, t);
+        let after = inceptions(&next, name, t);
+        assert!(
+            !before.is_empty() && before.len() == after.len(),
+            "{name} {t}"
+        );
+        assert!(
+            before.iter().all(|i| i.abs_diff(secs(now)) <= 2),
+            "{name} {t}: {before:?}"
+        );
+        // The steered name's NSEC is from the cache (renewed at its own half-life); the SOA
+        // and everything made at load are new.
+        assert!(
+            after.iter().any(|i| *i == secs(later)),
+            "{name} {t}: {after:?}"
+        );
+        if t != RecordType::TXT || !name.starts_with('g') {
+            assert!(
+                after.iter().all(|i| *i == secs(later)),
+                "{name} {t}: {after:?}"
+            );
+        }
+    }
+}

@@ -318,6 +318,14 @@ impl World {
 
     /// Time passes: stale verdicts, guard ageing, override expiry.
     pub(super) fn tick(&mut self, snap: &Snapshot, now: Instant) -> Option<Snapshot> {
+        // Signatures of static zones renewed at half their validity (rare: days apart).
+        let resigned = snap.resigned(SystemTime::now());
+        let next = self.tick_health(resigned.as_ref().unwrap_or(snap), now);
+        next.or(resigned)
+    }
+
+    /// The health part of [`tick`](Self::tick).
+    fn tick_health(&mut self, snap: &Snapshot, now: Instant) -> Option<Snapshot> {
         for (target, at) in &self.last_outcome {
             let stale_after = self
                 .target_names

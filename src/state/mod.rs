@@ -120,30 +120,12 @@ impl Snapshot {
         };
         let (targets, sets) = replica_sets(&config, &locator).map_err(Problems)?;
         // In the order of zones.zones(), which CatalogIndex::new numbers the same way.
-        let mut global_zones = Vec::new();
-        for z in zones.zones() {
-            let mut g = GlobalZone {
-                apex_labels: z.origin().num_labels(),
-                ..GlobalZone::default()
-            };
-            encode_rr(&mut g.negative_soa, z.negative_soa(), false).map_err(|e| {
-                Problems(vec![Problem::file(
-                    &config.path,
-                    format!("cannot encode a SOA: {e}"),
-                )])
-            })?;
-            for sig in z.negative_soa_sigs() {
-                encode_rr(&mut g.negative_soa_sigs, sig, false).map_err(|e| {
-                    Problems(vec![Problem::file(
-                        &config.path,
-                        format!("cannot encode an RRSIG: {e}"),
-                    )])
-                })?;
-            }
-            g.signer = crate::global::SignerRef(z.signer_arc());
-            g.negative_ttl = z.negative_soa().ttl;
-            global_zones.push(g);
-        }
+        let global_zones = global_zones(&zones).map_err(|e| {
+            Problems(vec![Problem::file(
+                &config.path,
+                format!("cannot encode a SOA or its RRSIG: {e}"),
+            )])
+        })?;
         let mut globals = Globals::new(sets.into(), global_zones.into());
         let mut index = CatalogIndex::new(&zones, &globals);
         let mut problems = Vec::new();
@@ -223,7 +205,57 @@ impl Snapshot {
     }
 }
 
+/// What the global names need of each zone (its negative SOA, its signer), in the order of
+/// `zones.zones()`, which the global names' zone indices follow.
+fn global_zones(zones: &ZoneSet) -> Result<Vec<GlobalZone>, hickory_proto::ProtoError> {
+    let mut out = Vec::with_capacity(zones.len());
+    for z in zones.zones() {
+        let mut g = GlobalZone {
+            apex_labels: z.origin().num_labels(),
+            negative_ttl: z.negative_soa().ttl,
+            signer: crate::global::SignerRef(z.signer_arc()),
+            ..GlobalZone::default()
+        };
+        encode_rr(&mut g.negative_soa, z.negative_soa(), false)?;
+        for sig in z.negative_soa_sigs() {
+            encode_rr(&mut g.negative_soa_sigs, sig, false)?;
+        }
+        out.push(g);
+    }
+    Ok(out)
+}
+
 impl Snapshot {
+    /// This snapshot with the zones whose signatures are due signed again at `now` (the
+    /// same keys, the same data), or None when none is due. The writer calls it on its tick:
+    /// static signatures are renewed without a reload, each zone at half its validity.
+    pub(crate) fn resigned(&self, now: std::time::SystemTime) -> Option<Snapshot> {
+        if !self.zones.sign_due(now) {
+            return None;
+        }
+        let started = std::time::Instant::now();
+        let zones = self.zones.resigned(now);
+        let global = match global_zones(&zones) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode the signed zones' SOA; signatures not renewed");
+                return None;
+            }
+        };
+        let mut globals = (*self.globals).clone();
+        globals.zones = global.into();
+        tracing::info!(
+            zones = zones.zones().filter(|z| z.signer().is_some()).count(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "zone signatures renewed"
+        );
+        Some(Snapshot {
+            zones: Arc::new(zones),
+            globals: Arc::new(globals),
+            ..self.clone()
+        })
+    }
+
     /// How a query for global name `name` of type `qtype` from `source` (with `ecs`) is
     /// answered now, with live health: the one explain behind the CLI and the admin API.
     /// None when `name` is not a global name.

@@ -170,6 +170,7 @@ impl Zone {
                 record_count,
                 signer: None,
                 negative_soa_sigs: Vec::new(),
+                signed_at: None,
             }),
             _ => Err(vec![Problem {
                 file: path.to_path_buf(),

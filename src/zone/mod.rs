@@ -34,7 +34,7 @@ const MAX_CNAME_CHAIN: usize = 8;
 //------------ Zone ----------------------------------------------------------------------------
 
 /// One RRset of a node.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Rrset {
     /// The type.
     pub(crate) rtype: RecordType,
@@ -45,7 +45,7 @@ pub(crate) struct Rrset {
 }
 
 /// A name in the zone: its RRsets (none for an empty non-terminal).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Node {
     rrsets: Vec<Rrset>,
     /// Has NS and is not the apex: a zone cut (RFC 1034 §4.2.1).
@@ -62,7 +62,7 @@ impl Node {
 }
 
 /// A loaded, checked zone.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Zone {
     origin: Name,
     file: PathBuf,
@@ -77,6 +77,8 @@ pub(crate) struct Zone {
     signer: Option<std::sync::Arc<crate::dnssec::sign::ZoneSigner>>,
     /// RRSIGs of the SOA with the negative SOA's TTL.
     negative_soa_sigs: Vec<Record>,
+    /// When it was signed, and the DNSKEY TTL it was signed with.
+    signed_at: Option<(std::time::SystemTime, u32)>,
 }
 
 impl Zone {

@@ -75,6 +75,20 @@ impl Zone {
             })
             .collect();
         self.signer = Some(signer);
+        self.signed_at = Some((now, dnskey_ttl));
+    }
+
+    /// Whether its signatures are due to be made again at `now`: half of the shortest
+    /// validity (validity less jitter) is gone, so a served signature always has days left.
+    pub(crate) fn sign_due(&self, now: SystemTime) -> bool {
+        match (&self.signer, self.signed_at) {
+            (Some(s), Some((at, _))) => {
+                let t = s.timing();
+                now.duration_since(at)
+                    .is_ok_and(|gone| gone >= t.validity.saturating_sub(t.jitter) / 2)
+            }
+            _ => false,
+        }
     }
 
     /// Whether `name` lies strictly below a zone cut (glue or occluded data).
@@ -205,6 +219,30 @@ impl ZoneSet {
         } else {
             Err(problems)
         }
+    }
+
+    /// Whether some zone's signatures are due to be made again at `now`.
+    pub(crate) fn sign_due(&self, now: SystemTime) -> bool {
+        self.signed && self.zones.values().any(|z| z.sign_due(now))
+    }
+
+    /// The same zones, those due signed again at `now` with the keys they had, and the
+    /// answers prepared again. The zones keep their order (the global names' zone indices
+    /// follow it).
+    pub(crate) fn resigned(&self, now: SystemTime) -> ZoneSet {
+        let mut zones = self.zones.clone();
+        for z in zones.values_mut() {
+            if !z.sign_due(now) {
+                continue;
+            }
+            let (Some(signer), Some((_, ttl))) = (z.signer.clone(), z.signed_at) else {
+                continue;
+            };
+            let mut fresh = (**z).clone();
+            fresh.sign(signer, ttl, now);
+            *z = Arc::new(fresh);
+        }
+        Self::prepared(zones)
     }
 
     /// Whether some zone is signed.
