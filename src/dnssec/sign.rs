@@ -95,7 +95,7 @@ impl std::fmt::Debug for ZoneSigner {
 }
 
 /// `name` lower-cased, uncompressed: its canonical wire form (RFC 4034 §6.2).
-pub(crate) fn canonical_wire(name: &Name) -> Vec<u8> {
+pub fn canonical_wire(name: &Name) -> Vec<u8> {
     let mut out = Vec::with_capacity(name.len() + 2);
     for label in name.iter() {
         out.push(label.len() as u8);
@@ -268,7 +268,7 @@ impl ZoneSigner {
     /// The RRSIGs of the RRset of `owner_wire` (canonical wire form, `labels` labels),
     /// `rtype` and `ttl` whose canonical RDATA are `rdatas` (any order; sorted here): from
     /// the cache, or signed now and cached. No allocation on a hit for keys up to 1 KiB.
-    pub(crate) fn cached(
+    pub fn cached(
         &self,
         owner_wire: &[u8],
         labels: u8,
