@@ -19,6 +19,17 @@
 //! must truncate the large set over UDP and answer each client /28 with ECS scope /28. After
 //! the lab, no process, address or port may be left.
 //!
+//! DNSSEC: steerdns signs `registry.example.` (and `tampered.example.`) with keys the harness
+//! makes with `steerdns dnssec keygen`; Knot signs the parent `example.`, which carries their
+//! DS records (`steerdns dnssec ds`); both resolvers validate, with the parent's KSK as trust
+//! anchor (the fake root is unsigned). Every answer above is then validated as well, and the
+//! DNSSEC checks add: AD for the steered name from three client networks and after each
+//! failover, for static data, NODATA and names that do not exist (compact answers: NOERROR);
+//! under Unbound's aggressive NSEC caching, after denials of neighbouring names every real
+//! name still resolves, validated; a signature corrupted on the way (a proxy on 127.0.5.54
+//! flips a byte of the A RRSIGs of `tampered.example.`) is SERVFAIL while the zone's SOA
+//! still validates.
+//!
 //! So the lab fails when steerdns ignores ECS (every Unbound client would get the replica for
 //! Unbound's own address), answers with scope /0 or too short a scope (Unbound would hand client
 //! A's cached answer to B and C), or does not fail over.
@@ -57,6 +68,8 @@ const PARENT: Ipv4Addr = Ipv4Addr::new(127, 0, 5, 2);
 const UNBOUND: Ipv4Addr = Ipv4Addr::new(127, 0, 5, 3);
 const BIND: Ipv4Addr = Ipv4Addr::new(127, 0, 5, 4);
 const AUTH: Ipv4Addr = Ipv4Addr::new(127, 0, 5, 53);
+/// The proxy in front of steerdns for `tampered.example.` that corrupts A RRSIGs.
+const TAMPER: Ipv4Addr = Ipv4Addr::new(127, 0, 5, 54);
 
 /// Client A: 127.0.6.0/28 in the latency table, nearest West Europe.
 const CLIENT_A: Ipv4Addr = Ipv4Addr::new(127, 0, 6, 1);
@@ -70,6 +83,8 @@ const CLIENT_C: Ipv4Addr = Ipv4Addr::new(127, 0, 6, 33);
 const HARNESS: Ipv4Addr = Ipv4Addr::new(127, 0, 6, 254);
 
 const ZONE: &str = "registry.example.";
+/// The zones steerdns signs in the lab (their DS records go into the parent).
+const SIGNED: [&str; 2] = ["registry.example.", "tampered.example."];
 const GLOBAL: &str = "contoso.registry.example.";
 /// `pull CNAME contoso` in the lab's zone file: an alias of the global name.
 const ALIAS: &str = "pull.registry.example.";
@@ -183,6 +198,7 @@ fn resolvers_reach_steerdns_through_a_delegation() {
         lab.check_clients_behind_unbound(&mut checks);
         lab.check_clients_behind_bind(&mut checks);
         lab.check_alias_through_resolvers(&mut checks);
+        lab.check_dnssec(&mut checks);
         lab.check_failover(&mut checks);
     } else {
         eprintln!(
@@ -245,7 +261,7 @@ fn check_nothing_left(checks: &mut Checks, pids: &[(String, u32)], ip_tool: &Pat
         )),
         Err(e) => checks.fail(format!("[teardown] cannot list the addresses of lo: {e}")),
     }
-    for addr in [ROOT, PARENT, UNBOUND, BIND, AUTH] {
+    for addr in [ROOT, PARENT, UNBOUND, BIND, AUTH, TAMPER] {
         match harness::ensure_port_free(addr, 53) {
             Ok(()) => checks.passed += 1,
             Err(e) => checks.fail(format!("[teardown] {e}")),
@@ -315,6 +331,10 @@ struct Lab {
     procs: Vec<Proc>,
     lo_addr: Option<LoAddr>,
     replicas: Vec<DemoReplica>,
+    /// The parent's KSKs: (algorithm, base64 key), the resolvers' trust anchors.
+    anchors: Vec<(String, String)>,
+    /// The signature-corrupting proxy for `tampered.example.`.
+    tamper: Option<harness::TamperProxy>,
     runtime: tokio::runtime::Runtime,
     dir: Option<tempfile::TempDir>,
     /// Keep the run directory when dropped (a check failed).
@@ -338,6 +358,8 @@ impl Lab {
             procs: Vec::new(),
             lo_addr: None,
             replicas: Vec::new(),
+            anchors: Vec::new(),
+            tamper: None,
             runtime,
             dir: Some(dir),
             keep_dir: false,
@@ -356,7 +378,7 @@ impl Lab {
     }
 
     fn start(&mut self) -> Result<(), String> {
-        for addr in [ROOT, PARENT, UNBOUND, BIND, AUTH] {
+        for addr in [ROOT, PARENT, UNBOUND, BIND, AUTH, TAMPER] {
             harness::ensure_port_free(addr, 53)?;
         }
         fs::create_dir_all(self.dir().join("bind")).map_err(|e| e.to_string())?;
@@ -373,23 +395,35 @@ impl Lab {
             self.replicas.push(replica);
         }
 
-        // the fake root and the parent zone
+        // the fake root, and the parent zone signed by Knot with the DS records of
+        // steerdns's keys
         let lab = harness::lab_src();
-        self.start_knot("root", ROOT, ".", &lab.join("root.zone"))?;
-        self.start_knot("parent", PARENT, "example.", &lab.join("example.zone"))?;
+        self.start_knot("root", ROOT, ".", &lab.join("root.zone"), "")?;
+        let parent = self.parent_zone()?;
+        self.start_knot(
+            "parent",
+            PARENT,
+            "example.",
+            &parent,
+            "    dnssec-signing: on",
+        )?;
         for (name, server, zone) in [("root", ROOT, "."), ("parent", PARENT, "example.")] {
             self.wait_authoritative(name, server, zone)?;
         }
+        self.anchors = self.wait_parent_ksk()?;
 
         // the subzone: steerdns, or Knot standing in for it
         match self.auth.clone() {
             Auth::Steerdns(bin) => self.start_steerdns(&bin)?,
             Auth::Knot => {
                 let zonefile = lab.join("zones").join("registry.example.zone");
-                self.start_knot("standin", AUTH, ZONE, &zonefile)?;
+                self.start_knot("standin", AUTH, ZONE, &zonefile, "")?;
             }
         }
         self.wait_authoritative("auth", AUTH, ZONE)?;
+        if matches!(self.auth, Auth::Steerdns(_)) {
+            self.tamper = Some(harness::TamperProxy::start(TAMPER, AUTH)?);
+        }
 
         // the resolvers
         self.start_unbound()?;
@@ -407,12 +441,97 @@ impl Lab {
         Ok(path)
     }
 
+    /// The parent zone `example.`: the committed file plus, when steerdns serves the
+    /// subzones, the DS records of the keys made here for them (`steerdns dnssec keygen`,
+    /// `steerdns dnssec ds`, as an operator would).
+    fn parent_zone(&self) -> Result<PathBuf, String> {
+        let mut text = fs::read_to_string(harness::lab_src().join("example.zone"))
+            .map_err(|e| format!("example.zone: {e}"))?;
+        if let Auth::Steerdns(bin) = &self.auth {
+            let keys = self.dir().join("keys");
+            text.push_str("\n; DS records of steerdns's keys, made by the harness\n");
+            for zone in SIGNED {
+                let run = |args: &[&str]| -> Result<String, String> {
+                    let out = Command::new(bin)
+                        .args(args)
+                        .output()
+                        .map_err(|e| format!("{}: {e}", bin.display()))?;
+                    if !out.status.success() {
+                        return Err(format!(
+                            "steerdns {}: {}",
+                            args.join(" "),
+                            String::from_utf8_lossy(&out.stderr)
+                        ));
+                    }
+                    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+                };
+                let dir = keys.display().to_string();
+                run(&["dnssec", "keygen", zone, "--dir", &dir])?;
+                text.push_str(&run(&["dnssec", "ds", zone, "--dir", &dir])?);
+            }
+        }
+        let path = self.dir().join("example.zone");
+        fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Waits until Knot serves the parent's DNSKEY RRset; its KSKs (flags 257) as
+    /// (algorithm, public key in base64), the resolvers' trust anchors. (`dig +short`: the
+    /// parsed replies lower-case record data, and base64 is case-sensitive.)
+    fn wait_parent_ksk(&mut self) -> Result<Vec<(String, String)>, String> {
+        let dig = self.tools.dig.clone();
+        let args = [
+            "+norec".to_owned(),
+            "+short".to_owned(),
+            "+time=2".to_owned(),
+            "+tries=1".to_owned(),
+            "-b".to_owned(),
+            HARNESS.to_string(),
+            format!("@{PARENT}"),
+            "example.".to_owned(),
+            "DNSKEY".to_owned(),
+        ];
+        harness::wait_until("Knot signing example.", Duration::from_secs(15), || {
+            let out = Command::new(&dig).args(&args).output();
+            let text = out
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let ksks: Vec<(String, String)> = text
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() > 3 && f[0] == "257").then(|| (f[2].to_owned(), f[3..].concat()))
+                })
+                .collect();
+            if ksks.is_empty() {
+                Poll::Pending(format!("dig {}: {text}", args.join(" ")))
+            } else {
+                Poll::Ready(ksks)
+            }
+        })
+    }
+
+    /// The trust-anchor lines for Unbound and BIND.
+    fn anchor_lines(&self) -> (String, String) {
+        let mut unbound = String::new();
+        let mut bind = String::from("trust-anchors {\n");
+        for (alg, key) in &self.anchors {
+            unbound.push_str(&format!(
+                "    trust-anchor: \"example. DNSKEY 257 3 {alg} {key}\"\n"
+            ));
+            bind.push_str(&format!("    example. static-key 257 3 {alg} \"{key}\";\n"));
+        }
+        bind.push_str("};\n");
+        (unbound, bind)
+    }
+
     fn start_knot(
         &mut self,
         name: &str,
         ip: Ipv4Addr,
         zone: &str,
         zonefile: &Path,
+        signing: &str,
     ) -> Result<(), String> {
         let mut vars = self.vars();
         vars.extend([
@@ -420,6 +539,7 @@ impl Lab {
             ("ip", ip.to_string()),
             ("zone", zone.to_owned()),
             ("zonefile", zonefile.display().to_string()),
+            ("signing", signing.to_owned()),
         ]);
         fs::create_dir_all(self.dir().join(format!("knot-{name}"))).map_err(|e| e.to_string())?;
         let conf = self.write_config(
@@ -438,6 +558,15 @@ impl Lab {
         for (region, replica) in REGIONS.iter().zip(&self.replicas) {
             vars.push((region.name, replica.addr().to_string()));
         }
+        let zones: Vec<String> = SIGNED.iter().map(|z| format!("\"{z}\"")).collect();
+        vars.push((
+            "dnssec",
+            format!(
+                "[dnssec]\nzones = [{}]\nkey_dir = \"{}\"\n",
+                zones.join(", "),
+                self.dir().join("keys").display()
+            ),
+        ));
         let conf =
             self.write_config("steerdns.toml", &harness::render("steerdns.toml.in", &vars))?;
         let mut cmd = Command::new(bin);
@@ -451,10 +580,9 @@ impl Lab {
     }
 
     fn start_unbound(&mut self) -> Result<(), String> {
-        let conf = self.write_config(
-            "unbound.conf",
-            &harness::render("unbound.conf.in", &self.vars()),
-        )?;
+        let mut vars = self.vars();
+        vars.push(("anchors", self.anchor_lines().0));
+        let conf = self.write_config("unbound.conf", &harness::render("unbound.conf.in", &vars))?;
         let mut cmd = Command::new(&self.tools.unbound);
         cmd.arg("-d").arg("-c").arg(&conf);
         let mut proc = Proc::spawn("unbound", self.dir(), &mut cmd)?;
@@ -464,10 +592,9 @@ impl Lab {
     }
 
     fn start_bind(&mut self) -> Result<(), String> {
-        let conf = self.write_config(
-            "named.conf",
-            &harness::render("named.conf.in", &self.vars()),
-        )?;
+        let mut vars = self.vars();
+        vars.push(("anchors", self.anchor_lines().1));
+        let conf = self.write_config("named.conf", &harness::render("named.conf.in", &vars))?;
         let mut cmd = Command::new(&self.tools.named);
         cmd.args(["-g", "-4", "-n", "1", "-c"]).arg(&conf);
         let proc = Proc::spawn("named", self.dir(), &mut cmd)?;
@@ -570,8 +697,22 @@ impl Lab {
                 );
                 let (q, r) = ask("v4only.registry.example.", "AAAA");
                 checks.record(resolver.name, &q, &r, expect_negative(&r, "NOERROR"));
+                // Signed by steerdns, a name that does not exist is a compact answer (RFC
+                // 9824): NOERROR with nothing, validated; these resolvers (Unbound 1.17, BIND
+                // 9.18) predate NXNAME and pass the NOERROR on. Unsigned (Knot stand-in):
+                // NXDOMAIN.
                 let (q, r) = ask("nope.registry.example.", "A");
-                checks.record(resolver.name, &q, &r, expect_negative(&r, "NXDOMAIN"));
+                let verdict = match self.auth {
+                    Auth::Steerdns(_) => expect_negative(&r, "NOERROR").and_then(|()| {
+                        if r.has_flag("ad") {
+                            Ok(())
+                        } else {
+                            Err("a compact denial, but not validated (no AD)".to_owned())
+                        }
+                    }),
+                    Auth::Knot => expect_negative(&r, "NXDOMAIN"),
+                };
+                checks.record(resolver.name, &q, &r, verdict);
             }
         }
     }
@@ -774,6 +915,116 @@ impl Lab {
         );
     }
 
+    /// DNSSEC through validating resolvers (the parent signed by Knot with the DS of
+    /// steerdns's key, the parent's KSK as trust anchor): the steered name from three client
+    /// networks, static names, NODATA and names that do not exist all come back with AD; after
+    /// NXDOMAIN for neighbouring names under aggressive NSEC caching (Unbound), every name
+    /// still resolves, validated; a corrupted signature is SERVFAIL while the zone's other
+    /// data still validates.
+    fn check_dnssec(&self, checks: &mut Checks) {
+        let validated = |r: &Reply| -> Result<(), String> {
+            if r.has_flag("ad") {
+                Ok(())
+            } else {
+                Err("not validated: no AD flag".to_owned())
+            }
+        };
+        // The steered name: each Unbound client its own region, BIND its own; all validated.
+        for (resolver, server, client, want) in [
+            ("unbound", UNBOUND, CLIENT_A, WESTEUROPE),
+            ("unbound", UNBOUND, CLIENT_B, EASTUS),
+            ("unbound", UNBOUND, CLIENT_C, SOUTHEASTASIA),
+            ("bind", BIND, CLIENT_A, SOUTHEASTASIA),
+        ] {
+            let q = Query::new(server, client, GLOBAL, "A");
+            let r = self.ask(&q);
+            let verdict = expect_region(&r, "A", want).and_then(|()| validated(&r));
+            checks.record(resolver, &q, &r, verdict);
+        }
+        for resolver in RESOLVERS {
+            // Data, NODATA (a static name, the steered name) and a name that does not exist
+            // (a compact answer: NOERROR, or NXDOMAIN from a resolver that knows NXNAME).
+            for (name, qtype, want) in [
+                ("www.registry.example.", "A", "data"),
+                ("registry.example.", "DNSKEY", "data"),
+                ("www.registry.example.", "TXT", "nodata"),
+                (GLOBAL, "TXT", "nodata"),
+                ("nope.registry.example.", "A", "none"),
+            ] {
+                let q = Query::new(resolver.addr, CLIENT_A, name, qtype);
+                let r = self.ask(&q);
+                let shape = match want {
+                    "data" => expect_status(&r, "NOERROR").and_then(|()| {
+                        if r.answer_data(qtype).is_empty() {
+                            Err(format!("no {qtype} in the answer"))
+                        } else {
+                            Ok(())
+                        }
+                    }),
+                    _ => match r.status.as_deref() {
+                        Some("NOERROR") | Some("NXDOMAIN") if r.answer.is_empty() => Ok(()),
+                        Some("NXDOMAIN") if want == "none" => Ok(()),
+                        other => Err(format!("expected a validated denial, got {other:?}")),
+                    },
+                };
+                checks.record(resolver.name, &q, &r, shape.and_then(|()| validated(&r)));
+            }
+        }
+        // RFC 8198: Unbound caches the NSEC of each denial and may deny from it. Names next to
+        // the steered and static names do not exist; afterwards every real name still
+        // resolves, validated (a wrong next owner in a proof would deny them now).
+        for name in [
+            "contosn.registry.example.",
+            "contoso0.registry.example.",
+            "contosp.registry.example.",
+            "a.contoso.registry.example.",
+            "www0.registry.example.",
+            "wwv.registry.example.",
+            "pulk.registry.example.",
+            "zzz.registry.example.",
+        ] {
+            let q = Query::new(UNBOUND, CLIENT_A, name, "A");
+            let r = self.ask(&q);
+            let verdict = if r.answer.is_empty() && r.status.is_some() {
+                validated(&r)
+            } else {
+                Err("expected a denial".to_owned())
+            };
+            checks.record("unbound", &q, &r, verdict);
+        }
+        for (name, qtype) in [
+            (GLOBAL, "A"),
+            (GLOBAL, "AAAA"),
+            (ALIAS, "A"),
+            ("www.registry.example.", "A"),
+            ("www.registry.example.", "AAAA"),
+            ("v4only.registry.example.", "A"),
+            ("registry.example.", "SOA"),
+        ] {
+            let q = Query::new(UNBOUND, CLIENT_A, name, qtype);
+            let r = self.ask(&q);
+            let verdict = expect_status(&r, "NOERROR").and_then(|()| {
+                if r.answer_data(qtype).is_empty() {
+                    Err(format!("{qtype} denied after the neighbours' denials"))
+                } else {
+                    validated(&r)
+                }
+            });
+            checks.record("unbound", &q, &r, verdict);
+        }
+        // A corrupted signature: SERVFAIL through both; the zone's SOA (not tampered) still
+        // validates, so the failure is the signature's.
+        for resolver in RESOLVERS {
+            let q = Query::new(resolver.addr, CLIENT_A, "www.tampered.example.", "A");
+            let r = self.ask(&q);
+            checks.record(resolver.name, &q, &r, expect_status(&r, "SERVFAIL"));
+            let q = Query::new(resolver.addr, CLIENT_A, "tampered.example.", "SOA");
+            let r = self.ask(&q);
+            let verdict = expect_status(&r, "NOERROR").and_then(|()| validated(&r));
+            checks.record(resolver.name, &q, &r, verdict);
+        }
+    }
+
     /// Fails (or recovers) one replica, then polls each (resolver, client) until it sees the
     /// expected replica or `within` has passed since the flip.
     fn flip(
@@ -808,7 +1059,9 @@ impl Lab {
                 if seen.last() != Some(&label) {
                     seen.push(label);
                 }
-                if expect_region(&r, "A", want).is_ok() {
+                // steerdns signs the new answer: the resolvers validate it (AD) as before.
+                let signed = matches!(self.auth, Auth::Steerdns(_));
+                if expect_region(&r, "A", want).is_ok() && (!signed || r.has_flag("ad")) {
                     break Ok((r, flipped.elapsed()));
                 }
                 if Instant::now() >= deadline {
@@ -848,6 +1101,7 @@ impl Drop for Lab {
         while let Some(mut proc) = self.procs.pop() {
             proc.stop();
         }
+        self.tamper = None;
         self.lo_addr = None;
         let keep = self.keep_dir
             || thread::panicking()

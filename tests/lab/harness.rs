@@ -259,3 +259,77 @@ impl Drop for LoAddr {
         }
     }
 }
+
+/// A UDP proxy on `listen`:53 in front of the authoritative at `upstream`:53 that corrupts
+/// the signature of every RRSIG covering an A RRset in the answers it relays (the last octet
+/// flipped); everything else passes unchanged. Stops when dropped.
+pub(crate) struct TamperProxy {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl TamperProxy {
+    pub(crate) fn start(listen: Ipv4Addr, upstream: Ipv4Addr) -> Result<TamperProxy, String> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let sock = UdpSocket::bind(SocketAddrV4::new(listen, 53))
+            .map_err(|e| format!("tamper proxy on {listen}:53: {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut buf = [0u8; 65535];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(up) = UdpSocket::bind(SocketAddrV4::new(listen, 0)) else {
+                    continue;
+                };
+                let _ = up.set_read_timeout(Some(Duration::from_secs(2)));
+                if up
+                    .send_to(&buf[..n], SocketAddrV4::new(upstream, 53))
+                    .is_err()
+                {
+                    continue;
+                }
+                let mut reply = [0u8; 65535];
+                let Ok(m) = up.recv(&mut reply) else { continue };
+                let out = corrupt_a_signatures(&reply[..m]).unwrap_or_else(|| reply[..m].to_vec());
+                let _ = sock.send_to(&out, from);
+            }
+        });
+        Ok(TamperProxy {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// The message with the last octet of every RRSIG covering A in its answer section flipped;
+/// None when it does not parse or has none.
+fn corrupt_a_signatures(reply: &[u8]) -> Option<Vec<u8>> {
+    use hickory_proto::rr::{RData, RecordType};
+    let mut m = hickory_proto::op::Message::from_vec(reply).ok()?;
+    let mut changed = false;
+    for r in &mut m.answers {
+        if let RData::Unknown { code, rdata } = &mut r.data
+            && *code == RecordType::RRSIG
+            && rdata.anything.get(..2) == Some(&[0, 1][..])
+            && let Some(last) = rdata.anything.last_mut()
+        {
+            *last ^= 0xff;
+            changed = true;
+        }
+    }
+    if changed { m.to_vec().ok() } else { None }
+}
+
+impl Drop for TamperProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
