@@ -355,3 +355,261 @@ pub fn deep_health(body: &[u8]) -> Option<bool> {
     }
     Some(verdict.is_ok())
 }
+
+//------------ The signed request path ------------------------------------------------------
+
+/// The request path with the DO bit against a config whose every zone is signed by a key
+/// made here: every RRSIG of every reply must verify with its zone's public key (RFC 4034
+/// §3.1.8.1, rebuilt here independently of the signer), and every RRset of an authoritative
+/// answer must carry one.
+pub struct SignedHarness {
+    snap: Snapshot,
+    keys: Vec<crate::dnssec::Key>,
+    counters: DnsCounters,
+}
+
+/// One parsed RRSIG: its RDATA up to the signature, and the parts the check needs.
+struct Sig<'a> {
+    covered: u16,
+    labels: u8,
+    original_ttl: u32,
+    tag: u16,
+    signer: String,
+    signed_part: &'a [u8],
+    signature: &'a [u8],
+}
+
+fn parse_sig(rdata: &[u8]) -> Option<Sig<'_>> {
+    let head = rdata.get(..18)?;
+    let mut at = 18;
+    let mut signer = String::new();
+    loop {
+        let len = usize::from(*rdata.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        let label = rdata.get(at..at + len)?;
+        signer.push_str(&String::from_utf8_lossy(label).to_ascii_lowercase());
+        signer.push('.');
+        at += len;
+    }
+    if signer.is_empty() {
+        signer.push('.');
+    }
+    Some(Sig {
+        covered: u16::from_be_bytes([head[0], head[1]]),
+        labels: head[3],
+        original_ttl: u32::from_be_bytes([head[4], head[5], head[6], head[7]]),
+        tag: u16::from_be_bytes([head[16], head[17]]),
+        signer,
+        signed_part: &rdata[..at],
+        signature: &rdata[at..],
+    })
+}
+
+impl SignedHarness {
+    /// Load `config` with every zone it serves signed by a new key (ECDSA P-256, a CSK,
+    /// written to a temporary directory).
+    pub fn load(config: &Path) -> Result<Self, String> {
+        use crate::dnssec::{Algorithm, FLAGS_KSK, Key};
+        let unsigned = Snapshot::load(config).map_err(|e| e.to_string())?;
+        let mut zones = Vec::new();
+        let mut keys = Vec::new();
+        for z in unsigned.zones.zones() {
+            let key = Key::generate(
+                &z.origin().to_ascii(),
+                FLAGS_KSK,
+                Algorithm::EcdsaP256Sha256,
+            )?;
+            keys.push(key.clone());
+            zones.push(crate::config::dnssec::ZoneKeys {
+                zone: z.origin().to_lowercase(),
+                keys: vec![key],
+            });
+        }
+        let mut cfg = Config::load(config).map_err(|e| e.to_string())?;
+        cfg.dnssec = Some(crate::config::dnssec::DnssecConfig {
+            key_dir: std::env::temp_dir(),
+            zones,
+            timing: crate::dnssec::sign::Timing::default(),
+            dnskey_ttl: 3600,
+            signature_cache: 1 << 12,
+        });
+        Ok(Self {
+            snap: Snapshot::from_config_signed(cfg).map_err(|e| e.to_string())?,
+            keys,
+            counters: DnsCounters::default(),
+        })
+    }
+
+    /// One input: `[flags: 1] [client: 4] [qtype: 2, BE] [name: the rest]`; flags bit 0:
+    /// TCP, bit 1: under `apex.example.` instead of `fuzz.example.`, bit 2: the name as given
+    /// (else the rest's bytes become labels of letters, digits, `-` and `*` under the zone).
+    /// The query carries the DO bit and EDNS 1232.
+    pub fn run(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        use hickory_proto::op::{Edns, OpCode, Query};
+        let (Some(&flags), Some(client), Some(qtype)) =
+            (input.first(), input.get(1..5), input.get(5..7))
+        else {
+            return Ok(());
+        };
+        let rest = &input[7..];
+        let client = IpAddr::V4(Ipv4Addr::new(client[0], client[1], client[2], client[3]));
+        let qtype = RecordType::from(u16::from_be_bytes([qtype[0], qtype[1]]));
+        let zone = if flags & 2 == 0 {
+            "fuzz.example."
+        } else {
+            "apex.example."
+        };
+        let text = if flags & 4 != 0 {
+            String::from_utf8_lossy(rest).into_owned()
+        } else {
+            let mut labels: Vec<String> = rest
+                .split(|b| *b == b'.' || *b == 0)
+                .filter(|l| !l.is_empty())
+                .take(4)
+                .map(|l| {
+                    l.iter()
+                        .take(20)
+                        .map(|b| match b % 39 {
+                            n @ 0..=25 => char::from(b'a' + n),
+                            n @ 26..=35 => char::from(b'0' + n - 26),
+                            36 => '-',
+                            _ => '*',
+                        })
+                        .collect()
+                })
+                .collect();
+            labels.push(zone.to_owned());
+            labels.join(".")
+        };
+        let Ok(name) = Name::from_ascii(&text) else {
+            return Ok(());
+        };
+        let mut m = Message::new(0x5353, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(name, qtype));
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        edns.set_dnssec_ok(true);
+        m.set_edns(edns);
+        let Ok(packet) = m.to_vec() else {
+            return Ok(());
+        };
+        let transport = if flags & 1 == 0 {
+            Transport::Udp
+        } else {
+            Transport::Tcp
+        };
+        out.clear();
+        let answered = dns::handle(&self.snap, &packet, client, transport, out, &self.counters);
+        check_reply(&packet, transport, answered.map(|_| out.as_slice()))?;
+        self.check_signatures(out)
+    }
+
+    /// Every RRSIG verifies over the RRset it covers in its section; every answer RRset of
+    /// an authoritative, complete NOERROR answer has one.
+    pub fn check_signatures(&self, reply: &[u8]) -> Result<(), String> {
+        use hickory_proto::rr::{RData, Record};
+        use ring::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey};
+        let Ok(m) = Message::from_vec(reply) else {
+            return Err("the reply does not parse".into());
+        };
+        let sections: [&[Record]; 3] = [&m.answers, &m.authorities, &m.additionals];
+        for (s, records) in sections.iter().enumerate() {
+            for r in records.iter() {
+                let RData::Unknown { code, rdata } = &r.data else {
+                    continue;
+                };
+                if *code != RecordType::RRSIG {
+                    continue;
+                }
+                let sig = parse_sig(&rdata.anything)
+                    .ok_or_else(|| format!("a malformed RRSIG at {}", r.name))?;
+                let covered = RecordType::from(sig.covered);
+                let set: Vec<&Record> = records
+                    .iter()
+                    .filter(|x| x.record_type() == covered && x.name == r.name)
+                    .collect();
+                if set.is_empty() {
+                    return Err(format!(
+                        "section {s}: an RRSIG over {} {covered} without the RRset",
+                        r.name
+                    ));
+                }
+                // The owner as signed: the wildcard when the RRSIG has fewer labels.
+                let owner = if sig.labels < r.name.num_labels() {
+                    r.name
+                        .trim_to(usize::from(sig.labels))
+                        .prepend_label("*")
+                        .map_err(|e| e.to_string())?
+                } else {
+                    r.name.clone()
+                };
+                let owner = crate::dnssec::sign::canonical_wire(&owner);
+                let mut rdatas: Vec<Vec<u8>> = set
+                    .iter()
+                    .map(|x| crate::dnssec::sign::canonical_rdata(x))
+                    .collect();
+                rdatas.sort();
+                rdatas.dedup();
+                let mut data = sig.signed_part.to_vec();
+                for rd in &rdatas {
+                    data.extend_from_slice(&owner);
+                    data.extend_from_slice(&sig.covered.to_be_bytes());
+                    data.extend_from_slice(&1u16.to_be_bytes());
+                    data.extend_from_slice(&sig.original_ttl.to_be_bytes());
+                    data.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+                    data.extend_from_slice(rd);
+                }
+                let key = self
+                    .keys
+                    .iter()
+                    .find(|k| k.tag() == sig.tag && k.zone == sig.signer)
+                    .ok_or_else(|| format!("no key {} of {}", sig.tag, sig.signer))?;
+                let ok = match key.algorithm {
+                    crate::dnssec::Algorithm::EcdsaP256Sha256 => {
+                        let mut point = vec![4];
+                        point.extend_from_slice(&key.public);
+                        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+                            .verify(&data, sig.signature)
+                    }
+                    crate::dnssec::Algorithm::Ed25519 => {
+                        UnparsedPublicKey::new(&ED25519, &key.public).verify(&data, sig.signature)
+                    }
+                };
+                if ok.is_err() {
+                    return Err(format!(
+                        "section {s}: the RRSIG over {} {covered} does not verify",
+                        r.name
+                    ));
+                }
+            }
+        }
+        if m.metadata.authoritative
+            && !m.metadata.truncation
+            && m.metadata.response_code == hickory_proto::op::ResponseCode::NoError
+        {
+            for r in &m.answers {
+                if r.record_type() == RecordType::RRSIG {
+                    continue;
+                }
+                let signed = m.answers.iter().any(|x| {
+                    x.name == r.name
+                        && matches!(&x.data, RData::Unknown { code, rdata }
+                            if *code == RecordType::RRSIG
+                                && rdata.anything.get(..2)
+                                    == Some(&u16::from(r.record_type()).to_be_bytes()[..]))
+                });
+                if !signed {
+                    return Err(format!(
+                        "the answer {} {} has no RRSIG",
+                        r.name,
+                        r.record_type()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -61,7 +61,7 @@ if rustup run nightly rustc --version >/dev/null 2>&1; then
   (
     cd fuzz
     cargo +nightly fuzz build --target-dir "$fuzz_target"
-    for target in request zone_file config latency_table deep_health; do
+    for target in request signed zone_file config latency_table deep_health; do
       mkdir -p "$scratch/corpus/$target"
       # libFuzzer writes crash-* and fuzz-*.log into the current directory: keep them apart.
       cargo +nightly fuzz run --target-dir "$fuzz_target" "$target" "$scratch/corpus/$target" "seeds/$target" -- \

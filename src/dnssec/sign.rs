@@ -107,7 +107,7 @@ pub fn canonical_wire(name: &Name) -> Vec<u8> {
 
 /// The RDATA of `rec` in canonical form (names lower-cased where RFC 4034 §6.2 and RFC 6840
 /// §5.1 say, never compressed).
-pub(crate) fn canonical_rdata(rec: &Record) -> Vec<u8> {
+pub fn canonical_rdata(rec: &Record) -> Vec<u8> {
     let mut buf = Vec::with_capacity(64);
     let mut enc = BinEncoder::new(&mut buf);
     enc.set_canonical_form(true);

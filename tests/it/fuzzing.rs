@@ -389,3 +389,65 @@ fn harness_once() -> &'static RequestHarness {
     static H: std::sync::OnceLock<RequestHarness> = std::sync::OnceLock::new();
     H.get_or_init(harness)
 }
+
+/// The signed request path (the `signed` fuzz target's check, on stable): every name of the
+/// fuzzing config's zones and beside them, every common type, over UDP and TCP, from clients
+/// the latency table and the mmdb place differently, with the DO bit; every RRSIG verifies
+/// with its zone's public key and every answer RRset is signed.
+#[test]
+fn every_signature_of_the_signed_request_path_verifies() {
+    let h = steerdns::fuzzing::SignedHarness::load(&fuzz_dir().join("config/steerdns.toml"))
+        .expect("the fuzzing config loads signed");
+    let names = [
+        "fuzz.example.",
+        "www.fuzz.example.",
+        "mail.fuzz.example.",
+        "alias.fuzz.example.",
+        "alias2.fuzz.example.",
+        "deepalias.fuzz.example.",
+        "viacn.fuzz.example.",
+        "out.fuzz.example.",
+        "loop1.fuzz.example.",
+        "bigtxt.fuzz.example.",
+        "x.wild.fuzz.example.",
+        "y.x.deep.fuzz.example.",
+        "nope.fuzz.example.",
+        "a.nope.fuzz.example.",
+        "child.fuzz.example.",
+        "host.child.fuzz.example.",
+        "_sip._udp.fuzz.example.",
+        "_udp.fuzz.example.",
+        "ent.below.x.fuzz.example.",
+        "below.x.fuzz.example.",
+        "big.fuzz.example.",
+        "cn.fuzz.example.",
+        "a.b.c.deep.fuzz.example.",
+        "b.c.deep.fuzz.example.",
+        "c.deep.fuzz.example.",
+        "z.a.b.c.deep.fuzz.example.",
+        "apex.example.",
+        "www.apex.example.",
+        "nope.apex.example.",
+    ];
+    let types: [u16; 14] = [1, 28, 16, 15, 2, 6, 5, 255, 48, 43, 47, 46, 59, 33];
+    let clients: [[u8; 4]; 3] = [[127, 0, 1, 9], [127, 0, 2, 9], [100, 66, 1, 1]];
+    let mut out = Vec::new();
+    let mut checked = 0;
+    for name in names {
+        for t in types {
+            for (i, c) in clients.iter().enumerate() {
+                for tcp in [false, true] {
+                    let mut input = vec![u8::from(tcp) | 4];
+                    input.extend_from_slice(c);
+                    input.extend_from_slice(&t.to_be_bytes());
+                    input.extend_from_slice(name.as_bytes());
+                    if let Err(e) = h.run(&input, &mut out) {
+                        panic!("{name} type {t} client {i} tcp {tcp}: {e}\nreply: {out:02x?}");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, names.len() * types.len() * 3 * 2);
+}
