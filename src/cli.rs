@@ -128,6 +128,28 @@ enum DnssecAction {
         /// Where the files go.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// When it enters the DNSKEY RRset: now (default), +DURATION or YYYYMMDDHHMMSS.
+        #[arg(long)]
+        publish: Option<String>,
+        /// When it starts signing (published but not signing before: a pre-published key):
+        /// now (default), +DURATION (+1d) or YYYYMMDDHHMMSS.
+        #[arg(long)]
+        activate: Option<String>,
+    },
+    /// Change a key's timing, as dnssec-settime does: when it is published, signs, stops
+    /// signing, leaves the DNSKEY RRset. Takes effect at the next load or reload.
+    Settime {
+        /// The key's `.key` file.
+        key_file: PathBuf,
+        /// now, +DURATION, YYYYMMDDHHMMSS or none.
+        #[arg(long)]
+        publish: Option<String>,
+        #[arg(long)]
+        activate: Option<String>,
+        #[arg(long)]
+        inactive: Option<String>,
+        #[arg(long)]
+        delete: Option<String>,
     },
     /// Print the DS records (SHA-256) of ZONE's key-signing keys in DIR, for the parent.
     Ds {
@@ -262,9 +284,23 @@ fn dnssec(action: DnssecAction) -> ExitCode {
             algorithm,
             zsk,
             dir,
+            publish,
+            activate,
         } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let time = |t: &Option<String>| -> Result<Option<u64>, String> {
+                t.as_deref()
+                    .map_or(Ok(None), |t| crate::dnssec::parse_time(t, now))
+            };
             let made = Algorithm::from_number(algorithm)
                 .and_then(|a| Key::generate(&zone, if zsk { FLAGS_ZSK } else { FLAGS_KSK }, a))
+                .and_then(|mut k| {
+                    k.times.publish = time(&publish)?;
+                    k.times.activate = time(&activate)?;
+                    Ok(k)
+                })
                 .and_then(|k| {
                     std::fs::create_dir_all(&dir)
                         .and_then(|()| k.write(&dir))
@@ -275,6 +311,44 @@ fn dnssec(action: DnssecAction) -> ExitCode {
             match made {
                 Ok(stem) => {
                     outln!("{}", stem.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_INVALID)
+                }
+            }
+        }
+        DnssecAction::Settime {
+            key_file,
+            publish,
+            activate,
+            inactive,
+            delete,
+        } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let changed = Key::read(&key_file, None)
+                .map_err(|e| e.to_string())
+                .and_then(|mut k| {
+                    for (t, slot) in [
+                        (&publish, &mut k.times.publish),
+                        (&activate, &mut k.times.activate),
+                        (&inactive, &mut k.times.inactive),
+                        (&delete, &mut k.times.delete),
+                    ] {
+                        if let Some(t) = t {
+                            *slot = crate::dnssec::parse_time(t, now)?;
+                        }
+                    }
+                    k.rewrite_private(&key_file)
+                        .map_err(|e| format!("{}: {e}", key_file.display()))?;
+                    Ok(k)
+                });
+            match changed {
+                Ok(k) => {
+                    outln!("{}: {}", key_file.display(), k.times.describe(now));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -495,7 +569,15 @@ fn check_config(config: PathBuf) -> ExitCode {
                     } else {
                         "ZSK"
                     };
-                    format!("{role} {} alg {}", k.tag(), k.algorithm.number())
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    format!(
+                        "{role} {} alg {} ({})",
+                        k.tag(),
+                        k.algorithm.number(),
+                        k.times.describe(now)
+                    )
                 })
                 .collect();
             outln!("    {:<32} {}", z.zone.to_ascii(), keys.join(", "));

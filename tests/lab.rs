@@ -200,6 +200,7 @@ fn resolvers_reach_steerdns_through_a_delegation() {
         lab.check_alias_through_resolvers(&mut checks);
         lab.check_dnssec(&mut checks);
         lab.check_failover(&mut checks);
+        lab.check_rollovers(&mut checks);
     } else {
         eprintln!(
             "lab: STEERDNS_LAB_AUTH=knot: Knot stands in for steerdns; the ECS, cache-scope and \
@@ -562,7 +563,7 @@ impl Lab {
         vars.push((
             "dnssec",
             format!(
-                "[dnssec]\nzones = [{}]\nkey_dir = \"{}\"\n",
+                "[dnssec]\nzones = [{}]\nkey_dir = \"{}\"\ndnskey_ttl = \"2s\"\n",
                 zones.join(", "),
                 self.dir().join("keys").display()
             ),
@@ -1022,6 +1023,321 @@ impl Lab {
             let r = self.ask(&q);
             let verdict = expect_status(&r, "NOERROR").and_then(|()| validated(&r));
             checks.record(resolver.name, &q, &r, verdict);
+        }
+    }
+
+    /// The documented rollovers (docs/dnssec.md), step by step, with `steerdns dnssec keygen`,
+    /// `settime` and reloads, through both validating resolvers (which cache nothing longer
+    /// than 4 s here): after each step, for longer than the resolvers' caches last, the
+    /// steered name, a static name and a denial stay validated (AD) — no validation failure at
+    /// any step. A ZSK is introduced and then rolled by pre-publication; the KSK by double DS
+    /// (the parent's DS set changed in its zone file, Knot reloaded).
+    fn check_rollovers(&mut self, checks: &mut Checks) {
+        let Auth::Steerdns(bin) = self.auth.clone() else {
+            return;
+        };
+        let keys = self.dir().join("keys");
+        let keys_s = keys.display().to_string();
+        let steerdns = |args: &[&str]| -> Result<String, String> {
+            let out = Command::new(&bin)
+                .args(args)
+                .output()
+                .map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            } else {
+                Err(format!(
+                    "steerdns {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        let tag_of = |stem: &str| -> String {
+            stem.rsplit('+')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('0')
+                .to_owned()
+        };
+        let key_file = |stem: &str| format!("{stem}.key");
+        let Some(csk) = fs::read_dir(&keys).ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.path().display().to_string())
+                .find(|p| p.contains("Kregistry.example.+") && p.ends_with(".key"))
+                .map(|p| p.trim_end_matches(".key").to_owned())
+        }) else {
+            checks.fail("[rollover] the lab's key for registry.example. is missing".into());
+            return;
+        };
+        let mut step = |lab: &mut Lab,
+                        what: &str,
+                        act: &dyn Fn() -> Result<(), String>,
+                        want_tag: &str,
+                        want_keys: usize,
+                        reload_parent: bool| {
+            if let Err(e) = act() {
+                checks.fail(format!("[rollover] {what}: {e}"));
+                return;
+            }
+            if reload_parent && let Err(e) = lab.reload_parent() {
+                checks.fail(format!("[rollover] {what}: {e}"));
+                return;
+            }
+            if let Err(e) = lab.reload_steerdns(want_tag, want_keys) {
+                checks.fail(format!("[rollover] {what}: {e}"));
+                return;
+            }
+            lab.validated_for(checks, what, Duration::from_secs(6));
+        };
+        // ZSK 1, pre-published, then signing.
+        let zsk1 = match steerdns(&[
+            "dnssec",
+            "keygen",
+            ZONE,
+            "--zsk",
+            "--activate",
+            "+1h",
+            "--dir",
+            &keys_s,
+        ]) {
+            Ok(s) => s,
+            Err(e) => return checks.fail(format!("[rollover] {e}")),
+        };
+        let csk_tag = tag_of(&csk);
+        step(
+            self,
+            "a ZSK published, not signing",
+            &|| Ok(()),
+            &csk_tag,
+            2,
+            false,
+        );
+        let activate1 =
+            || steerdns(&["dnssec", "settime", &key_file(&zsk1), "--activate", "now"]).map(drop);
+        step(
+            self,
+            "the ZSK signing",
+            &activate1,
+            &tag_of(&zsk1),
+            2,
+            false,
+        );
+        // ZSK 1 -> ZSK 2 by pre-publication.
+        let zsk2 = match steerdns(&[
+            "dnssec",
+            "keygen",
+            ZONE,
+            "--zsk",
+            "--activate",
+            "+1h",
+            "--dir",
+            &keys_s,
+        ]) {
+            Ok(s) => s,
+            Err(e) => return checks.fail(format!("[rollover] {e}")),
+        };
+        step(
+            self,
+            "ZSK 2 published",
+            &|| Ok(()),
+            &tag_of(&zsk1),
+            3,
+            false,
+        );
+        let swap = || {
+            steerdns(&["dnssec", "settime", &key_file(&zsk2), "--activate", "now"])?;
+            steerdns(&["dnssec", "settime", &key_file(&zsk1), "--inactive", "now"]).map(drop)
+        };
+        step(
+            self,
+            "ZSK 2 signing, ZSK 1 still published",
+            &swap,
+            &tag_of(&zsk2),
+            3,
+            false,
+        );
+        let remove1 =
+            || steerdns(&["dnssec", "settime", &key_file(&zsk1), "--delete", "now"]).map(drop);
+        step(self, "ZSK 1 removed", &remove1, &tag_of(&zsk2), 2, false);
+        // KSK by double DS: a new KSK signs the DNSKEY RRset beside the old one, its DS joins
+        // the parent's, the old KSK goes, then its DS.
+        let ksk = match steerdns(&["dnssec", "keygen", ZONE, "--dir", &keys_s]) {
+            Ok(s) => s,
+            Err(e) => return checks.fail(format!("[rollover] {e}")),
+        };
+        step(
+            self,
+            "KSK 2 published and signing the keys",
+            &|| Ok(()),
+            &tag_of(&zsk2),
+            3,
+            false,
+        );
+        let parent = self.dir().join("example.zone");
+        let ds_of = |stem: &str| -> Result<String, String> {
+            let key = fs::read_to_string(key_file(stem)).map_err(|e| e.to_string())?;
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let name = Path::new(stem)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            fs::write(dir.path().join(format!("{name}.key")), key).map_err(|e| e.to_string())?;
+            fs::copy(
+                format!("{stem}.private"),
+                dir.path().join(format!("{name}.private")),
+            )
+            .map_err(|e| e.to_string())?;
+            steerdns(&[
+                "dnssec",
+                "ds",
+                ZONE,
+                "--dir",
+                &dir.path().display().to_string(),
+            ])
+        };
+        let add_ds = || {
+            let ds = ds_of(&ksk)?;
+            let mut text = fs::read_to_string(&parent).map_err(|e| e.to_string())?;
+            text.push_str(&format!("{ds}\n"));
+            fs::write(&parent, text).map_err(|e| e.to_string())
+        };
+        step(
+            self,
+            "both DS at the parent",
+            &add_ds,
+            &tag_of(&zsk2),
+            3,
+            true,
+        );
+        let retire =
+            || steerdns(&["dnssec", "settime", &key_file(&csk), "--delete", "now"]).map(drop);
+        step(
+            self,
+            "the old KSK removed",
+            &retire,
+            &tag_of(&zsk2),
+            2,
+            false,
+        );
+        let drop_ds = || {
+            let old = ds_of(&csk)?;
+            let text = fs::read_to_string(&parent).map_err(|e| e.to_string())?;
+            let kept: Vec<&str> = text.lines().filter(|l| l.trim() != old.trim()).collect();
+            if kept.len() == text.lines().count() {
+                return Err("the old DS is not in the parent zone".into());
+            }
+            fs::write(&parent, kept.join("\n") + "\n").map_err(|e| e.to_string())
+        };
+        step(
+            self,
+            "the old DS removed from the parent",
+            &drop_ds,
+            &tag_of(&zsk2),
+            2,
+            true,
+        );
+    }
+
+    /// SIGHUP to steerdns, then wait until it serves `keys` DNSKEYs and signs www's A with
+    /// key `tag`.
+    fn reload_steerdns(&mut self, tag: &str, keys: usize) -> Result<(), String> {
+        let pid = self
+            .procs
+            .iter()
+            .find(|p| p.name() == "steerdns")
+            .map(|p| p.pid().to_string())
+            .ok_or("steerdns is not running")?;
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .map_err(|e| e.to_string())?;
+        let dig = self.tools.dig.clone();
+        harness::wait_until(
+            "steerdns reloaded with the new keys",
+            Duration::from_secs(10),
+            || {
+                let short = |name: &str, t: &str| {
+                    Command::new(&dig)
+                        .args(["+short", "+dnssec", "+norec", "+time=1", "+tries=1", "-b"])
+                        .arg(HARNESS.to_string())
+                        .arg(format!("@{AUTH}"))
+                        .args([name, t])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default()
+                };
+                let dnskeys = short(ZONE, "DNSKEY")
+                    .lines()
+                    .filter(|l| l.starts_with("256 ") || l.starts_with("257 "))
+                    .count();
+                let sig = short("www.registry.example.", "A");
+                let signed_by = sig
+                    .lines()
+                    .filter(|l| l.starts_with("A "))
+                    .any(|l| l.split_whitespace().nth(6) == Some(tag));
+                if dnskeys == keys && signed_by {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("{dnskeys} DNSKEYs (want {keys}); www A: {sig}"))
+                }
+            },
+        )
+    }
+
+    /// `knotc zone-reload example.`: Knot reads the parent's zone file again and signs it.
+    fn reload_parent(&mut self) -> Result<(), String> {
+        let knotc = harness::find_tool("knotc").ok_or("knotc is missing")?;
+        let sock = self.dir().join("knot-parent").join("knot.sock");
+        let out = Command::new(knotc)
+            .arg("-s")
+            .arg(&sock)
+            .args(["zone-reload", "example."])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "knotc zone-reload: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// For `span` (longer than the resolvers' caches), every 0.5 s through both resolvers:
+    /// the steered name, a static name and a denial validated (AD).
+    fn validated_for(&self, checks: &mut Checks, what: &str, span: Duration) {
+        let end = Instant::now() + span;
+        let mut failed = false;
+        while Instant::now() < end && !failed {
+            for (via, server) in [("unbound", UNBOUND), ("bind", BIND)] {
+                for (name, qtype) in [
+                    (GLOBAL, "A"),
+                    ("www.registry.example.", "A"),
+                    ("nope.registry.example.", "A"),
+                ] {
+                    let q = Query::new(server, CLIENT_A, name, qtype);
+                    let r = self.ask(&q);
+                    if !r.has_flag("ad") || r.status.as_deref() != Some("NOERROR") {
+                        checks.record(
+                            via,
+                            &q,
+                            &r,
+                            Err(format!(
+                                "during the rollover step \"{what}\": not validated"
+                            )),
+                        );
+                        failed = true;
+                    }
+                }
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+        if !failed {
+            checks.passed += 1;
+            eprintln!("lab: rollover step \"{what}\": validated throughout");
         }
     }
 

@@ -86,6 +86,95 @@ pub struct Key {
     /// The DNSKEY public key field.
     pub public: Vec<u8>,
     private: Vec<u8>,
+    /// BIND's timing metadata (the `.private` file's `Publish:`, `Activate:`, `Inactive:`
+    /// and `Delete:` lines): when the key is in the DNSKEY RRset and when it signs.
+    pub times: KeyTimes,
+}
+
+/// When a key is published and when it signs, in Unix seconds; None: no limit that way
+/// (a key without metadata is published and signs). Read at load and reload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyTimes {
+    pub publish: Option<u64>,
+    pub activate: Option<u64>,
+    pub inactive: Option<u64>,
+    pub delete: Option<u64>,
+}
+
+impl KeyTimes {
+    /// In the DNSKEY RRset at `now`: published and not yet deleted.
+    pub fn published(&self, now: u64) -> bool {
+        self.publish.is_none_or(|t| t <= now) && self.delete.is_none_or(|t| now < t)
+    }
+
+    /// Signing at `now`: published, activated and not yet inactive.
+    pub fn active(&self, now: u64) -> bool {
+        self.published(now)
+            && self.activate.is_none_or(|t| t <= now)
+            && self.inactive.is_none_or(|t| now < t)
+    }
+
+    /// The state at `now`, for `check-config`.
+    pub fn describe(&self, now: u64) -> String {
+        if !self.published(now) {
+            return match self.publish.filter(|t| *t > now) {
+                Some(t) => format!("not yet published (publishes {})", format_time(t)),
+                None => "deleted".into(),
+            };
+        }
+        if self.active(now) {
+            return "published, signing".into();
+        }
+        match self.activate.filter(|t| *t > now) {
+            Some(t) => format!("published, not signing yet (activates {})", format_time(t)),
+            None => "published, no longer signing".into(),
+        }
+    }
+}
+
+/// BIND's timestamp form, `YYYYMMDDHHMMSS` (UTC).
+pub fn format_time(t: u64) -> String {
+    let text = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+    )
+    .to_string();
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// A time as `dnssec-settime` takes it: `now`, `now+DURATION` or `+DURATION` (humantime:
+/// `1d`, `2h`), or `YYYYMMDDHHMMSS` (UTC); `none` clears it (Ok(None)).
+pub fn parse_time(text: &str, now: u64) -> Result<Option<u64>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    if t.eq_ignore_ascii_case("now") {
+        return Ok(Some(now));
+    }
+    let rel = t.strip_prefix("now").unwrap_or(t);
+    if let Some(d) = rel.strip_prefix('+') {
+        let d = humantime::parse_duration(d).map_err(|e| format!("{text:?}: {e}"))?;
+        return Ok(Some(now + d.as_secs()));
+    }
+    if t.len() == 14 && t.bytes().all(|b| b.is_ascii_digit()) {
+        let iso = format!(
+            "{}-{}-{}T{}:{}:{}Z",
+            &t[0..4],
+            &t[4..6],
+            &t[6..8],
+            &t[8..10],
+            &t[10..12],
+            &t[12..14]
+        );
+        let at = humantime::parse_rfc3339(&iso).map_err(|e| format!("{text:?}: {e}"))?;
+        return Ok(Some(
+            at.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        ));
+    }
+    Err(format!(
+        "{text:?} is not a time: use now, +DURATION (+1d), YYYYMMDDHHMMSS or none"
+    ))
 }
 
 impl fmt::Debug for Key {
@@ -252,6 +341,7 @@ impl Key {
             algorithm,
             public,
             private,
+            times: KeyTimes::default(),
         };
         // The private half must make the public half, or the files would be useless.
         key.check_pair()
@@ -284,12 +374,31 @@ impl Key {
 
     /// The `.private` file's text.
     fn private_text(&self) -> String {
-        format!(
+        let mut text = format!(
             "Private-key-format: v1.3\nAlgorithm: {} ({})\nPrivateKey: {}\n",
             self.algorithm.number(),
             self.algorithm.mnemonic(),
             B64.encode(&self.private)
-        )
+        );
+        for (label, t) in [
+            ("Publish", self.times.publish),
+            ("Activate", self.times.activate),
+            ("Inactive", self.times.inactive),
+            ("Delete", self.times.delete),
+        ] {
+            if let Some(t) = t {
+                text.push_str(&format!("{label}: {}\n", format_time(t)));
+            }
+        }
+        text
+    }
+
+    /// Write the `.private` file of the key file `key_file` again (its timing changed).
+    pub fn rewrite_private(&self, key_file: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = key_file.with_extension("private");
+        std::fs::write(&path, self.private_text())?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
     }
 
     /// Write `K<zone>+<alg>+<tag>.key` and `.private` (mode 0600) into `dir`; the stem.
@@ -395,7 +504,34 @@ impl Key {
         let ptext = std::fs::read_to_string(&private_file)
             .map_err(|e| err(&private_file, None, format!("cannot read: {e}")))?;
         let mut private = None;
+        let mut times = KeyTimes::default();
         for (i, l) in ptext.lines().enumerate() {
+            let timing = [
+                ("Publish:", &mut times.publish),
+                ("Activate:", &mut times.activate),
+                ("Inactive:", &mut times.inactive),
+                ("Delete:", &mut times.delete),
+            ];
+            let mut was_time = false;
+            for (label, slot) in timing {
+                if let Some(v) = l.strip_prefix(label) {
+                    was_time = true;
+                    *slot = parse_time(v.trim(), 0)
+                        .ok()
+                        .flatten()
+                        .filter(|_| v.trim().len() == 14);
+                    if slot.is_none() {
+                        return Err(err(
+                            &private_file,
+                            Some(i + 1),
+                            format!("{label} {:?} is not YYYYMMDDHHMMSS", v.trim()),
+                        ));
+                    }
+                }
+            }
+            if was_time {
+                continue;
+            }
             if let Some(v) = l.strip_prefix("Algorithm:") {
                 let num = v.split_whitespace().next().unwrap_or("");
                 if num.parse::<u8>().ok() != Some(algorithm.number()) {
@@ -433,6 +569,7 @@ impl Key {
             algorithm,
             public,
             private,
+            times,
         };
         key.check_pair().map_err(|e| err(&private_file, None, e))?;
         Ok(key)
@@ -463,6 +600,34 @@ impl Key {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Timing metadata: BIND's timestamps both ways, relative times, and what they mean.
+    #[test]
+    fn key_times_round_trip_and_decide_publishing_and_signing() {
+        assert_eq!(parse_time("20261207043000", 0), Ok(Some(1_796_617_800)));
+        assert_eq!(format_time(1_796_617_800), "20261207043000");
+        assert_eq!(parse_time("+1d", 100), Ok(Some(86_500)));
+        assert_eq!(parse_time("now+1h", 100), Ok(Some(3_700)));
+        assert_eq!(parse_time("none", 100), Ok(None));
+        assert!(parse_time("tomorrow", 0).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let mut k = Key::generate("t.example", FLAGS_ZSK, Algorithm::EcdsaP256Sha256).unwrap();
+        k.times.activate = Some(2_000);
+        k.times.delete = Some(5_000);
+        let stem = k.write(dir.path()).unwrap();
+        let file = PathBuf::from(format!("{}.key", stem.display()));
+        let back = Key::read(&file, None).unwrap();
+        assert_eq!(back.times, k.times);
+        assert!(back.times.published(1_000) && !back.times.active(1_000));
+        assert!(back.times.active(2_000) && !back.times.published(5_000));
+        assert!(back.times.describe(1_000).contains("not signing yet"));
+        let mut later = back;
+        later.times.inactive = Some(3_000);
+        later.rewrite_private(&file).unwrap();
+        let again = Key::read(&file, None).unwrap();
+        assert!(again.times.published(3_000) && !again.times.active(3_000));
+        assert_eq!(again.times.describe(3_000), "published, no longer signing");
+    }
 
     /// RFC 6605 §6.1: the P-256 example key, its tag and its SHA-256 DS.
     fn rfc6605(dir: &Path) -> PathBuf {

@@ -186,19 +186,22 @@ pub(crate) fn opaque(owner: Name, rtype: RecordType, ttl: u32, rdata: Vec<u8>) -
 
 impl ZoneSigner {
     /// A signer for zone `apex` with `keys` (at least one, all of this zone; the caller has
-    /// read and checked them), caching up to `cache_slots` signed RRsets.
+    /// read and checked them), caching up to `cache_slots` signed RRsets. The keys' timing
+    /// metadata is read now: published keys are in the DNSKEY RRset, active ones sign.
     pub fn new(
         apex: &Name,
         keys: &[Key],
         timing: Timing,
         cache_slots: usize,
     ) -> Result<Self, String> {
-        if keys.is_empty() {
-            return Err(format!("no keys for {apex}"));
+        let now = unix(SystemTime::now());
+        let published: Vec<&Key> = keys.iter().filter(|k| k.times.published(now)).collect();
+        if published.is_empty() {
+            return Err(format!("no published key for {apex}"));
         }
         let rng = SystemRandom::new();
         let mut signing = Vec::with_capacity(keys.len());
-        for k in keys {
+        for k in published.iter().filter(|k| k.times.active(now)) {
             let pair = match k.algorithm {
                 Algorithm::EcdsaP256Sha256 => {
                     let mut point = vec![0x04];
@@ -225,10 +228,14 @@ impl ZoneSigner {
                 pair,
             });
         }
-        let ksks: Vec<&Key> = keys.iter().filter(|k| k.flags == FLAGS_KSK).collect();
-        if ksks.is_empty() {
+        let ksks: Vec<&Key> = published
+            .iter()
+            .copied()
+            .filter(|k| k.flags == FLAGS_KSK)
+            .collect();
+        if !signing.iter().any(|k| k.ksk) {
             return Err(format!(
-                "no key of {apex} has flags 257 (a KSK or CSK) to sign its DNSKEY RRset"
+                "no active key of {apex} has flags 257 (a KSK or CSK) to sign its DNSKEY RRset"
             ));
         }
         let split = signing.iter().any(|k| !k.ksk);
@@ -246,7 +253,7 @@ impl ZoneSigner {
             apex_wire: canonical_wire(apex),
             keys: signing,
             split,
-            dnskey: keys.iter().map(Key::dnskey_rdata).collect(),
+            dnskey: published.iter().map(|k| k.dnskey_rdata()).collect(),
             cdnskey: ksks.iter().map(|k| k.dnskey_rdata()).collect(),
             cds,
             timing,
