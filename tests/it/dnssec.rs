@@ -341,6 +341,34 @@ async fn a_signed_zone_validates_with_delv() {
             !out.contains(" aa"),
             "a referral is not authoritative: {out}"
         );
+        // ANY with DO: one RRset (RFC 8482), signed; no AD from an authoritative.
+        let out = dig(
+            s.addr,
+            &["+dnssec", "+norec", "contoso.registry.example", "ANY"],
+        );
+        let answer = section(&out, "ANSWER");
+        assert!(
+            answer.iter().any(|l| l.contains("\tA\t"))
+                && answer.iter().any(|l| l.contains("RRSIG\tA ")),
+            "{out}"
+        );
+        assert!(!crate::support::flags(&out).contains(&"ad"), "{out}");
+        // ECS with DO: the same scope as without.
+        let scope = |extra: &[&str]| {
+            let mut args = vec![
+                "+norec",
+                "+subnet=198.51.100.0/24",
+                "contoso.registry.example",
+                "A",
+            ];
+            args.extend_from_slice(extra);
+            let out = dig(s.addr, &args);
+            out.lines()
+                .find(|l| l.contains("CLIENT-SUBNET"))
+                .map(str::to_owned)
+                .unwrap_or_else(|| panic!("no ECS echoed: {out}"))
+        };
+        assert_eq!(scope(&["+dnssec"]), scope(&[]));
         // Without DO: no DNSSEC records.
         let out = dig(s.addr, &["+norec", "www.registry.example", "A"]);
         assert!(!out.contains("RRSIG"), "{out}");
@@ -348,6 +376,69 @@ async fn a_signed_zone_validates_with_delv() {
         assert!(out.contains("status: NXDOMAIN"), "{out}");
         s.stop().await;
     }
+}
+
+/// A fleet signs with the same key files (deployed like the config): two instances, each
+/// with its own copy of the keys, give answers that validate with the same trust anchor,
+/// whichever answers — the steered name, a static name, a denial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_the_same_keys_validate_the_same() {
+    use crate::support::{TestServer, demo_config};
+    if !Path::new("/usr/bin/delv").exists() {
+        if std::env::var_os("STEERDNS_REQUIRE_DNSSEC_TOOLS").is_some() {
+            panic!("delv is missing");
+        }
+        eprintln!("SKIPPED: delv is missing (apt-get install bind9-dnsutils)");
+        return;
+    }
+    let first = tempfile::tempdir().expect("tmp");
+    let (code, _, err) = steerdns(
+        &["dnssec", "keygen", "registry.example", "--dir", "keys"],
+        first.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let second = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(second.path().join("keys")).expect("keys");
+    for e in std::fs::read_dir(first.path().join("keys"))
+        .expect("keys")
+        .flatten()
+    {
+        std::fs::copy(e.path(), second.path().join("keys").join(e.file_name())).expect("copy");
+    }
+    let anchors = first.path().join("anchors.conf");
+    std::fs::write(&anchors, anchors_of(&first.path().join("keys"))).expect("anchors");
+    let anchors_copy = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::copy(&anchors, anchors_copy.path()).expect("copy");
+    let config = demo_config(&format!(
+        "[dnssec]\nzones = [\"registry.example.\"]\nkey_dir = \"keys\"\n{STEERED}"
+    ));
+    let a = TestServer::start_in(first, &config, &[], "127.0.22.3:0".parse().expect("addr")).await;
+    let b = TestServer::start_in(second, &config, &[], "127.0.22.4:0".parse().expect("addr")).await;
+    for (name, rtype) in [
+        ("contoso.registry.example", "A"),
+        ("www.registry.example", "AAAA"),
+        ("registry.example", "DNSKEY"),
+        ("nope.registry.example", "A"),
+    ] {
+        let one = delv(a.addr, anchors_copy.path(), name, rtype).await;
+        let two = delv(b.addr, anchors_copy.path(), name, rtype).await;
+        for (which, out) in [("first", &one), ("second", &two)] {
+            assert!(
+                out.contains("fully validated"),
+                "{which} {name} {rtype}: {out}"
+            );
+        }
+        // The same data (the signatures differ: ECDSA signs with a fresh nonce).
+        let data = |out: &str| -> Vec<String> {
+            out.lines()
+                .filter(|l| !l.contains("RRSIG") && !l.starts_with(';'))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(data(&one), data(&two), "{name} {rtype}");
+    }
+    a.stop().await;
+    b.stop().await;
 }
 
 /// `check-config` names key problems with their file and line: a zone without keys (the
