@@ -73,6 +73,7 @@ pub fn spawn_probing<P: crate::health::prober::Probe>(
     }
     let metrics = Arc::new(metrics);
     metrics.install_replica_counters(snapshot.counters.clone());
+    metrics.install_signers(&snapshot.zones);
     metrics.set_generation(snapshot.generation);
     // Zones are loaded (the snapshot exists); the one latch left is the first probe round.
     let (readiness, latch) = Readiness::new();

@@ -75,6 +75,11 @@ pub struct ZoneSigner {
     rng: SystemRandom,
     /// Signatures of steered answers and of denials made when asked.
     cache: SigCache,
+    /// Signatures made (for `steerdns_dnssec_signatures_total`).
+    made: std::sync::atomic::AtomicU64,
+    /// The earliest expiration (Unix seconds) of the signatures made at load for the zone's
+    /// static data, set by each (re-)signing of the zone.
+    static_expiry: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ZoneSigner {
@@ -259,6 +264,8 @@ impl ZoneSigner {
             timing,
             rng,
             cache: SigCache::new(cache_slots),
+            made: std::sync::atomic::AtomicU64::new(0),
+            static_expiry: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -462,7 +469,34 @@ impl ZoneSigner {
             rdata.extend_from_slice(&sig);
             out.push(rdata);
         }
+        self.made
+            .fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
         out
+    }
+
+    /// Signatures made so far.
+    pub fn signatures_made(&self) -> u64 {
+        self.made.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The earliest expiration of the zone's static signatures (Unix seconds; 0: not signed
+    /// yet).
+    pub fn static_expiry(&self) -> u64 {
+        self.static_expiry
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Note that the zone's static data was signed at `now`: its earliest expiration is the
+    /// validity less the whole jitter from then.
+    pub(crate) fn note_signed(&self, now: SystemTime) {
+        let t = unix(now)
+            + self
+                .timing
+                .validity
+                .saturating_sub(self.timing.jitter)
+                .as_secs();
+        self.static_expiry
+            .store(t, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// (inception, expiration) in RRSIG serial time for an RRset of `owner` and `rtype`

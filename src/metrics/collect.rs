@@ -191,3 +191,65 @@ impl Collector for HotCollector {
         Ok(())
     }
 }
+
+/// The signers of the zones in service, by origin (replaced at start and at each reload).
+pub(super) type Signers = Arc<Mutex<Vec<(String, Arc<crate::dnssec::sign::ZoneSigner>)>>>;
+
+/// Exports each signed zone's signing counters at scrape time.
+#[derive(Debug)]
+pub(super) struct DnssecCollector {
+    pub(super) signers: Signers,
+}
+
+impl Collector for DnssecCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let signers = self.signers.lock().clone();
+        {
+            let c = ConstCounter::new(0u64);
+            let mut fam = encoder.encode_descriptor(
+                DNSSEC_SIGNATURES,
+                "DNSSEC signatures made (static data at load and renewal, steered answers and denials when first asked), by zone",
+                None,
+                c.metric_type(),
+            )?;
+            for (zone, s) in &signers {
+                let labels = [("zone", zone.as_str())];
+                let m = fam.encode_family(&labels)?;
+                ConstCounter::new(s.signatures_made()).encode(m)?;
+            }
+        }
+        {
+            let c = ConstCounter::new(0u64);
+            let mut fam = encoder.encode_descriptor(
+                DNSSEC_CACHE,
+                "Lookups in the signature cache of steered answers and denials, by zone and result (a miss signs)",
+                None,
+                c.metric_type(),
+            )?;
+            for (zone, s) in &signers {
+                let (hits, misses) = s.cache().counts();
+                for (result, n) in [("hit", hits), ("miss", misses)] {
+                    let labels = [("zone", zone.as_str()), ("result", result)];
+                    let m = fam.encode_family(&labels)?;
+                    ConstCounter::new(n).encode(m)?;
+                }
+            }
+        }
+        {
+            let g = ConstGauge::new(0i64);
+            let mut fam = encoder.encode_descriptor(
+                DNSSEC_EXPIRY,
+                "Unix time when the earliest signature of the zone's static data expires (renewed at half its validity)",
+                None,
+                g.metric_type(),
+            )?;
+            for (zone, s) in &signers {
+                let labels = [("zone", zone.as_str())];
+                let m = fam.encode_family(&labels)?;
+                ConstGauge::new(s.static_expiry() as i64).encode(m)?;
+            }
+        }
+        Ok(())
+    }
+}

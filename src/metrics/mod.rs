@@ -63,6 +63,12 @@ pub use hot::{
 
 /// Counter: DNS responses by `rcode` × `qtype`.
 pub(crate) const DNS_QUERIES: &str = "steerdns_dns_queries";
+/// DNSSEC signatures made, by zone.
+pub(crate) const DNSSEC_SIGNATURES: &str = "steerdns_dnssec_signatures";
+/// Lookups in the signature cache of steered answers and denials, by zone and result.
+pub(crate) const DNSSEC_CACHE: &str = "steerdns_dnssec_signature_cache_lookups";
+/// When the earliest signature of a zone's static data expires.
+pub(crate) const DNSSEC_EXPIRY: &str = "steerdns_dnssec_static_signatures_expiry_timestamp_seconds";
 /// Counter: queries for a global name by `ecs` = `present` | `absent`.
 pub(crate) const DNS_ECS: &str = "steerdns_dns_ecs_queries";
 /// Counter: routing decisions by `basis` = `latency_table` | `geo` | `default_order`.
@@ -198,6 +204,8 @@ fn probe_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The signers of the zones in service, by origin.
+    signers: collect::Signers,
     dns: Arc<DnsCounters>,
     udp_shards: Shards,
     hub: Arc<Mutex<ReplicaHub>>,
@@ -244,7 +252,12 @@ impl Metrics {
             tcp_refused: tcp_refused.clone(),
             transport: transport.clone(),
         }));
+        let signers = collect::Signers::default();
+        registry.register_collector(Box::new(collect::DnssecCollector {
+            signers: signers.clone(),
+        }));
         let mut m = Self {
+            signers,
             dns,
             udp_shards,
             hub,
@@ -386,6 +399,17 @@ impl Metrics {
 
     /// Install the replica counters of a new config generation; the previous ones are retired
     /// (see the module doc), so values carry over by (registry key, replica key).
+    /// The signers of the zones in service (at start and after each reload), for the
+    /// `steerdns_dnssec_*` families.
+    pub(crate) fn install_signers(&self, zones: &crate::zone::ZoneSet) {
+        let mut signers: Vec<(String, Arc<crate::dnssec::sign::ZoneSigner>)> = zones
+            .zones()
+            .filter_map(|z| Some((z.origin().to_ascii(), z.signer_arc()?)))
+            .collect();
+        signers.sort_by(|a, b| a.0.cmp(&b.0));
+        *self.signers.lock() = signers;
+    }
+
     pub(crate) fn install_replica_counters(&self, next: Arc<ReplicaCounters>) {
         let mut hub = self.hub.lock();
         if let Some(prev) = hub.current.replace(next) {

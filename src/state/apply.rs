@@ -528,6 +528,7 @@ impl World {
         self.index = index;
         self.replan(&next);
         self.metrics.install_replica_counters(next.counters.clone());
+        self.metrics.install_signers(&next.zones);
         let empty = HealthMasks::default();
         let health = self.all_masks(&next.globals);
         self.note_health(&next.globals, &empty, &health, None);

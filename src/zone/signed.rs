@@ -74,6 +74,7 @@ impl Zone {
                 r
             })
             .collect();
+        signer.note_signed(now);
         self.signer = Some(signer);
         self.signed_at = Some((now, dnskey_ttl));
     }

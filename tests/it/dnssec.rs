@@ -369,6 +369,36 @@ async fn a_signed_zone_validates_with_delv() {
                 .unwrap_or_else(|| panic!("no ECS echoed: {out}"))
         };
         assert_eq!(scope(&["+dnssec"]), scope(&[]));
+        // The signing is visible to Prometheus: signatures made, cache hits and misses (the
+        // steered answers above were asked more than once), the static signatures' expiry.
+        let text = s.handles.stats.metrics.render();
+        let zone = ["zone=\"registry.example.\""];
+        assert!(
+            crate::support::metric(&text, "steerdns_dnssec_signatures_total", &zone) > 10.0,
+            "{text}"
+        );
+        let hits = crate::support::metric(
+            &text,
+            "steerdns_dnssec_signature_cache_lookups_total",
+            &["result=\"hit\"", zone[0]],
+        );
+        let misses = crate::support::metric(
+            &text,
+            "steerdns_dnssec_signature_cache_lookups_total",
+            &["result=\"miss\"", zone[0]],
+        );
+        assert!(hits >= 1.0 && misses >= 1.0, "hits {hits}, misses {misses}");
+        let expiry = crate::support::metric(
+            &text,
+            "steerdns_dnssec_static_signatures_expiry_timestamp_seconds",
+            &zone,
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64();
+        // validity 7 days less the default jitter (1 day): 6 days from now.
+        assert!((expiry - now - 6.0 * 86_400.0).abs() < 120.0, "{expiry} vs {now}");
         // Without DO: no DNSSEC records.
         let out = dig(s.addr, &["+norec", "www.registry.example", "A"]);
         assert!(!out.contains("RRSIG"), "{out}");
