@@ -15,6 +15,9 @@
 #   KEEP=1         keep the work directory (configs, server logs, the JSON parts)
 #   IDLE_SECONDS   length of the idle-CPU window (default 20)
 #   READY_TIMEOUT  seconds to wait for serving + ready (default 120 + N/200)
+#   DNSSEC=1       sign the zone ([dnssec] with a key made by `steerdns dnssec keygen`):
+#                  time to serving and RSS with DNSSEC on (steered answers are signed when
+#                  first asked, so loading signs only the static zone)
 #
 # What runs: one replica per region on 127.0.20.<i+1>:8080 (benches/scale/replica.py:
 # GET /health = {"status":…,"checks":{"storage-00"…"storage-63","auth"}}, 503 when one
@@ -197,6 +200,10 @@ generate() { # generate DIR N DNS_PORT ADMIN_PORT
   step python3 "$helpers/gen.py" --out "$1" --n "$2" --regions "$regions" --mode "$mode" \
     --dns-port "$3" --admin-port "$4" \
     --zone "$repo/zones/registry.example.zone" --regions-file "$repo/geo/regions.toml"
+  if [ "${DNSSEC:-0}" = 1 ]; then
+    "$bin" dnssec keygen registry.example --dir "$1/keys" >/dev/null
+    printf '\n[dnssec]\nzones = ["registry.example."]\nkey_dir = "keys"\n' >>"$1/steerdns.toml"
+  fi
 }
 
 # run_server DIR FULL: start, time to serving/ready, RSS; FULL=1 adds the idle CPU, the
