@@ -398,7 +398,10 @@ async fn a_signed_zone_validates_with_delv() {
             .expect("clock")
             .as_secs_f64();
         // validity 7 days less the default jitter (1 day): 6 days from now.
-        assert!((expiry - now - 6.0 * 86_400.0).abs() < 120.0, "{expiry} vs {now}");
+        assert!(
+            (expiry - now - 6.0 * 86_400.0).abs() < 120.0,
+            "{expiry} vs {now}"
+        );
         // Without DO: no DNSSEC records.
         let out = dig(s.addr, &["+norec", "www.registry.example", "A"]);
         assert!(!out.contains("RRSIG"), "{out}");
