@@ -275,8 +275,10 @@ const MAX_RRSET: usize = 64;
 pub(super) struct GlobalSigs {
     /// The RRSIGs of the answer RRset, or of the NSEC at the name (NODATA).
     rrset: Option<std::sync::Arc<crate::dnssec::cache::Cached>>,
-    /// NODATA: the NSEC record at the name (owner written as a pointer), its RDATA.
-    nsec: Option<([u8; 320], usize)>,
+    /// NODATA: `rrset` signs the NSEC at the name, whose RDATA its key holds after the
+    /// owner's `owner_len` octets. (Kept small: the unsigned path carries this struct.)
+    nsec: bool,
+    owner_len: u8,
     /// CNAME-style replicas: the RRSIGs of the chased records, encoded.
     chased: Vec<u8>,
     chased_count: u16,
@@ -287,16 +289,18 @@ pub(super) struct GlobalSigs {
 impl GlobalSigs {
     /// Octets they add.
     pub(super) fn wire_len(&self) -> usize {
-        self.rrset.as_ref().map_or(0, |c| c.wire_len())
-            + self.nsec.as_ref().map_or(0, |(_, n)| 12 + n)
-            + self.chased.len()
+        let nsec = match (&self.rrset, self.nsec) {
+            (Some(c), true) => 12 + c.sole_rdata(usize::from(self.owner_len)).len(),
+            _ => 0,
+        };
+        self.rrset.as_ref().map_or(0, |c| c.wire_len()) + nsec + self.chased.len()
     }
 
     /// Write the answer section's part (after the RRset): its RRSIGs, then the chased
     /// records' RRSIGs. Returns how many records.
     pub(super) fn write_answer(&self, out: &mut Vec<u8>, owner: u16, ttl: u32) -> u16 {
         let mut n = 0;
-        if self.nsec.is_none()
+        if !self.nsec
             && let Some(c) = &self.rrset
         {
             n += c.write(out, owner, ttl);
@@ -308,19 +312,17 @@ impl GlobalSigs {
     /// Write the authority section's part of NODATA (after the SOA and its RRSIGs): the NSEC
     /// at the name and its RRSIGs. Returns how many records.
     pub(super) fn write_denial(&self, out: &mut Vec<u8>, owner: u16) -> u16 {
-        let Some((rdata, len)) = &self.nsec else {
+        let (true, Some(c)) = (self.nsec, &self.rrset) else {
             return 0;
         };
+        let rdata = c.sole_rdata(usize::from(self.owner_len));
         out.extend_from_slice(&(0xc000 | owner).to_be_bytes());
         out.extend_from_slice(&47u16.to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes());
         out.extend_from_slice(&self.negative_ttl.to_be_bytes());
-        out.extend_from_slice(&(*len as u16).to_be_bytes());
-        out.extend_from_slice(&rdata[..*len]);
-        1 + self
-            .rrset
-            .as_ref()
-            .map_or(0, |c| c.write(out, owner, self.negative_ttl))
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(rdata);
+        1 + c.write(out, owner, self.negative_ttl)
     }
 }
 
@@ -381,7 +383,8 @@ pub(super) fn global_sigs<'e>(
     let labels = labels_of(owner_wire);
     let mut sigs = GlobalSigs {
         rrset: None,
-        nsec: None,
+        nsec: false,
+        owner_len: owner_wire.len().min(255) as u8,
         chased: Vec::new(),
         chased_count: 0,
         negative_ttl,
@@ -454,7 +457,7 @@ pub(super) fn global_sigs<'e>(
         &mut one,
         now,
     );
-    sigs.nsec = Some((rdata, len));
+    sigs.nsec = true;
     sigs
 }
 

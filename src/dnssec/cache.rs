@@ -23,6 +23,12 @@ pub struct Cached {
 }
 
 impl Cached {
+    /// The one RDATA of a single-record RRset, read back from the key (owner of
+    /// `owner_len` octets, type, TTL, RDLENGTH, RDATA).
+    pub(crate) fn sole_rdata(&self, owner_len: usize) -> &[u8] {
+        self.key.get(owner_len + 8..).unwrap_or(&[])
+    }
+
     /// Octets of its RRSIG records when each is written with a 2-octet owner pointer.
     pub(crate) fn wire_len(&self) -> usize {
         self.rrsigs.iter().map(|r| 12 + r.len()).sum()
