@@ -152,24 +152,11 @@ pub(crate) fn type_bitmap_into(types: &mut [u16], out: &mut [u8]) -> usize {
 /// An NSEC type bitmap (RFC 4034 §4.1.2) of `types`.
 pub(crate) fn type_bitmap(types: &[u16]) -> Vec<u8> {
     let mut types = types.to_vec();
-    types.sort_unstable();
     types.dedup();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < types.len() {
-        let window = types[i] >> 8;
-        let mut bits = [0u8; 32];
-        let mut len = 0;
-        while i < types.len() && types[i] >> 8 == window {
-            let low = (types[i] & 0xff) as usize;
-            bits[low / 8] |= 0x80 >> (low % 8);
-            len = low / 8 + 1;
-            i += 1;
-        }
-        out.push(window as u8);
-        out.push(len as u8);
-        out.extend_from_slice(&bits[..len]);
-    }
+    // At most 256 windows of 2 + 32 octets.
+    let mut out = vec![0u8; 256 * 34];
+    let n = type_bitmap_into(&mut types, &mut out);
+    out.truncate(n);
     out
 }
 
