@@ -454,23 +454,10 @@ impl Lab {
             let keys = self.dir().join("keys");
             text.push_str("\n; DS records of steerdns's keys, made by the harness\n");
             for zone in SIGNED {
-                let run = |args: &[&str]| -> Result<String, String> {
-                    let out = Command::new(bin)
-                        .args(args)
-                        .output()
-                        .map_err(|e| format!("{}: {e}", bin.display()))?;
-                    if !out.status.success() {
-                        return Err(format!(
-                            "steerdns {}: {}",
-                            args.join(" "),
-                            String::from_utf8_lossy(&out.stderr)
-                        ));
-                    }
-                    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-                };
                 let dir = keys.display().to_string();
-                run(&["dnssec", "keygen", zone, "--dir", &dir])?;
-                text.push_str(&run(&["dnssec", "ds", zone, "--dir", &dir])?);
+                steerdns_cli(bin, &["dnssec", "keygen", zone, "--dir", &dir])?;
+                let ds = steerdns_cli(bin, &["dnssec", "ds", zone, "--dir", &dir])?;
+                text.push_str(&format!("{ds}\n"));
             }
         }
         let path = self.dir().join("example.zone");
@@ -1144,20 +1131,19 @@ impl Lab {
         };
         let keys = self.dir().join("keys");
         let keys_s = keys.display().to_string();
-        let steerdns = |args: &[&str]| -> Result<String, String> {
-            let out = Command::new(&bin)
-                .args(args)
-                .output()
-                .map_err(|e| e.to_string())?;
-            if out.status.success() {
-                Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-            } else {
-                Err(format!(
-                    "steerdns {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr)
-                ))
-            }
+        let steerdns = |args: &[&str]| steerdns_cli(&bin, args);
+        // A pre-published ZSK: in the DNSKEY RRset, signing from an hour on (until settime).
+        let new_zsk = || {
+            steerdns(&[
+                "dnssec",
+                "keygen",
+                ZONE,
+                "--zsk",
+                "--activate",
+                "+1h",
+                "--dir",
+                &keys_s,
+            ])
         };
         let tag_of = |stem: &str| -> String {
             stem.rsplit('+')
@@ -1197,16 +1183,7 @@ impl Lab {
             lab.validated_for(checks, what, Duration::from_secs(6));
         };
         // ZSK 1, pre-published, then signing.
-        let zsk1 = match steerdns(&[
-            "dnssec",
-            "keygen",
-            ZONE,
-            "--zsk",
-            "--activate",
-            "+1h",
-            "--dir",
-            &keys_s,
-        ]) {
+        let zsk1 = match new_zsk() {
             Ok(s) => s,
             Err(e) => return checks.fail(format!("[rollover] {e}")),
         };
@@ -1230,16 +1207,7 @@ impl Lab {
             false,
         );
         // ZSK 1 -> ZSK 2 by pre-publication.
-        let zsk2 = match steerdns(&[
-            "dnssec",
-            "keygen",
-            ZONE,
-            "--zsk",
-            "--activate",
-            "+1h",
-            "--dir",
-            &keys_s,
-        ]) {
+        let zsk2 = match new_zsk() {
             Ok(s) => s,
             Err(e) => return checks.fail(format!("[rollover] {e}")),
         };
@@ -1281,26 +1249,11 @@ impl Lab {
             false,
         );
         let parent = self.dir().join("example.zone");
+        // One key's DS record, as `steerdns dnssec ds` prints it.
         let ds_of = |stem: &str| -> Result<String, String> {
-            let key = fs::read_to_string(key_file(stem)).map_err(|e| e.to_string())?;
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let name = Path::new(stem)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            fs::write(dir.path().join(format!("{name}.key")), key).map_err(|e| e.to_string())?;
-            fs::copy(
-                format!("{stem}.private"),
-                dir.path().join(format!("{name}.private")),
-            )
-            .map_err(|e| e.to_string())?;
-            steerdns(&[
-                "dnssec",
-                "ds",
-                ZONE,
-                "--dir",
-                &dir.path().display().to_string(),
-            ])
+            steerdns::dnssec::Key::read(Path::new(&key_file(stem)), Some(ZONE))
+                .map(|k| k.ds())
+                .map_err(|e| e.to_string())
         };
         let add_ds = || {
             let ds = ds_of(&ksk)?;
@@ -1534,6 +1487,23 @@ impl Drop for Lab {
             let path = dir.keep();
             eprintln!("lab: run directory kept at {}", path.display());
         }
+    }
+}
+
+/// `steerdns ARGS` (an offline command of the binary under test): its output, trimmed.
+fn steerdns_cli(bin: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(format!(
+            "steerdns {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
