@@ -65,13 +65,13 @@ impl<'z> Parts<'z> {
             }
             out.extend(records[i..j].iter().map(|(r, o)| Item::Zone(r, *o)));
             if let Some(zone) = snap.zones.find(&first.name) {
-                let answered = match owner {
-                    Owner::Synthesised(n) => n.to_lowercase(),
-                    _ => qname.to_lowercase(),
-                };
                 // A wildcard's records answering another name (a query for `*` itself gets
                 // the zone's signatures).
-                if first.name.is_wildcard() && answered != first.name.to_lowercase() {
+                let answered = first.name.is_wildcard().then(|| match owner {
+                    Owner::Synthesised(n) => n.to_lowercase(),
+                    _ => qname.to_lowercase(),
+                });
+                if let Some(answered) = answered.filter(|a| *a != first.name.to_lowercase()) {
                     if let Some(signer) = zone.signer() {
                         // Through the cache: the same wildcard answer for the same name is
                         // not signed again.
@@ -182,11 +182,6 @@ pub(super) fn authoritative<'z>(
             Some(RData::CNAME(c)) => &c.0,
             _ => qname,
         };
-        let owner = if std::ptr::eq(last, qname) {
-            Owner::Query
-        } else {
-            Owner::Own
-        };
         let zone: Option<&Zone> = snap.zones.find(last);
         p.authority.push(Item::Zone(soa, Owner::Own));
         if let Some(z) = zone {
@@ -205,21 +200,18 @@ pub(super) fn authoritative<'z>(
                 (true, _, Some(s)) => {
                     rcode = Rcode::NoError;
                     let made = s.cached_nsec(&at, &[NXNAME], soa.ttl, now);
-                    p.made(made, owner)
+                    p.made(made, Owner::Own)
                 }
                 (false, Some(nsec), _) => nsec.iter().map(|r| Item::Zone(r, Owner::Own)).collect(),
                 (false, None, Some(s)) => {
                     let types = z.denial_types(last, &*snap.globals);
                     let made = s.cached_nsec(&at, &types, soa.ttl, now);
-                    p.made(made, owner)
+                    p.made(made, Owner::Own)
                 }
                 _ => Vec::new(),
             };
             // NSEC records are written with their own (lower-case) owner.
-            p.authority.extend(proof.into_iter().map(|it| match it {
-                Item::Zone(r, _) => Item::Zone(r, Owner::Own),
-                Item::Made(k, _) => Item::Made(k, Owner::Own),
-            }));
+            p.authority.extend(proof);
         }
     }
     let adds: Vec<(&'z Record, Owner<'z>)> = additionals.iter().map(|r| (*r, Owner::Own)).collect();

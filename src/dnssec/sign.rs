@@ -152,7 +152,6 @@ pub(crate) fn type_bitmap_into(types: &mut [u16], out: &mut [u8]) -> usize {
 /// An NSEC type bitmap (RFC 4034 §4.1.2) of `types`.
 pub(crate) fn type_bitmap(types: &[u16]) -> Vec<u8> {
     let mut types = types.to_vec();
-    types.dedup();
     // At most 256 windows of 2 + 32 octets.
     let mut out = vec![0u8; 256 * 34];
     let n = type_bitmap_into(&mut types, &mut out);
