@@ -717,44 +717,21 @@ fn explain(
 /// The demo's snapshot with every zone signed by a key made now (in a new directory under
 /// the temporary directory), and what to tell the operator about it.
 fn demo_signed(config: &std::path::Path) -> Result<(Snapshot, String), ExitCode> {
-    use crate::dnssec::{Algorithm, FLAGS_KSK, Key};
     let unsigned = load(config)?;
     let fail = |e: String| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_INVALID)
     };
     let dir = std::env::temp_dir().join(format!("steerdns-demo-dnssec-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
-    let mut zones = Vec::new();
+    let mut origins: Vec<_> = unsigned.zones.zones().map(|z| z.origin().clone()).collect();
+    origins.sort();
+    let dnssec = crate::config::dnssec::DnssecConfig::fresh(origins, dir.clone(), true, 1 << 16)
+        .map_err(fail)?;
     let mut ds = String::new();
     let mut anchors = String::from("trust-anchors {\n");
-    let mut origins: Vec<_> = unsigned
-        .zones
-        .zones()
-        .map(|z| z.origin().to_lowercase())
-        .collect();
-    origins.sort();
-    for origin in origins {
-        let key = Key::generate(&origin.to_ascii(), FLAGS_KSK, Algorithm::EcdsaP256Sha256)
-            .map_err(fail)?;
-        key.write(&dir)
-            .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    for key in dnssec.zones.iter().flat_map(|z| &z.keys) {
         ds.push_str(&format!("  {}\n", key.ds()));
-        let dnskey = key.dnskey();
-        let parts: Vec<&str> = dnskey.split_whitespace().collect();
-        if parts.len() > 6 {
-            anchors.push_str(&format!(
-                "  {} static-key {} 3 {} \"{}\";\n",
-                parts[0],
-                parts[3],
-                parts[5],
-                parts[6..].concat()
-            ));
-        }
-        zones.push(crate::config::dnssec::ZoneKeys {
-            zone: origin,
-            keys: vec![key],
-        });
+        anchors.push_str(&format!("  {}\n", key.trust_anchor()));
     }
     anchors.push_str("};\n");
     let anchors_file = dir.join("anchors.conf");
@@ -766,14 +743,8 @@ fn demo_signed(config: &std::path::Path) -> Result<(Snapshot, String), ExitCode>
         }
         ExitCode::from(EXIT_INVALID)
     })?;
-    cfg.dnssec = Some(crate::config::dnssec::DnssecConfig {
-        key_dir: dir.clone(),
-        zones,
-        timing: crate::dnssec::sign::Timing::default(),
-        dnskey_ttl: 3600,
-        signature_cache: 1 << 16,
-    });
-    let snap = Snapshot::from_config_signed(cfg).map_err(|p| {
+    cfg.dnssec = Some(dnssec);
+    let snap = Snapshot::from_config(cfg).map_err(|p| {
         for p in &p.0 {
             eprintln!("{p}");
         }

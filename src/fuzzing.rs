@@ -409,35 +409,22 @@ fn parse_sig(rdata: &[u8]) -> Option<Sig<'_>> {
 }
 
 impl SignedHarness {
-    /// Load `config` with every zone it serves signed by a new key (ECDSA P-256, a CSK,
-    /// written to a temporary directory).
+    /// Load `config` with every zone it serves signed by a new key (ECDSA P-256, a CSK, kept
+    /// in memory only).
     pub fn load(config: &Path) -> Result<Self, String> {
-        use crate::dnssec::{Algorithm, FLAGS_KSK, Key};
         let unsigned = Snapshot::load(config).map_err(|e| e.to_string())?;
-        let mut zones = Vec::new();
-        let mut keys = Vec::new();
-        for z in unsigned.zones.zones() {
-            let key = Key::generate(
-                &z.origin().to_ascii(),
-                FLAGS_KSK,
-                Algorithm::EcdsaP256Sha256,
-            )?;
-            keys.push(key.clone());
-            zones.push(crate::config::dnssec::ZoneKeys {
-                zone: z.origin().to_lowercase(),
-                keys: vec![key],
-            });
-        }
+        let origins = unsigned.zones.zones().map(|z| z.origin().clone());
+        let dnssec = crate::config::dnssec::DnssecConfig::fresh(
+            origins,
+            std::env::temp_dir(),
+            false,
+            1 << 12,
+        )?;
+        let keys = dnssec.zones.iter().flat_map(|z| z.keys.clone()).collect();
         let mut cfg = Config::load(config).map_err(|e| e.to_string())?;
-        cfg.dnssec = Some(crate::config::dnssec::DnssecConfig {
-            key_dir: std::env::temp_dir(),
-            zones,
-            timing: crate::dnssec::sign::Timing::default(),
-            dnskey_ttl: 3600,
-            signature_cache: 1 << 12,
-        });
+        cfg.dnssec = Some(dnssec);
         Ok(Self {
-            snap: Snapshot::from_config_signed(cfg).map_err(|e| e.to_string())?,
+            snap: Snapshot::from_config(cfg).map_err(|e| e.to_string())?,
             keys,
             counters: DnsCounters::default(),
         })

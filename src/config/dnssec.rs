@@ -63,6 +63,42 @@ pub(crate) struct DnssecConfig {
     pub(crate) signature_cache: usize,
 }
 
+impl DnssecConfig {
+    /// Every zone of `origins` signed by one CSK made now (ECDSA P-256), default timing and
+    /// DNSKEY TTL: the demo's `--dnssec` and the signed fuzz harness. With `write`, the key
+    /// files go into `key_dir` (created if missing).
+    pub(crate) fn fresh(
+        origins: impl IntoIterator<Item = Name>,
+        key_dir: PathBuf,
+        write: bool,
+        signature_cache: usize,
+    ) -> Result<Self, String> {
+        use crate::dnssec::{Algorithm, FLAGS_KSK};
+        if write {
+            std::fs::create_dir_all(&key_dir).map_err(|e| format!("{}: {e}", key_dir.display()))?;
+        }
+        let mut zones = Vec::new();
+        for origin in origins {
+            let key = Key::generate(&origin.to_ascii(), FLAGS_KSK, Algorithm::EcdsaP256Sha256)?;
+            if write {
+                key.write(&key_dir)
+                    .map_err(|e| format!("{}: {e}", key_dir.display()))?;
+            }
+            zones.push(ZoneKeys {
+                zone: origin.to_lowercase(),
+                keys: vec![key],
+            });
+        }
+        Ok(Self {
+            key_dir,
+            zones,
+            timing: Timing::default(),
+            dnskey_ttl: 3_600,
+            signature_cache,
+        })
+    }
+}
+
 impl DnssecSpec {
     /// Validate, reading the keys from `key_dir` relative to `dir`. Problems in the config
     /// file come from `at`; problems in a key file name that file and line.

@@ -287,6 +287,17 @@ impl Key {
         )
     }
 
+    /// The key as a BIND `trust-anchors` entry (`delv -a`, `named.conf`).
+    pub fn trust_anchor(&self) -> String {
+        format!(
+            "{} static-key {} 3 {} \"{}\";",
+            self.zone,
+            self.flags,
+            self.algorithm.number(),
+            B64.encode(&self.public)
+        )
+    }
+
     /// BIND's file name stem: `K<zone>+<alg>+<tag>`.
     pub fn file_stem(&self) -> String {
         format!(

@@ -76,8 +76,9 @@ impl Snapshot {
         Ok(snap)
     }
 
-    /// A snapshot of a config already loaded (the demo's, with keys made on the spot).
-    pub(crate) fn from_config_signed(config: Config) -> Result<Self, Problems> {
+    /// [`load`](Self::load) of a config already read (the demo's and the signed fuzz
+    /// harness's, given keys made on the spot).
+    pub(crate) fn from_config(config: Config) -> Result<Self, Problems> {
         let (mut snap, index) = Self::from_config_indexed(config)?;
         snap.index = Some(Arc::new(index));
         Ok(snap)

@@ -166,25 +166,15 @@ async fn delv(addr: std::net::SocketAddr, anchors: &Path, name: &str, rtype: &st
     .expect("delv task")
 }
 
-/// BIND's trust-anchors clause for the KSKs in `dir` (`*.key` files with flags 257).
+/// BIND's trust-anchors clause for the KSKs of registry.example. in `dir`.
 fn anchors_of(dir: &Path) -> String {
+    let keys = steerdns::dnssec::Key::read_zone(dir, "registry.example.").expect("keys");
     let mut out = String::from("trust-anchors {\n");
-    for e in std::fs::read_dir(dir).expect("keys").flatten() {
-        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-        if !e.path().to_string_lossy().ends_with(".key") {
-            continue;
-        }
-        for line in text.lines().filter(|l| !l.starts_with(';')) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() > 6 && f[2] == "DNSKEY" && f[3] == "257" {
-                out.push_str(&format!(
-                    "  {} static-key 257 3 {} \"{}\";\n",
-                    f[0],
-                    f[5],
-                    f[6..].concat()
-                ));
-            }
-        }
+    for k in keys
+        .iter()
+        .filter(|k| k.flags == steerdns::dnssec::FLAGS_KSK)
+    {
+        out.push_str(&format!("  {}\n", k.trust_anchor()));
     }
     out.push_str("};\n");
     out
