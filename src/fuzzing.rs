@@ -430,6 +430,11 @@ impl SignedHarness {
         })
     }
 
+    /// Its signed snapshot (sharing the signers and their caches), to serve it another way.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snap.clone()
+    }
+
     /// One input: `[flags: 1] [client: 4] [qtype: 2, BE] [name: the rest]`; flags bit 0:
     /// TCP, bit 1: under `apex.example.` instead of `fuzz.example.`, bit 2: the name as given
     /// (else the rest's bytes become labels of letters, digits, `-` and `*` under the zone).

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 
+use crate::dnssec::sign::Lookup;
 use crate::global::{self, Registry, copy_owned_by, wire_lower_into};
 use crate::metrics::DnsCounters;
 use crate::state::Snapshot;
@@ -382,32 +383,15 @@ fn global_answer(
         let picked = decision.picks[..decision.count]
             .iter()
             .map(|p| answers.for_type(usize::from(*p), q.qtype).bytes.as_slice());
-        // What the name answers (A or CNAME, AAAA), for the NSEC of its NODATA.
-        let types = || {
-            let mut t = [0u16; 8];
-            let mut n = 0;
-            for i in 0..set.replicas.len() {
-                for qt in [global::qtype::A, global::qtype::AAAA] {
-                    if let Some(rt) = answers.for_type(i, qt).bytes.get(2..4) {
-                        let rt = u16::from_be_bytes([rt[0], rt[1]]);
-                        if n < 6 && !t[..n].contains(&rt) {
-                            t[n] = rt;
-                            n += 1;
-                        }
-                    }
-                }
-            }
-            (t, n)
-        };
         signed::global_sigs(
             snap,
             s,
             owner_wire,
             picked,
             answers.ttl,
-            types,
+            || signed::answered_types(set, answers),
             gzone.map_or(0, |z| z.negative_ttl),
-            std::time::SystemTime::now(),
+            (std::time::SystemTime::now(), Lookup::Query),
         )
     });
     let mut size = out.len() + opt_room;
@@ -711,6 +695,7 @@ fn emit_sections(enc: &mut BinEncoder<'_>, r: &Response<'_, '_>, counts: &mut [u
 }
 
 mod signed;
+pub(crate) use signed::presign_registry;
 
 #[cfg(test)]
 mod prepared_tests;

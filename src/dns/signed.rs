@@ -11,7 +11,8 @@ use std::time::SystemTime;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::{Outcome, Response, encode};
-use crate::dnssec::sign::NXNAME;
+use crate::dnssec::sign::{Lookup, NXNAME};
+use crate::global::{self, AnswerSet, Registry, ReplicaSet};
 use crate::state::Snapshot;
 use crate::wire::{ClientSubnet, Query, Rcode};
 use crate::zone::{OutsideNames as _, Owner, Zone};
@@ -370,7 +371,7 @@ pub(super) fn global_sigs<'e>(
     ttl: u32,
     nodata_types: impl FnOnce() -> ([u16; 8], usize),
     negative_ttl: u32,
-    now: SystemTime,
+    (now, lookup): (SystemTime, Lookup),
 ) -> GlobalSigs {
     let labels = labels_of(owner_wire);
     let mut sigs = GlobalSigs {
@@ -410,9 +411,10 @@ pub(super) fn global_sigs<'e>(
                 *d = s.to_ascii_lowercase();
             }
             let mut one: [&[u8]; 1] = [&canon[0][..l]];
-            sigs.rrset = signer.cached(owner_wire, labels, t, ttl, &mut one, now);
+            sigs.rrset = signer.cached_for(lookup, owner_wire, labels, t, ttl, &mut one, now);
         } else {
-            sigs.rrset = signer.cached(owner_wire, labels, t, ttl, &mut rdatas[..n], now);
+            sigs.rrset =
+                signer.cached_for(lookup, owner_wire, labels, t, ttl, &mut rdatas[..n], now);
         }
         return sigs;
     }
@@ -441,7 +443,8 @@ pub(super) fn global_sigs<'e>(
     let len_bitmap = crate::dnssec::sign::type_bitmap_into(&mut types[..n], &mut bitmap);
     put(&bitmap[..len_bitmap]);
     let mut one: [&[u8]; 1] = [&rdata[..len]];
-    sigs.rrset = signer.cached(
+    sigs.rrset = signer.cached_for(
+        lookup,
         owner_wire,
         labels,
         hickory_proto::rr::RecordType::NSEC,
@@ -451,6 +454,98 @@ pub(super) fn global_sigs<'e>(
     );
     sigs.nsec = true;
     sigs
+}
+
+/// What a steered name answers (A or CNAME, AAAA): the types the NSEC of its NODATA lists
+/// besides RRSIG and NSEC.
+pub(super) fn answered_types(set: &ReplicaSet, answers: &AnswerSet) -> ([u16; 8], usize) {
+    let mut t = [0u16; 8];
+    let mut n = 0;
+    for i in 0..set.replicas.len() {
+        for qt in [global::qtype::A, global::qtype::AAAA] {
+            if let Some(rt) = answers.for_type(i, qt).bytes.get(2..4) {
+                let rt = u16::from_be_bytes([rt[0], rt[1]]);
+                if n < 6 && !t[..n].contains(&rt) {
+                    t[n] = rt;
+                    n += 1;
+                }
+            }
+        }
+    }
+    (t, n)
+}
+
+/// Most RRsets pre-signed per registry and query type: a registry answering with `k` of `n`
+/// replicas can give C(n, 1) + … + C(n, k) RRsets; past this many the first query signs.
+pub(crate) const PRESIGN_VARIANTS: usize = 32;
+
+/// Sign ahead every RRset `reg` can answer A and AAAA with, whichever of its replicas fail
+/// next: each set of up to `reg.answers` of its enabled replicas (a CNAME-style replica
+/// alone, as the answer path gives it), or the NODATA proof when none has the type. An RRset
+/// already cached costs one lookup. Returns how many RRsets were looked at (0: the
+/// registry's zone is not signed).
+pub(crate) fn presign_registry(snap: &Snapshot, reg: &Registry, now: SystemTime) -> usize {
+    let Some(zone) = snap.globals.zones.get(usize::from(reg.zone)) else {
+        return 0;
+    };
+    let (Some(signer), Some((set, answers))) = (zone.signer.0.as_deref(), snap.globals.parts(reg))
+    else {
+        return 0;
+    };
+    let (masks, _) = snap.masks(reg);
+    let owner = reg.name_wire();
+    let k = usize::from(reg.answers.max(1));
+    let cname = |i: usize| set.replicas.get(i).is_some_and(|r| r.spec.cname.is_some());
+    let mut looked = 0;
+    for qtype in [global::qtype::A, global::qtype::AAAA] {
+        let sign = |picked: &[usize]| {
+            let records = picked
+                .iter()
+                .map(|&i| answers.for_type(i, qtype).bytes.as_slice());
+            global_sigs(
+                snap,
+                signer,
+                owner,
+                records,
+                answers.ttl,
+                || answered_types(set, answers),
+                zone.negative_ttl,
+                (now, Lookup::Warm),
+            );
+        };
+        let can: Vec<usize> = (masks.enabled & set.mask_for(qtype)).iter().collect();
+        if can.is_empty() {
+            sign(&[]);
+            looked += 1;
+            continue;
+        }
+        let mut done = 0;
+        let mut picked = Vec::with_capacity(k);
+        for size in 1..=k.min(can.len()) {
+            // The combinations of `size` of `can`, as index vectors in lexicographic order.
+            let mut idx: Vec<usize> = (0..size).collect();
+            loop {
+                if done == PRESIGN_VARIANTS {
+                    break;
+                }
+                picked.clear();
+                picked.extend(idx.iter().map(|&j| can[j]));
+                if size == 1 || !picked.iter().any(|&i| cname(i)) {
+                    sign(&picked);
+                    done += 1;
+                }
+                let Some(i) = (0..size).rev().find(|&i| idx[i] < can.len() - size + i) else {
+                    break;
+                };
+                idx[i] += 1;
+                for j in i + 1..size {
+                    idx[j] = idx[j - 1] + 1;
+                }
+            }
+        }
+        looked += done;
+    }
+    looked
 }
 
 /// The zone's RRSIGs of the chased record at the start of `rr` (its owner written in full),

@@ -29,6 +29,18 @@ impl Cached {
         self.key.get(owner_len + 8..).unwrap_or(&[])
     }
 
+    /// The owner it was signed for (canonical wire form), read from the key.
+    pub(crate) fn owner(&self) -> &[u8] {
+        let mut at = 0;
+        while let Some(&l) = self.key.get(at) {
+            at += 1 + usize::from(l);
+            if l == 0 {
+                break;
+            }
+        }
+        self.key.get(..at).unwrap_or(&[])
+    }
+
     /// Octets of its RRSIG records when each is written with a 2-octet owner pointer.
     pub(crate) fn wire_len(&self) -> usize {
         self.rrsigs.iter().map(|r| 12 + r.len()).sum()
@@ -92,18 +104,33 @@ impl SigCache {
     }
 
     /// The signatures cached for `key`, unless missing or due for signing again at `now`.
-    pub fn get(&self, key: &[u8], now: u64) -> Option<Arc<Cached>> {
+    /// `counted`: a query's lookup (hits and misses); pre-signing looks without counting.
+    pub fn get(&self, key: &[u8], now: u64, counted: bool) -> Option<Arc<Cached>> {
         let guard = self.slot(key).load();
         match &*guard {
             Some(c) if &*c.key == key && now < c.refresh_at => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
+                if counted {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                }
                 Some(Arc::clone(c))
             }
             _ => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
+                if counted {
+                    self.misses.fetch_add(1, Ordering::Relaxed);
+                }
                 None
             }
         }
+    }
+
+    /// Every entry held now (a walk of the slots: O(slots), for pre-signing).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = Arc<Cached>> + '_ {
+        self.slots.iter().filter_map(ArcSwapOption::load_full)
+    }
+
+    /// How many slots.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// Keep `rrsigs` for `key` until `refresh_at`, replacing the slot's entry.
@@ -134,20 +161,20 @@ mod tests {
     #[test]
     fn a_key_gets_only_its_own_signatures_until_refresh() {
         let c = SigCache::new(1);
-        assert!(c.get(b"a", 0).is_none());
+        assert!(c.get(b"a", 0, true).is_none());
         c.put(b"a", 100, vec![vec![1, 2, 3]]);
-        assert_eq!(&*c.get(b"a", 99).unwrap().rrsigs[0], &[1, 2, 3]);
-        assert!(c.get(b"a", 100).is_none(), "due for signing again");
+        assert_eq!(&*c.get(b"a", 99, true).unwrap().rrsigs[0], &[1, 2, 3]);
+        assert!(c.get(b"a", 100, true).is_none(), "due for signing again");
         // Another key never gets a's signatures, even in a's slot.
         let other: Vec<u8> = (0..=u16::MAX)
             .map(|b| b.to_be_bytes().to_vec())
             .find(|k| std::ptr::eq(c.slot(k), c.slot(b"a")) && k != b"a")
             .unwrap();
-        assert!(c.get(&other, 0).is_none());
+        assert!(c.get(&other, 0, true).is_none());
         c.put(&other, 100, vec![vec![9]]);
-        assert!(c.get(b"a", 0).is_none(), "replaced");
+        assert!(c.get(b"a", 0, true).is_none(), "replaced");
         assert_eq!(c.counts().0, 1);
-        let e = c.get(&other, 0).unwrap();
+        let e = c.get(&other, 0, true).unwrap();
         let mut out = Vec::new();
         assert_eq!(e.write(&mut out, 12, 300), 1);
         assert_eq!(out.len(), e.wire_len());

@@ -23,6 +23,7 @@ use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 
 pub mod cache;
 pub mod sign;
+pub(crate) mod warm;
 
 /// DNSKEY flags: zone key (bit 7) and secure entry point (bit 15).
 pub const FLAGS_ZSK: u16 = 256;

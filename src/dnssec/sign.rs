@@ -59,6 +59,15 @@ struct SigningKey {
     pair: Pair,
 }
 
+/// Who asks the signature cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// A query: counted as a hit or a miss.
+    Query,
+    /// Pre-signing ahead of a failover (`dnssec::warm`): not counted; what it signs is.
+    Warm,
+}
+
 /// A zone's keys and signature timing: signs its RRsets and makes its denial records.
 pub struct ZoneSigner {
     apex: Name,
@@ -77,6 +86,8 @@ pub struct ZoneSigner {
     cache: SigCache,
     /// Signatures made (for `steerdns_dnssec_signatures_total`).
     made: std::sync::atomic::AtomicU64,
+    /// Of those, made ahead of any query by pre-signing (`dnssec::warm`).
+    presigned: std::sync::atomic::AtomicU64,
     /// The earliest expiration (Unix seconds) of the signatures made at load for the zone's
     /// static data, set by each (re-)signing of the zone.
     static_expiry: std::sync::atomic::AtomicU64,
@@ -251,6 +262,7 @@ impl ZoneSigner {
             rng,
             cache: SigCache::new(cache_slots),
             made: std::sync::atomic::AtomicU64::new(0),
+            presigned: std::sync::atomic::AtomicU64::new(0),
             static_expiry: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -270,6 +282,22 @@ impl ZoneSigner {
     /// the cache, or signed now and cached. No allocation on a hit for keys up to 1 KiB.
     pub fn cached(
         &self,
+        owner_wire: &[u8],
+        labels: u8,
+        rtype: RecordType,
+        ttl: u32,
+        rdatas: &mut [&[u8]],
+        now: SystemTime,
+    ) -> Option<Arc<Cached>> {
+        self.cached_for(Lookup::Query, owner_wire, labels, rtype, ttl, rdatas, now)
+    }
+
+    /// [`cached`](Self::cached) for a query (counted as a hit or a miss) or for pre-signing
+    /// (not counted; what it signs counts as pre-signed).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn cached_for(
+        &self,
+        lookup: Lookup,
         owner_wire: &[u8],
         labels: u8,
         rtype: RecordType,
@@ -306,7 +334,7 @@ impl ZoneSigner {
         }
         let key = &buf[..at];
         let t = unix(now);
-        if let Some(c) = self.cache.get(key, t) {
+        if let Some(c) = self.cache.get(key, t, lookup == Lookup::Query) {
             return Some(c);
         }
         let mut unique: Vec<&[u8]> = rdatas.to_vec();
@@ -314,6 +342,10 @@ impl ZoneSigner {
         let sigs = self.sign_wire(owner_wire, labels, rtype, 1, &unique, ttl, now);
         if sigs.is_empty() {
             return None;
+        }
+        if lookup == Lookup::Warm {
+            self.presigned
+                .fetch_add(sigs.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
         let fresh = self.timing.validity.saturating_sub(self.timing.jitter) / 2;
         Some(self.cache.put(key, t + fresh.as_secs(), sigs))
@@ -463,6 +495,11 @@ impl ZoneSigner {
     /// Signatures made so far.
     pub fn signatures_made(&self) -> u64 {
         self.made.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Signatures made by pre-signing so far.
+    pub fn signatures_presigned(&self) -> u64 {
+        self.presigned.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The earliest expiration of the zone's static signatures (Unix seconds; 0: not signed

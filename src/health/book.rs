@@ -137,6 +137,11 @@ pub struct HealthBook {
     /// then cache failing instead): no mask changes, but incidents re-attribute them. Taken
     /// with [`HealthBook::take_recaused`].
     recaused: Vec<u32>,
+    /// Profiles reading a key that just failed for the first time but is not degraded yet
+    /// (its failure threshold is higher): what they answer may change within a few probes,
+    /// so their next answers are signed ahead (`dnssec::warm`). Taken with
+    /// [`HealthBook::take_suspects`].
+    suspects: Vec<u32>,
 }
 
 /// What an outcome blames, as incidents name causes: nothing (it passed), the whole target
@@ -182,6 +187,7 @@ impl HealthBook {
             counters: BookCounters::default(),
             fleet: None,
             recaused: Vec::new(),
+            suspects: Vec::new(),
         };
         b.replan(targets);
         b
@@ -367,6 +373,12 @@ impl HealthBook {
                     self.recaused.extend_from_slice(&slot.profiles);
                 }
             }
+            if tr.is_none()
+                && effective != Status::Degraded
+                && slot.state.consecutive_failures() == 1
+            {
+                self.suspects.extend_from_slice(&slot.profiles);
+            }
             slot.effective = effective;
             if let Some(tr) = tr {
                 self.counters.transitions += 1;
@@ -405,6 +417,15 @@ impl HealthBook {
     /// `recaused`), sorted and deduplicated.
     pub(crate) fn take_recaused(&mut self) -> Vec<u32> {
         let mut r = std::mem::take(&mut self.recaused);
+        r.sort_unstable();
+        r.dedup();
+        r
+    }
+
+    /// The profiles of keys that failed for the first time without becoming degraded since
+    /// the last call (see `suspects`), sorted and deduplicated.
+    pub(crate) fn take_suspects(&mut self) -> Vec<u32> {
+        let mut r = std::mem::take(&mut self.suspects);
         r.sort_unstable();
         r.dedup();
         r

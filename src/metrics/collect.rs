@@ -222,6 +222,20 @@ impl Collector for DnssecCollector {
         {
             let c = ConstCounter::new(0u64);
             let mut fam = encoder.encode_descriptor(
+                DNSSEC_PRESIGNED,
+                "DNSSEC signatures made ahead of any query for the answers a failover may give (part of steerdns_dnssec_signatures_total), by zone",
+                None,
+                c.metric_type(),
+            )?;
+            for (zone, s) in &signers {
+                let labels = [("zone", zone.as_str())];
+                let m = fam.encode_family(&labels)?;
+                ConstCounter::new(s.signatures_presigned()).encode(m)?;
+            }
+        }
+        {
+            let c = ConstCounter::new(0u64);
+            let mut fam = encoder.encode_descriptor(
                 DNSSEC_CACHE,
                 "Lookups in the signature cache of steered answers and denials, by zone and result (a miss signs)",
                 None,

@@ -67,6 +67,8 @@ pub(crate) const DNS_QUERIES: &str = "steerdns_dns_queries";
 pub(crate) const DNSSEC_SIGNATURES: &str = "steerdns_dnssec_signatures";
 /// Lookups in the signature cache of steered answers and denials, by zone and result.
 pub(crate) const DNSSEC_CACHE: &str = "steerdns_dnssec_signature_cache_lookups";
+/// Signatures made ahead of queries (a failover's next answers), by zone.
+pub(crate) const DNSSEC_PRESIGNED: &str = "steerdns_dnssec_presigned_signatures";
 /// When the earliest signature of a zone's static data expires.
 pub(crate) const DNSSEC_EXPIRY: &str = "steerdns_dnssec_static_signatures_expiry_timestamp_seconds";
 /// Counter: queries for a global name by `ecs` = `present` | `absent`.

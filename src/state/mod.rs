@@ -227,6 +227,16 @@ fn global_zones(zones: &ZoneSet) -> Result<Vec<GlobalZone>, hickory_proto::Proto
 }
 
 impl Snapshot {
+    /// The signer of zone `zone` (its origin, e.g. `registry.example.`), when it is signed:
+    /// its counters and signature cache, for tests and tools.
+    pub fn signer_of(&self, zone: &str) -> Option<Arc<crate::dnssec::sign::ZoneSigner>> {
+        let origin = hickory_proto::rr::Name::from_ascii(zone).ok()?;
+        self.zones
+            .zones()
+            .find(|z| *z.origin() == origin)?
+            .signer_arc()
+    }
+
     /// This snapshot with the zones whose signatures are due signed again at `now` (the
     /// same keys, the same data), or None when none is due. The writer calls it on its tick:
     /// static signatures are renewed without a reload, each zone at half its validity.

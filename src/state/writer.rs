@@ -108,7 +108,15 @@ pub(crate) fn spawn<P: Probe>(
     world.journal = journal;
     shared.publish(world.rebuild(&snap));
     let (own_tx, own_rx) = watch::channel(Arc::new(world.book.own_degraded()));
+    let warmer = match crate::dnssec::warm::Warmer::spawn(shared.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            error!(error = %e, "cannot start the pre-signing thread; the first signed answer after a failover is signed when asked");
+            None
+        }
+    };
     let mut control = Control {
+        warmer,
         own_degraded: own_tx,
         transitions: 0,
         prober_stats: prober.stats.clone(),
@@ -150,6 +158,8 @@ pub(crate) fn spawn<P: Probe>(
 }
 
 struct Control {
+    /// Signs ahead the answers a failover may give (`dnssec::warm`).
+    warmer: Option<crate::dnssec::warm::Warmer>,
     own_degraded: watch::Sender<Arc<BTreeSet<Arc<str>>>>,
     /// The book's transition count when `own_degraded` was last computed.
     transitions: u64,
@@ -180,7 +190,13 @@ impl Control {
                         let snap = self.shared.load();
                         let now = Instant::now();
                         if let Some(next) = self.world.outcome(&snap, target, &outcome, now) {
-                            self.shared.publish(next);
+                            self.publish(next);
+                        }
+                        // A key failed once and may flip within a few probes: sign its
+                        // registries' next answers now.
+                        let suspects = self.world.book.take_suspects();
+                        if let Some(w) = &self.warmer {
+                            w.profiles(&suspects);
                         }
                         self.beat(now);
                         self.check_first_round();
@@ -199,13 +215,38 @@ impl Control {
                     let next = self.world.tick(&snap, now);
                     let changed = next.is_some();
                     if let Some(next) = next {
-                        self.shared.publish(next);
+                        self.publish(next);
                     }
                     self.beat(now);
                     self.note_own_degraded(changed);
                 }
             }
         }
+    }
+
+    /// Publish `next`; when its masks differ from those in service, the registries they
+    /// changed get their answers signed ahead (right after: the change itself never waits).
+    /// O(profiles) to compare, whatever the number of registries.
+    fn publish(&mut self, next: Snapshot) {
+        if let Some(w) = &self.warmer {
+            let current = self.shared.current();
+            let (a, b) = (&current.health, &next.health);
+            if !Arc::ptr_eq(a, b) {
+                if a.guard_engaged != b.guard_engaged
+                    || a.exceptions != b.exceptions
+                    || a.profiles.len() != b.profiles.len()
+                {
+                    w.all();
+                } else {
+                    let changed: Vec<u32> = (0..a.profiles.len())
+                        .filter(|&p| a.profiles[p] != b.profiles[p])
+                        .map(|p| p as u32)
+                        .collect();
+                    w.profiles(&changed);
+                }
+            }
+        }
+        self.shared.publish(next);
     }
 
     /// Recompute this instance's own degraded keys after a transition (or a tick that
@@ -255,14 +296,14 @@ impl Control {
             Command::Reload { .. } => {}
             Command::Override { command, reply } => {
                 let r = self.world.set_override(&snap, command).map(|(e, next)| {
-                    self.shared.publish(next);
+                    self.publish(next);
                     e
                 });
                 let _ = reply.send(r);
             }
             Command::Mode { command, reply } => {
                 let r = self.world.set_mode(&snap, command).map(|(a, next)| {
-                    self.shared.publish(next);
+                    self.publish(next);
                     a
                 });
                 let _ = reply.send(r);
@@ -277,7 +318,7 @@ impl Control {
                     .world
                     .put_registry(&snap, key, request, &who)
                     .map(|(a, next)| {
-                        self.shared.publish(next);
+                        self.publish(next);
                         a
                     });
                 let _ = reply.send(r);
@@ -287,7 +328,7 @@ impl Control {
                     .world
                     .delete_registry(&snap, &key, &who)
                     .map(|(a, next)| {
-                        self.shared.publish(next);
+                        self.publish(next);
                         a
                     });
                 let _ = reply.send(r);
@@ -311,7 +352,7 @@ impl Control {
             Command::FleetVerdicts { verdicts } => {
                 let affected = self.world.book.set_fleet(verdicts);
                 if let Some(next) = self.world.changed(&snap, &affected) {
-                    self.shared.publish(next);
+                    self.publish(next);
                 }
             }
             Command::FleetStatus { status } => {

@@ -378,6 +378,11 @@ async fn a_signed_zone_validates_with_delv() {
             &["result=\"miss\"", zone[0]],
         );
         assert!(hits >= 1.0 && misses >= 1.0, "hits {hits}, misses {misses}");
+        // Signed ahead (the failover above had the other answers signed): exported per zone.
+        assert!(
+            text.contains("steerdns_dnssec_presigned_signatures_total{zone=\"registry.example.\"}"),
+            "{text}"
+        );
         let expiry = crate::support::metric(
             &text,
             "steerdns_dnssec_static_signatures_expiry_timestamp_seconds",

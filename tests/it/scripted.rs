@@ -99,10 +99,25 @@ struct Running {
 }
 
 async fn start(script: &Scripted) -> Running {
+    start_with(script, false).await.0
+}
+
+/// Start the scripted server; `signed`: every zone signed by a key made here (the harness
+/// that checks replies' signatures comes back with it).
+async fn start_with(
+    script: &Scripted,
+    signed: bool,
+) -> (Running, Option<steerdns::fuzzing::SignedHarness>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("steerdns.toml");
     std::fs::write(&path, config()).expect("config");
-    let snapshot = steerdns::state::Snapshot::load(&path).expect("loads");
+    let (snapshot, harness) = if signed {
+        let h = steerdns::fuzzing::SignedHarness::load(&path).expect("loads signed");
+        (h.snapshot(), Some(h))
+    } else {
+        let snapshot = steerdns::state::Snapshot::load(&path).expect("loads");
+        (snapshot, None)
+    };
     // No sockets: a UDP socket's blocking thread would stop paused time from advancing, and
     // the answers are asked through dns::handle anyway.
     let sockets = Sockets::bind(&[]).expect("no sockets");
@@ -110,12 +125,15 @@ async fn start(script: &Scripted) -> Running {
     let (handles, task) =
         steerdns::app::spawn_probing(snapshot, sockets, script.clone(), shutdown.clone())
             .expect("start");
-    Running {
-        handles,
-        shutdown,
-        task,
-        _dir: dir,
-    }
+    (
+        Running {
+            handles,
+            shutdown,
+            task,
+            _dir: dir,
+        },
+        harness,
+    )
 }
 
 impl Running {
@@ -141,6 +159,36 @@ impl Running {
             Some(RData::A(a)) => a.to_string(),
             other => panic!("no A answer: {other:?}"),
         }
+    }
+
+    /// The A answer with the DO bit for a client at `source`, as it is on the wire.
+    fn signed_reply(&self, source: &str) -> Vec<u8> {
+        let mut e = edns(1232);
+        e.set_dnssec_ok(true);
+        let mut q = query("contoso.registry.example.", RecordType::A, Some(e));
+        q.metadata.id = 8;
+        let packet = q.to_vec().expect("query");
+        let mut out = Vec::new();
+        let snap = self.handles.shared.load();
+        handle(
+            &snap,
+            &packet,
+            source.parse().expect("ip"),
+            Transport::Udp,
+            &mut out,
+            &DnsCounters::default(),
+        )
+        .expect("an answer");
+        out
+    }
+
+    /// The signer of registry.example. in service.
+    fn signer(&self) -> std::sync::Arc<steerdns::dnssec::sign::ZoneSigner> {
+        self.handles
+            .shared
+            .load()
+            .signer_of("registry.example.")
+            .expect("registry.example. is signed")
     }
 
     /// Wait for the first probe round, then step 100 ms past it: every [`next_round`] then
@@ -206,5 +254,76 @@ async fn a_flapping_replica_never_fails_over() {
         assert_eq!(s.answer(), "192.0.2.10", "round {round}");
     }
     assert_eq!(script.probes("127.0.13.1"), 13);
+    s.stop().await;
+}
+
+/// A failover does not wait on signing: the first failure of westeurope's check (two more
+/// are needed to fail over) has the answers its clients may move to signed ahead, so the
+/// first signed answer after the failover — eastus, never given before — is a cache hit,
+/// and its signature verifies.
+#[tokio::test(start_paused = true)]
+async fn a_failover_finds_its_new_answer_already_signed() {
+    let script = Scripted::default();
+    let (s, harness) = start_with(&script, true).await;
+    let harness = harness.expect("signed");
+    s.first_round().await;
+    let signer = s.signer();
+    let a = |reply: &[u8]| {
+        let m = Message::from_vec(reply).expect("reply");
+        m.answers
+            .iter()
+            .find_map(|r| match &r.data {
+                RData::A(a) => Some(a.to_string()),
+                _ => None,
+            })
+            .expect("an A answer")
+    };
+    // A validating resolver near westeurope asks: its answer is signed on first query.
+    let reply = s.signed_reply("127.0.1.9");
+    assert_eq!(a(&reply), "192.0.2.10");
+    harness.check_signatures(&reply).expect("verifies");
+    assert_eq!(
+        signer.cache().counts(),
+        (0, 1),
+        "one miss: signed when first asked"
+    );
+    assert_eq!(signer.signatures_presigned(), 0, "nothing signed ahead yet");
+
+    // westeurope fails once: not degraded, the answer stays, the others are signed ahead.
+    script.fail("127.0.13.1", true);
+    s.next_round().await;
+    assert_eq!(s.answer(), "192.0.2.10");
+    // eastus and southeastasia (A), and the NODATA proof for AAAA (no replica has one).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while signer.signatures_presigned() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pre-signing did not happen: {} signatures",
+            signer.signatures_presigned()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(signer.signatures_presigned(), 3, "each RRset once");
+
+    // Two more failures: the failover to eastus. Its first signed answer is a hit.
+    s.next_round().await;
+    s.next_round().await;
+    assert_eq!(s.answer(), "198.51.100.10");
+    let (hits, misses) = signer.cache().counts();
+    let reply = s.signed_reply("127.0.1.9");
+    assert_eq!(a(&reply), "198.51.100.10");
+    harness
+        .check_signatures(&reply)
+        .expect("the pre-signed answer verifies");
+    assert_eq!(
+        signer.cache().counts(),
+        (hits + 1, misses),
+        "the new answer was found signed"
+    );
+    // A client near Singapore gets southeastasia, pre-signed too.
+    let reply = s.signed_reply("127.0.3.9");
+    assert_eq!(a(&reply), "203.0.113.10");
+    harness.check_signatures(&reply).expect("verifies");
+    assert_eq!(signer.cache().counts(), (hits + 2, misses));
     s.stop().await;
 }
