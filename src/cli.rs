@@ -151,6 +151,13 @@ enum DnssecAction {
         #[arg(long)]
         delete: Option<String>,
     },
+    /// Print ZONE's static part signed, as a zone file for dnssec-verify or
+    /// ldns-verify-zone: its RRsets with their RRSIGs and the key RRsets, with an NSEC chain
+    /// made for the dump (steerdns answers with compact denial, which has no chain).
+    Dump {
+        /// The zone, e.g. registry.example.
+        zone: String,
+    },
     /// Print the DS records (SHA-256) of ZONE's key-signing keys in DIR, for the parent.
     Ds {
         /// The zone.
@@ -181,7 +188,7 @@ impl Cli {
             Command::Admin(command) => admin_client(&self.admin, &command),
             Command::CheckConfig => check_config(config),
             Command::Manpage => manpage(),
-            Command::Dnssec { action } => dnssec(action),
+            Command::Dnssec { action } => dnssec(action, &config),
             Command::Demo { dnssec } => demo(config, dnssec),
             Command::Explain {
                 name,
@@ -276,7 +283,7 @@ where
 }
 
 /// `steerdns dnssec keygen|ds`.
-fn dnssec(action: DnssecAction) -> ExitCode {
+fn dnssec(action: DnssecAction, config: &std::path::Path) -> ExitCode {
     use crate::dnssec::{Algorithm, FLAGS_KSK, FLAGS_ZSK, Key};
     match action {
         DnssecAction::Keygen {
@@ -349,6 +356,25 @@ fn dnssec(action: DnssecAction) -> ExitCode {
             match changed {
                 Ok(k) => {
                     outln!("{}: {}", key_file.display(), k.times.describe(now));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_INVALID)
+                }
+            }
+        }
+        DnssecAction::Dump { zone } => {
+            let snap = match crate::state::Snapshot::load(config) {
+                Ok(s) => s,
+                Err(problems) => {
+                    eprintln!("{problems}");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            };
+            match snap.dump_signed(&zone, std::time::SystemTime::now()) {
+                Ok(text) => {
+                    out!("{text}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -227,6 +227,31 @@ fn global_zones(zones: &ZoneSet) -> Result<Vec<GlobalZone>, hickory_proto::Proto
 }
 
 impl Snapshot {
+    /// Zone `zone`'s static part signed, as a zone file (see `Zone::dump_signed`).
+    pub(crate) fn dump_signed(
+        &self,
+        zone: &str,
+        now: std::time::SystemTime,
+    ) -> Result<String, String> {
+        let origin = hickory_proto::rr::Name::from_ascii(zone)
+            .map_err(|e| format!("{zone}: {e}"))?
+            .to_lowercase();
+        let origin = if origin.is_fqdn() {
+            origin
+        } else {
+            let mut o = origin;
+            o.set_fqdn(true);
+            o
+        };
+        let z = self
+            .zones
+            .zones()
+            .find(|z| *z.origin() == origin)
+            .ok_or_else(|| format!("no zone {origin} is served"))?;
+        z.dump_signed(now)
+            .ok_or_else(|| format!("{origin} is not signed ([dnssec] zones)"))
+    }
+
     /// The signer of zone `zone` (its origin, e.g. `registry.example.`), when it is signed:
     /// its counters and signature cache, for tests and tools.
     pub fn signer_of(&self, zone: &str) -> Option<Arc<crate::dnssec::sign::ZoneSigner>> {

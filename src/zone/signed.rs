@@ -103,6 +103,70 @@ impl Zone {
         })
     }
 
+    /// The static part of the zone as a signed zone file, for offline verifiers
+    /// (`dnssec-verify`, `ldns-verify-zone`): every RRset with the RRSIGs it is served with,
+    /// the key RRsets, glue (unsigned), and an NSEC chain over the names with data, made
+    /// and signed for the dump at `now`. The chain is the dump's own: steerdns serves
+    /// compact denial (one NSEC per query name), which has no chain to verify; the dump's
+    /// chain lets the verifiers check that every RRset is signed and nothing is missing.
+    /// Global names' per-client answers are not static and are not in it. None when the
+    /// zone is not signed.
+    pub(crate) fn dump_signed(&self, now: SystemTime) -> Option<String> {
+        let signer = self.signer.as_deref()?;
+        let ttl = self.negative_soa.ttl;
+        let mut names: Vec<&Name> = self.nodes.keys().collect();
+        // hickory orders names canonically (RFC 4034 §6.1): labels from the right, case
+        // folded.
+        names.sort();
+        let chain: Vec<&Name> = names
+            .iter()
+            .copied()
+            .filter(|n| {
+                !self.is_strictly_below_cut(n)
+                    && self.nodes.get(*n).is_some_and(|x| !x.rrsets.is_empty())
+            })
+            .collect();
+        let mut out = format!(
+            "; {} signed by steerdns: the static part, with an NSEC chain made for this dump\n",
+            self.origin
+        );
+        let mut at = 0;
+        for name in names {
+            let Some(node) = self.nodes.get(name) else {
+                continue;
+            };
+            for rrset in &node.rrsets {
+                for r in rrset.records.iter().chain(&rrset.sigs) {
+                    zone_file_line(&mut out, r);
+                }
+            }
+            if chain.get(at) == Some(&name) {
+                at += 1;
+                let next = chain.get(at).or(chain.first()).copied().unwrap_or(name);
+                let mut types: Vec<u16> = node
+                    .rrsets
+                    .iter()
+                    .map(|r| u16::from(r.rtype))
+                    .filter(|t| {
+                        !node.cut
+                            || *t == u16::from(RecordType::NS)
+                            || *t == u16::from(RecordType::DS)
+                    })
+                    .collect();
+                types.push(u16::from(RecordType::RRSIG));
+                types.push(u16::from(RecordType::NSEC));
+                let mut rdata = crate::dnssec::sign::canonical_wire(next);
+                rdata.extend_from_slice(&crate::dnssec::sign::type_bitmap(&types));
+                let nsec = crate::dnssec::sign::opaque(name.clone(), RecordType::NSEC, ttl, rdata);
+                let sigs = signer.sign(name, &[&nsec], ttl, now);
+                for r in std::iter::once(&nsec).chain(&sigs) {
+                    zone_file_line(&mut out, r);
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// The zone's signer, when it is signed.
     pub(crate) fn signer(&self) -> Option<&ZoneSigner> {
         self.signer.as_deref()
@@ -177,6 +241,47 @@ impl Zone {
         }
         Vec::new()
     }
+}
+
+/// One record in zone-file syntax: the usual text for the simple types, RFC 3597's generic
+/// form (`\# length hex`, the RDATA as signed) for every other, so that any verifier reads
+/// back exactly the signed octets.
+fn zone_file_line(out: &mut String, r: &Record) {
+    use std::fmt::Write as _;
+    let simple = matches!(
+        r.record_type(),
+        RecordType::A
+            | RecordType::AAAA
+            | RecordType::NS
+            | RecordType::CNAME
+            | RecordType::SOA
+            | RecordType::MX
+            | RecordType::PTR
+    ) && !matches!(r.data, hickory_proto::rr::RData::Unknown { .. });
+    if simple {
+        let _ = writeln!(
+            out,
+            "{} {} IN {} {}",
+            r.name,
+            r.ttl,
+            r.record_type(),
+            r.data
+        );
+        return;
+    }
+    let rdata = crate::dnssec::sign::canonical_rdata(r);
+    let _ = write!(
+        out,
+        "{} {} IN TYPE{} \\# {} ",
+        r.name,
+        r.ttl,
+        u16::from(r.record_type()),
+        rdata.len()
+    );
+    for b in &rdata {
+        let _ = write!(out, "{b:02x}");
+    }
+    out.push('\n');
 }
 
 impl ZoneSet {

@@ -182,6 +182,68 @@ fn anchors_of(dir: &Path) -> String {
 
 /// The demo zone signed, served, and validated by `delv` with the KSK as trust anchor:
 /// with BIND's keys (a KSK and a ZSK, algorithm 13) and with ours (one CSK, algorithm 15).
+/// `steerdns dnssec dump` of the static part is accepted by BIND's `dnssec-verify` (`-z`
+/// for a CSK: every RRset signed by the key with the SEP flag) and by `ldns-verify-zone`;
+/// the same dump with one RRSIG's signature changed is refused by both (the check can fail).
+fn static_dump_verifies(dir: &Path, csk: bool) {
+    let (code, dump, err) = steerdns(
+        &[
+            "--config",
+            "steerdns.toml",
+            "dnssec",
+            "dump",
+            "registry.example",
+        ],
+        dir,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(dump.contains(" IN TYPE47 "), "an NSEC chain: {dump}");
+    std::fs::write(dir.join("dump.zone"), &dump).expect("dump");
+    // The SOA's first RRSIG with the last octet of its signature changed.
+    let mut lines: Vec<String> = dump.lines().map(str::to_owned).collect();
+    let soa_sig = lines
+        .iter()
+        .position(|l| {
+            l.contains(" IN TYPE46 \\# ")
+                && l.split(' ').nth(6).is_some_and(|r| r.starts_with("0006"))
+        })
+        .expect("the SOA's RRSIG");
+    let last = lines[soa_sig].pop().expect("a hex digit");
+    lines[soa_sig].push(if last == '0' { '1' } else { '0' });
+    std::fs::write(dir.join("tampered.zone"), lines.join("\n") + "\n").expect("tampered");
+    let mut args = vec!["-o", "registry.example"];
+    if csk {
+        args.push("-z");
+    }
+    for (file, good) in [("dump.zone", true), ("tampered.zone", false)] {
+        let mut a = args.clone();
+        a.push(file);
+        let (code, out, err) = run("dnssec-verify", &a, dir);
+        assert_eq!(code == 0, good, "dnssec-verify {file}: {out}{err}");
+        if good {
+            assert!(
+                err.contains("Zone fully signed") || out.contains("Zone fully signed"),
+                "{out}{err}"
+            );
+        }
+    }
+    if !Path::new("/usr/bin/ldns-verify-zone").exists() {
+        assert!(
+            std::env::var_os("STEERDNS_REQUIRE_DNSSEC_TOOLS").is_none(),
+            "ldns-verify-zone is missing (ldnsutils)"
+        );
+        eprintln!("SKIPPED: ldns-verify-zone is missing (apt-get install ldnsutils)");
+        return;
+    }
+    for (file, good) in [("dump.zone", true), ("tampered.zone", false)] {
+        let (code, out, err) = run("ldns-verify-zone", &[file], dir);
+        assert_eq!(code == 0, good, "ldns-verify-zone {file}: {out}{err}");
+        if good {
+            assert!(out.contains("Zone is verified and complete"), "{out}{err}");
+        }
+    }
+}
+
 /// Positive answers (a name, the apex keys and CDS, a CNAME, a wildcard, an RRset that only
 /// fits over TCP) validate; so do the denials, by compact answers: NODATA at a name, at an
 /// empty non-terminal and at a wildcard's name, and a name that does not exist (NOERROR with
@@ -231,6 +293,7 @@ async fn a_signed_zone_validates_with_delv() {
             "[dnssec]\nzones = [\"registry.example.\"]\nkey_dir = \"keys\"\nvalidity = \"7d\"\n{STEERED}"
         ));
         let s = TestServer::start_in(dir, &config, &[], listen.parse().expect("addr")).await;
+        static_dump_verifies(s.dir(), case == "ours");
 
         for (name, rtype) in [
             ("www.registry.example", "A"),
