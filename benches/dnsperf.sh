@@ -18,6 +18,7 @@
 # ROUNDS=N (default 1) runs every mix N times and prints the median of each figure; the
 # comparable figures are ROUNDS=3 with SECONDS=10 on a quiet machine.
 # Needs the packages in benches/packages.txt (dnsperf, knot, gdnsd, gcc, python3, dig, curl).
+# The DO bit (signed answers against the same mixes unsigned, and Knot signing): benches/dnssec.sh.
 # Everything listens on 127.0.4.x. STEERDNS_BIN=PATH measures that binary instead of building
 # target/release/steerdns (to compare two builds in one session).
 set -euo pipefail

@@ -21,8 +21,9 @@
 //! never replaces more than a quarter of what queries put in the cache.
 //!
 //! The writer never waits: it adds profiles to a pending set under a short lock and
-//! notifies; one thread ("steerdns-presign") takes the whole set, so requests made while it
-//! signs merge into the next round instead of queueing.
+//! notifies; one thread ("steerdns-presign", at nice 10 so that it yields the CPU to the
+//! answer path) takes the whole set, so requests made while it signs merge into the next
+//! round instead of queueing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -90,7 +91,26 @@ impl Drop for Warmer {
     }
 }
 
+/// Run the calling thread at nice 10: signing ahead yields the CPU to the answer path.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id only changes
+    // this thread's nice value (raising it needs no privilege) and touches no memory of ours.
+    let r = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+    };
+    if r != 0 {
+        debug!("cannot lower the pre-signing thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
 fn run(inner: &Inner, shared: &Shared) {
+    lower_priority();
     loop {
         let job = {
             let mut p = inner.pending.lock();
