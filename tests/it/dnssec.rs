@@ -139,6 +139,10 @@ ipv4 = ["198.51.100.10"]
 ipv6 = ["2001:db8:1::10"]
 [registries.contoso.replicas.southeastasia]
 ipv4 = ["203.0.113.10"]
+[registries.deep]
+name = "app.eu.registry.example."
+[registries.deep.replicas.eastus]
+ipv4 = ["198.51.100.20"]
 "#;
 
 /// `delv` (BIND's validating lookup) with the zone's KSK as its trust anchor, against the
@@ -320,6 +324,10 @@ async fn a_signed_zone_validates_with_delv() {
             ("a.b.nope.registry.example", "AAAA"),
             ("api.registry.example", "MX"),
             ("contoso.registry.example", "TXT"),
+            // The empty non-terminal above a steered name, and the steered name's AAAA
+            // when no replica has one.
+            ("eu.registry.example", "A"),
+            ("app.eu.registry.example", "AAAA"),
         ] {
             // A CNAME to a name without the type: the CNAME validated, then the denial.
             let out = delv(s.addr, &anchors, name, rtype).await;

@@ -18,10 +18,21 @@ async fn burst(server: SocketAddr, sources: &[String], wait: Duration) -> (usize
     let q = query("www.registry.example.", RecordType::A, None)
         .to_vec()
         .expect("encode");
+    burst_of(server, &q, 1, sources, wait).await
+}
+
+/// [`burst`] of query `q`, whose full answer has `records` answer records.
+async fn burst_of(
+    server: SocketAddr,
+    q: &[u8],
+    records: usize,
+    sources: &[String],
+    wait: Duration,
+) -> (usize, usize) {
     let mut socks = Vec::new();
     for s in sources {
         let sock = UdpSocket::bind(format!("{s}:0")).await.expect("bind");
-        sock.send_to(&q, server).await.expect("send");
+        sock.send_to(q, server).await.expect("send");
         socks.push(sock);
     }
     let deadline = tokio::time::Instant::now() + wait;
@@ -34,7 +45,7 @@ async fn burst(server: SocketAddr, sources: &[String], wait: Duration) -> (usize
                 assert!(m.answers.is_empty(), "a slip carries no records");
                 tc += 1;
             } else {
-                assert_eq!(m.answers.len(), 1);
+                assert_eq!(m.answers.len(), records);
                 full += 1;
             }
         }
@@ -97,5 +108,43 @@ async fn rate_limiting_is_off_by_default() {
     let s = TestServer::start(&demo_config("")).await;
     let flood: Vec<String> = (1..=50).map(|i| format!("127.0.9.{i}")).collect();
     assert_eq!(burst(s.addr, &flood, ANSWER_WAIT).await, (50, 0));
+    s.stop().await;
+}
+
+/// Signed answers are larger (an amplification vector): the DO bit changes nothing in the
+/// limiting — the same burst passes, every second limited answer slips as an empty TC
+/// reply (no RRSIG), the rest are dropped — and full answers carry their RRSIG.
+#[tokio::test]
+async fn signed_answers_are_limited_the_same() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = steerdns::dnssec::Key::generate(
+        "registry.example.",
+        steerdns::dnssec::FLAGS_KSK,
+        steerdns::dnssec::Algorithm::EcdsaP256Sha256,
+    )
+    .expect("key");
+    std::fs::create_dir(dir.path().join("keys")).expect("keys dir");
+    key.write(&dir.path().join("keys")).expect("key files");
+    let config = demo_config(
+        "[server.rrl]\nenabled = true\nresponses_per_second = 5\nslip = 2\n\
+         [dnssec]\nzones = [\"registry.example.\"]\nkey_dir = \"keys\"\n",
+    );
+    let s = TestServer::start_in(dir, &config, &[], "127.0.0.1:0".parse().expect("addr")).await;
+    let mut e = edns(1232);
+    e.set_dnssec_ok(true);
+    let q = query("www.registry.example.", RecordType::A, Some(e))
+        .to_vec()
+        .expect("encode");
+    let flood: Vec<String> = (1..=101).map(|i| format!("127.0.24.{i}")).collect();
+    // A and its RRSIG.
+    let (full, tc) = burst_of(s.addr, &q, 2, &flood, Duration::from_secs(2)).await;
+    assert!((5..=15).contains(&full), "full answers: {full}");
+    let limited = 101 - full;
+    assert!(
+        tc.abs_diff(limited / 2) <= 1,
+        "tc {tc} of {limited} limited"
+    );
+    let other: Vec<String> = (1..=5).map(|i| format!("127.0.25.{i}")).collect();
+    assert_eq!(burst_of(s.addr, &q, 2, &other, ANSWER_WAIT).await, (5, 0));
     s.stop().await;
 }
