@@ -30,7 +30,7 @@ impl Cached {
     }
 
     /// The owner it was signed for (canonical wire form), read from the key.
-    pub(crate) fn owner(&self) -> &[u8] {
+    pub fn owner(&self) -> &[u8] {
         let mut at = 0;
         while let Some(&l) = self.key.get(at) {
             at += 1 + usize::from(l);
@@ -124,7 +124,7 @@ impl SigCache {
     }
 
     /// Every entry held now (a walk of the slots: O(slots), for pre-signing).
-    pub(crate) fn entries(&self) -> impl Iterator<Item = Arc<Cached>> + '_ {
+    pub fn entries(&self) -> impl Iterator<Item = Arc<Cached>> + '_ {
         self.slots.iter().filter_map(ArcSwapOption::load_full)
     }
 
