@@ -83,8 +83,28 @@ pub(crate) struct EdnsInfo {
     pub(crate) version: u8,
     /// The DO bit (RFC 3225), copied into the response.
     pub(crate) dnssec_ok: bool,
+    /// The CO bit (Compact Answers OK, RFC 9824 §4): with DO, a name that does not exist is
+    /// answered NXDOMAIN (still with the compact NSEC), and the bit is echoed.
+    pub(crate) compact_ok: bool,
     /// The Client Subnet option, when exactly one valid option was present.
     pub(crate) client_subnet: Option<ClientSubnet>,
+}
+
+impl EdnsInfo {
+    /// The EDNS flags of the reply: DO copied (RFC 3225 §3); CO copied when DO is set (we
+    /// implement compact denial and its signal, RFC 9824 §4).
+    pub(crate) fn reply_flags(&self) -> u16 {
+        match (self.dnssec_ok, self.compact_ok) {
+            (true, true) => 0xc000,
+            (true, false) => 0x8000,
+            _ => 0,
+        }
+    }
+
+    /// A name that does not exist is answered NXDOMAIN under compact denial (DO and CO).
+    pub(crate) fn compact_nxdomain(&self) -> bool {
+        self.dnssec_ok && self.compact_ok
+    }
 }
 
 /// A parsed query. Borrowed from the packet.
@@ -233,6 +253,7 @@ pub(crate) fn parse_query(packet: &[u8]) -> Result<Query<'_>, Reject> {
             udp_payload: rr.class.max(512),
             version: ((rr.ttl >> 16) & 0xff) as u8,
             dnssec_ok: rr.ttl & 0x8000 != 0,
+            compact_ok: rr.ttl & 0x4000 != 0,
             client_subnet: None,
         };
         edns = Some(info);
@@ -327,6 +348,7 @@ fn notimp_echo(
                 udp_payload: rr.class.max(512),
                 version: 0,
                 dnssec_ok: rr.ttl & 0x8000 != 0,
+                compact_ok: rr.ttl & 0x4000 != 0,
                 client_subnet: None,
             });
         }
@@ -526,13 +548,13 @@ pub(crate) fn set_counts(out: &mut [u8], counts: [u16; 4]) {
     }
 }
 
-/// Append our OPT record: payload 1232, version 0, the given extended rcode bits and DO bit,
-/// and the Client Subnet option echoed with `scope` when given (RFC 7871 §7.2.1: "the FAMILY,
+/// Append our OPT record: payload 1232, version 0, the given extended rcode bits and EDNS
+/// flags ([`EdnsInfo::reply_flags`]), and the Client Subnet option echoed with `scope` when given (RFC 7871 §7.2.1: "the FAMILY,
 /// SOURCE PREFIX-LENGTH, and ADDRESS fields MUST be copied from the query").
 pub(crate) fn write_opt(
     out: &mut Vec<u8>,
     rcode_high: u8,
-    dnssec_ok: bool,
+    flags: u16,
     ecs: Option<(&ClientSubnet, u8)>,
 ) {
     // Built on the stack and appended with one copy (at most 11 + 8 + 16 octets).
@@ -540,7 +562,7 @@ pub(crate) fn write_opt(
     // o[0] = 0: the root owner.
     o[1..3].copy_from_slice(&TYPE_OPT.to_be_bytes());
     o[3..5].copy_from_slice(&OUR_UDP_PAYLOAD.to_be_bytes());
-    let ttl: u32 = (u32::from(rcode_high) << 24) | if dnssec_ok { 0x8000 } else { 0 };
+    let ttl: u32 = (u32::from(rcode_high) << 24) | u32::from(flags);
     o[5..9].copy_from_slice(&ttl.to_be_bytes());
     let len = match ecs {
         // RDLENGTH 0.
@@ -770,7 +792,7 @@ mod tests {
             addr: "192.0.16.0".parse().expect("ip"),
         };
         let mut out = Vec::new();
-        write_opt(&mut out, 0, false, Some((&cs, 24)));
+        write_opt(&mut out, 0, 0, Some((&cs, 24)));
         assert_eq!(out.len(), opt_len(Some(&cs)));
         assert_eq!(&out[out.len() - 7..], &[0, 1, 20, 24, 192, 0, 16]);
     }

@@ -98,7 +98,7 @@ fn respond(
             );
             out.extend_from_slice(&packet[HEADER_LEN..HEADER_LEN + question_len]);
             if let Some(e) = edns {
-                wire::write_opt(out, rcode.high(), e.dnssec_ok, None);
+                wire::write_opt(out, rcode.high(), e.reply_flags(), None);
             }
             let qtype = if question_len >= 4 {
                 let t = HEADER_LEN + question_len - 4;
@@ -441,7 +441,7 @@ fn global_answer(
         }
     }
     if let Some(e) = &q.edns {
-        wire::write_opt(out, 0, e.dnssec_ok, ecs_echo);
+        wire::write_opt(out, 0, e.reply_flags(), ecs_echo);
         counts[3] += 1;
     }
     wire::set_counts(out, counts);
@@ -547,7 +547,7 @@ fn error(
     );
     out.extend_from_slice(q.question);
     if let Some(e) = &q.edns {
-        wire::write_opt(out, rcode.high(), e.dnssec_ok, ecs);
+        wire::write_opt(out, rcode.high(), e.reply_flags(), ecs);
     }
     Outcome {
         rcode,
@@ -591,7 +591,7 @@ fn prepared(
     out.extend_from_slice(q.question);
     f.prepared.write(out, f.shift);
     if let Some(e) = &q.edns {
-        wire::write_opt(out, rcode.high(), e.dnssec_ok, ecs);
+        wire::write_opt(out, rcode.high(), e.reply_flags(), ecs);
     }
     Some(Outcome {
         rcode,
@@ -648,7 +648,7 @@ fn encode(out: &mut Vec<u8>, q: &Query<'_>, r: Response<'_, '_>, limit: usize) -
         counts = [1, 0, 0, 0];
     }
     if let Some(e) = &q.edns {
-        wire::write_opt(out, r.rcode.high(), e.dnssec_ok, r.ecs);
+        wire::write_opt(out, r.rcode.high(), e.reply_flags(), r.ecs);
         counts[3] += 1;
     }
     wire::set_counts(out, counts);

@@ -199,7 +199,10 @@ pub(super) fn authoritative<'z>(
             let proof: Vec<Item<'z>> = match (nxdomain, made_at_load, z.signer()) {
                 // RFC 9824 §3.1: the name "exists" with nothing but NSEC, RRSIG and NXNAME.
                 (true, _, Some(s)) => {
-                    rcode = Rcode::NoError;
+                    // RFC 9824 §4: NXDOMAIN restored for a querier that signals CO.
+                    if !q.edns.is_some_and(|e| e.compact_nxdomain()) {
+                        rcode = Rcode::NoError;
+                    }
                     let made = s.cached_nsec(&at, &[NXNAME], soa.ttl, now);
                     p.made(made, Owner::Own)
                 }

@@ -380,6 +380,51 @@ async fn a_signed_zone_validates_with_delv() {
                 && nsec[0].contains("\\000.nope.registry.example. RRSIG NSEC TYPE128"),
             "{out}"
         );
+        // A querier that signals Compact Answers OK (CO, RFC 9824 §4) gets NXDOMAIN back,
+        // with the same proof, and the CO bit echoed; on a name that exists CO changes
+        // nothing but the echo. (dig 9.18 cannot set CO: the query is made here.)
+        for (name, rcode) in [
+            (
+                "nope.registry.example.",
+                hickory_proto::op::ResponseCode::NXDomain,
+            ),
+            (
+                "www.registry.example.",
+                hickory_proto::op::ResponseCode::NoError,
+            ),
+        ] {
+            let mut e = crate::support::edns(1232);
+            e.set_dnssec_ok(true);
+            let mut packet = crate::support::query(name, hickory_proto::rr::RecordType::A, Some(e))
+                .to_vec()
+                .expect("query");
+            // The OPT record ends the query (no options): its flags are the TTL's low half.
+            let flags = packet.len() - 4;
+            assert_eq!(packet[flags], 0x80, "DO set");
+            packet[flags] |= 0x40;
+            let reply = crate::support::udp_raw(s.addr, &packet)
+                .await
+                .expect("a reply");
+            let m = hickory_proto::op::Message::from_vec(&reply).expect("parses");
+            assert_eq!(m.metadata.response_code, rcode, "{name}");
+            // The reply's OPT flags (its TTL's low half): DO and CO.
+            assert_eq!(
+                &reply[reply.len() - 4..reply.len() - 2],
+                &[0xc0, 0],
+                "{name}"
+            );
+            let nxname = m.authorities.iter().any(|r| {
+                matches!(&r.data, hickory_proto::rr::RData::Unknown { code, rdata }
+                    if *code == hickory_proto::rr::RecordType::NSEC
+                        // Window 0 of 17 octets: the last holds type 128 (NXNAME).
+                        && rdata.anything.ends_with(&[0x80]))
+            });
+            assert_eq!(
+                nxname,
+                rcode == hickory_proto::op::ResponseCode::NXDomain,
+                "{name}: {m:?}"
+            );
+        }
         // An explicit NXNAME query is a format error (RFC 9824 §3.5).
         let out = dig(
             s.addr,
