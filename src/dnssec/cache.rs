@@ -128,6 +128,17 @@ impl SigCache {
         self.slots.iter().filter_map(ArcSwapOption::load_full)
     }
 
+    /// Take every entry of `other` (a previous cache of the same keys): after a reload, the
+    /// answers signed before are not signed again. Returns how many. O(slots of `other`).
+    pub(crate) fn adopt(&self, other: &SigCache) -> usize {
+        let mut n = 0;
+        for e in other.entries() {
+            self.slot(&e.key).store(Some(e));
+            n += 1;
+        }
+        n
+    }
+
     /// How many slots.
     pub(crate) fn slots(&self) -> usize {
         self.slots.len()

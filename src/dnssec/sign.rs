@@ -351,6 +351,33 @@ impl ZoneSigner {
         Some(self.cache.put(key, t + fresh.as_secs(), sigs))
     }
 
+    /// Whether `other` signs exactly as this one does: the same zone, timing, DNSKEY RRset
+    /// and signing keys (tag, algorithm, role). Then their signatures are interchangeable.
+    pub(crate) fn same_keys(&self, other: &ZoneSigner) -> bool {
+        let ids = |s: &ZoneSigner| -> Vec<(u16, u8, bool)> {
+            s.keys
+                .iter()
+                .map(|k| (k.tag, k.algorithm.number(), k.ksk))
+                .collect()
+        };
+        self.apex == other.apex
+            && self.timing == other.timing
+            && self.split == other.split
+            && self.dnskey == other.dnskey
+            && ids(self) == ids(other)
+    }
+
+    /// After a reload: take the cached signatures of `old`, the signer this one replaces,
+    /// when it signs with the same keys (none otherwise: a rollover step changed them).
+    /// Returns how many entries.
+    pub(crate) fn adopt_cache(&self, old: &ZoneSigner) -> usize {
+        if self.same_keys(old) {
+            self.cache.adopt(&old.cache)
+        } else {
+            0
+        }
+    }
+
     /// The timing it signs with.
     pub fn timing(&self) -> Timing {
         self.timing

@@ -227,6 +227,27 @@ fn global_zones(zones: &ZoneSet) -> Result<Vec<GlobalZone>, hickory_proto::Proto
 }
 
 impl Snapshot {
+    /// The signers of its zones (to hand their caches to the next snapshot's, see
+    /// [`adopt_signatures`](Self::adopt_signatures)).
+    pub(crate) fn signers(&self) -> Vec<Arc<crate::dnssec::sign::ZoneSigner>> {
+        self.zones.zones().filter_map(|z| z.signer_arc()).collect()
+    }
+
+    /// After a reload: each signed zone's new signer takes the cached signatures of the
+    /// signer it replaces when the keys are the same, so the steered answers signed before
+    /// the reload are not signed again on their first query after it. Returns how many.
+    pub(crate) fn adopt_signatures(&self, old: &[Arc<crate::dnssec::sign::ZoneSigner>]) -> usize {
+        self.zones
+            .zones()
+            .filter_map(|z| z.signer())
+            .map(|new| {
+                old.iter()
+                    .find(|o| o.apex() == new.apex())
+                    .map_or(0, |o| new.adopt_cache(o))
+            })
+            .sum()
+    }
+
     /// Zone `zone`'s static part signed, as a zone file (see `Zone::dump_signed`).
     pub(crate) fn dump_signed(
         &self,

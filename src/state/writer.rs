@@ -378,9 +378,20 @@ impl Control {
     async fn reload(&mut self, who: &str) -> Result<Ack, AdminError> {
         // No reference to the snapshot in service is kept across the load: the last one must
         // be the one `trim::release` drops.
-        let path = self.shared.load().config.path.clone();
-        // Parsing and preparing run off the writer's thread; probes queue meanwhile.
-        let task = tokio::task::spawn_blocking(move || Snapshot::load_indexed(&path));
+        let (path, signers) = {
+            let current = self.shared.current();
+            (current.config.path.clone(), current.signers())
+        };
+        // Parsing and preparing run off the writer's thread; probes queue meanwhile. The
+        // signatures cached for steered answers carry over when the keys did not change.
+        let task = tokio::task::spawn_blocking(move || {
+            Snapshot::load_indexed(&path).inspect(|(next, _)| {
+                let adopted = next.adopt_signatures(&signers);
+                if adopted > 0 {
+                    tracing::debug!(adopted, "cached signatures kept across the reload");
+                }
+            })
+        });
         tokio::pin!(task);
         // A large reload takes seconds; the writer is alive meanwhile, so it keeps the
         // health view's deadline moving (the verdicts it holds are the last ones judged).

@@ -741,3 +741,70 @@ async fn the_demo_signs_with_keys_made_on_the_spot() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A reload keeps the signatures cached for steered answers when the keys are the same (the
+/// first DO query after it is a hit, nothing is signed again), and drops them when a
+/// rollover step changed the keys (a new ZSK: the answer is signed again, with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_cached_signatures_only_with_the_same_keys() {
+    use crate::support::{TestServer, ask, demo_config, dig};
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).expect("keys dir");
+    let (code, _, err) = steerdns(
+        &["dnssec", "keygen", "registry.example", "--dir", "keys"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let config = demo_config(&format!(
+        "[dnssec]\nzones = [\"registry.example.\"]\nkey_dir = \"keys\"\n{STEERED}"
+    ));
+    let s = TestServer::start_in(dir, &config, &[], "127.0.22.5:0".parse().expect("addr")).await;
+    let counts = || {
+        s.handles
+            .shared
+            .load()
+            .signer_of("registry.example.")
+            .expect("signed")
+            .cache()
+            .counts()
+    };
+    let ask_signed = || {
+        let out = dig(
+            s.addr,
+            &["+dnssec", "+norec", "contoso.registry.example", "A"],
+        );
+        assert!(out.contains("RRSIG\tA "), "{out}");
+    };
+    let reload = || async {
+        ask(&s, |reply| Control::Reload {
+            who: "test".into(),
+            reply,
+        })
+        .await
+        .expect("reload");
+    };
+    ask_signed();
+    assert_eq!(counts(), (0, 1), "signed on first query");
+    reload().await;
+    assert_eq!(counts(), (0, 0), "a new signer");
+    ask_signed();
+    assert_eq!(counts(), (1, 0), "the same keys: kept across the reload");
+    // A rollover step: a ZSK added. Signatures made without it are not carried over.
+    let (code, _, err) = steerdns(
+        &[
+            "dnssec",
+            "keygen",
+            "registry.example",
+            "--zsk",
+            "--dir",
+            "keys",
+        ],
+        s.dir(),
+    );
+    assert_eq!(code, 0, "{err}");
+    reload().await;
+    ask_signed();
+    assert_eq!(counts(), (0, 1), "other keys: signed again");
+    s.stop().await;
+}
