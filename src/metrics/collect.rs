@@ -205,34 +205,30 @@ impl Collector for DnssecCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use prometheus_client::metrics::gauge::ConstGauge;
         let signers = self.signers.lock().clone();
-        {
+        // One counter per zone.
+        let mut per_zone = |name: &str,
+                            help: &str,
+                            value: fn(&crate::dnssec::sign::ZoneSigner) -> u64|
+         -> Result<(), std::fmt::Error> {
             let c = ConstCounter::new(0u64);
-            let mut fam = encoder.encode_descriptor(
-                DNSSEC_SIGNATURES,
-                "DNSSEC signatures made (static data at load and renewal, steered answers and denials when first asked), by zone",
-                None,
-                c.metric_type(),
-            )?;
+            let mut fam = encoder.encode_descriptor(name, help, None, c.metric_type())?;
             for (zone, s) in &signers {
                 let labels = [("zone", zone.as_str())];
                 let m = fam.encode_family(&labels)?;
-                ConstCounter::new(s.signatures_made()).encode(m)?;
+                ConstCounter::new(value(s)).encode(m)?;
             }
-        }
-        {
-            let c = ConstCounter::new(0u64);
-            let mut fam = encoder.encode_descriptor(
-                DNSSEC_PRESIGNED,
-                "DNSSEC signatures made ahead of any query for the answers a failover may give (part of steerdns_dnssec_signatures_total), by zone",
-                None,
-                c.metric_type(),
-            )?;
-            for (zone, s) in &signers {
-                let labels = [("zone", zone.as_str())];
-                let m = fam.encode_family(&labels)?;
-                ConstCounter::new(s.signatures_presigned()).encode(m)?;
-            }
-        }
+            Ok(())
+        };
+        per_zone(
+            DNSSEC_SIGNATURES,
+            "DNSSEC signatures made (static data at load and renewal, steered answers and denials when first asked), by zone",
+            |s| s.signatures_made(),
+        )?;
+        per_zone(
+            DNSSEC_PRESIGNED,
+            "DNSSEC signatures made ahead of any query for the answers a failover may give (part of steerdns_dnssec_signatures_total), by zone",
+            |s| s.signatures_presigned(),
+        )?;
         {
             let c = ConstCounter::new(0u64);
             let mut fam = encoder.encode_descriptor(

@@ -30,6 +30,15 @@ fn steerdns(args: &[&str], dir: &Path) -> (i32, String, String) {
     run(env!("CARGO_BIN_EXE_steerdns"), args, dir)
 }
 
+/// `steerdns dnssec keygen registry.example --dir keys` in `dir`, with `extra` flags; must
+/// succeed.
+fn keygen(dir: &Path, extra: &[&str]) {
+    let mut args = vec!["dnssec", "keygen", "registry.example", "--dir", "keys"];
+    args.extend_from_slice(extra);
+    let (code, _, err) = steerdns(&args, dir);
+    assert_eq!(code, 0, "{err}");
+}
+
 #[test]
 fn keys_and_ds_records_agree_with_bind() {
     let tools = ["/usr/bin/dnssec-keygen", "/usr/bin/dnssec-dsfromkey"];
@@ -277,19 +286,7 @@ async fn a_signed_zone_validates_with_delv() {
                 assert_eq!(code, 0, "{err}");
             }
         } else {
-            let (code, _, err) = steerdns(
-                &[
-                    "dnssec",
-                    "keygen",
-                    "registry.example",
-                    "--algorithm",
-                    "15",
-                    "--dir",
-                    "keys",
-                ],
-                dir.path(),
-            );
-            assert_eq!(code, 0, "{err}");
+            keygen(dir.path(), &["--algorithm", "15"]);
         }
         let anchors = dir.path().join("anchors.conf");
         std::fs::write(&anchors, anchors_of(&keys)).expect("anchors");
@@ -536,11 +533,7 @@ async fn two_instances_with_the_same_keys_validate_the_same() {
         return;
     }
     let first = tempfile::tempdir().expect("tmp");
-    let (code, _, err) = steerdns(
-        &["dnssec", "keygen", "registry.example", "--dir", "keys"],
-        first.path(),
-    );
-    assert_eq!(code, 0, "{err}");
+    keygen(first.path(), &[]);
     let second = tempfile::tempdir().expect("tmp");
     std::fs::create_dir(second.path().join("keys")).expect("keys");
     for e in std::fs::read_dir(first.path().join("keys"))
@@ -614,18 +607,7 @@ fn key_problems_are_reported_by_check_config() {
         "{err}"
     );
     // A ZSK alone.
-    let (code, _, err) = steerdns(
-        &[
-            "dnssec",
-            "keygen",
-            "registry.example",
-            "--zsk",
-            "--dir",
-            "keys",
-        ],
-        dir.path(),
-    );
-    assert_eq!(code, 0, "{err}");
+    keygen(dir.path(), &["--zsk"]);
     let (_, _, err) = check();
     assert!(err.contains("has only ZSKs"), "{err}");
     // A key file named for the zone that holds another zone's key.
@@ -751,11 +733,7 @@ async fn a_reload_keeps_the_cached_signatures_only_with_the_same_keys() {
     let dir = tempfile::tempdir().expect("tmp");
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).expect("keys dir");
-    let (code, _, err) = steerdns(
-        &["dnssec", "keygen", "registry.example", "--dir", "keys"],
-        dir.path(),
-    );
-    assert_eq!(code, 0, "{err}");
+    keygen(dir.path(), &[]);
     let config = demo_config(&format!(
         "[dnssec]\nzones = [\"registry.example.\"]\nkey_dir = \"keys\"\n{STEERED}"
     ));
@@ -791,18 +769,7 @@ async fn a_reload_keeps_the_cached_signatures_only_with_the_same_keys() {
     ask_signed();
     assert_eq!(counts(), (1, 0), "the same keys: kept across the reload");
     // A rollover step: a ZSK added. Signatures made without it are not carried over.
-    let (code, _, err) = steerdns(
-        &[
-            "dnssec",
-            "keygen",
-            "registry.example",
-            "--zsk",
-            "--dir",
-            "keys",
-        ],
-        s.dir(),
-    );
-    assert_eq!(code, 0, "{err}");
+    keygen(s.dir(), &["--zsk"]);
     reload().await;
     ask_signed();
     assert_eq!(counts(), (0, 1), "other keys: signed again");
