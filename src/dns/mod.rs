@@ -372,11 +372,10 @@ fn global_answer(
     let sigs = signer.map(|s| {
         // The owner in canonical form: the query name, or the chain's last target.
         let mut lower = [0u8; wire::MAX_NAME_LEN];
-        let chained;
         let owner_wire: &[u8] = match chain.last().map(|(r, _)| &r.data) {
+            // A name always fits in MAX_NAME_LEN octets.
             Some(hickory_proto::rr::RData::CNAME(c)) => {
-                chained = crate::dnssec::sign::canonical_wire(&c.0);
-                &chained
+                wire_lower_into(&c.0, &mut lower).unwrap_or_default()
             }
             _ => wire::lowercase_wire(q.qname_wire(), &mut lower),
         };

@@ -112,13 +112,7 @@ impl std::fmt::Debug for ZoneSigner {
 
 /// `name` lower-cased, uncompressed: its canonical wire form (RFC 4034 §6.2).
 pub fn canonical_wire(name: &Name) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len() + 2);
-    for label in name.iter() {
-        out.push(label.len() as u8);
-        out.extend(label.iter().map(u8::to_ascii_lowercase));
-    }
-    out.push(0);
-    out
+    crate::global::wire_lower(name)
 }
 
 /// The RDATA of `rec` in canonical form (names lower-cased where RFC 4034 §6.2 and RFC 6840

@@ -157,16 +157,11 @@ pub(crate) struct Warmed {
 /// cache's slots in signatures.
 pub(crate) fn warm(snap: &Snapshot, profiles: Option<&HashSet<u32>>, now: SystemTime) -> Warmed {
     let mut out = Warmed::default();
-    let mut signers: Vec<*const crate::dnssec::sign::ZoneSigner> = Vec::new();
+    // One walk per signed zone (each zone has its own signer and cache).
     for zone in snap.globals.zones.iter() {
         let Some(signer) = zone.signer.0.as_deref() else {
             continue;
         };
-        // One walk per signer (zones are few; a signer serves one zone).
-        if signers.contains(&std::ptr::from_ref(signer)) {
-            continue;
-        }
-        signers.push(std::ptr::from_ref(signer));
         let budget = (signer.cache().slots() / 4) as u64;
         let before = signer.signatures_presigned();
         let mut seen: HashSet<u32> = HashSet::new();

@@ -39,11 +39,27 @@ fn keygen(dir: &Path, extra: &[&str]) {
     assert_eq!(code, 0, "{err}");
 }
 
+/// Whether every tool of `tools` (absolute paths) is installed. A missing one fails the test
+/// under `STEERDNS_REQUIRE_DNSSEC_TOOLS` (`tests/run.sh` sets it and installs `packages`);
+/// otherwise the caller skips, with a note.
+fn tools_present(tools: &[&str], packages: &str) -> bool {
+    let Some(t) = tools.iter().find(|t| !Path::new(t).exists()) else {
+        return true;
+    };
+    assert!(
+        std::env::var_os("STEERDNS_REQUIRE_DNSSEC_TOOLS").is_none(),
+        "{t} is missing (apt-get install {packages})"
+    );
+    eprintln!("SKIPPED: {t} is missing (apt-get install {packages})");
+    false
+}
+
 #[test]
 fn keys_and_ds_records_agree_with_bind() {
-    let tools = ["/usr/bin/dnssec-keygen", "/usr/bin/dnssec-dsfromkey"];
-    if let Some(t) = tools.iter().find(|t| !Path::new(t).exists()) {
-        eprintln!("SKIPPED: {t} is missing (apt-get install bind9-utils)");
+    if !tools_present(
+        &["/usr/bin/dnssec-keygen", "/usr/bin/dnssec-dsfromkey"],
+        "bind9-utils",
+    ) {
         return;
     }
     for (alg, bind_alg) in [("13", "ECDSAP256SHA256"), ("15", "ED25519")] {
@@ -193,8 +209,6 @@ fn anchors_of(dir: &Path) -> String {
     out
 }
 
-/// The demo zone signed, served, and validated by `delv` with the KSK as trust anchor:
-/// with BIND's keys (a KSK and a ZSK, algorithm 13) and with ours (one CSK, algorithm 15).
 /// `steerdns dnssec dump` of the static part is accepted by BIND's `dnssec-verify` (`-z`
 /// for a CSK: every RRset signed by the key with the SEP flag) and by `ldns-verify-zone`;
 /// the same dump with one RRSIG's signature changed is refused by both (the check can fail).
@@ -240,12 +254,7 @@ fn static_dump_verifies(dir: &Path, csk: bool) {
             );
         }
     }
-    if !Path::new("/usr/bin/ldns-verify-zone").exists() {
-        assert!(
-            std::env::var_os("STEERDNS_REQUIRE_DNSSEC_TOOLS").is_none(),
-            "ldns-verify-zone is missing (ldnsutils)"
-        );
-        eprintln!("SKIPPED: ldns-verify-zone is missing (apt-get install ldnsutils)");
+    if !tools_present(&["/usr/bin/ldns-verify-zone"], "ldnsutils") {
         return;
     }
     for (file, good) in [("dump.zone", true), ("tampered.zone", false)] {
@@ -257,6 +266,8 @@ fn static_dump_verifies(dir: &Path, csk: bool) {
     }
 }
 
+/// The demo zone signed, served, and validated by `delv` with the KSK as trust anchor:
+/// with BIND's keys (a KSK and a ZSK, algorithm 13) and with ours (one CSK, algorithm 15).
 /// Positive answers (a name, the apex keys and CDS, a CNAME, a wildcard, an RRset that only
 /// fits over TCP) validate; so do the denials, by compact answers: NODATA at a name, at an
 /// empty non-terminal and at a wildcard's name, and a name that does not exist (NOERROR with
@@ -265,12 +276,14 @@ fn static_dump_verifies(dir: &Path, csk: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_zone_validates_with_delv() {
     use crate::support::{TestServer, demo_config, dig, section};
-    let tools = ["/usr/bin/delv", "/usr/bin/dnssec-keygen"];
-    if let Some(t) = tools.iter().find(|t| !Path::new(t).exists()) {
-        if std::env::var_os("STEERDNS_REQUIRE_DNSSEC_TOOLS").is_some() {
-            panic!("{t} is missing");
-        }
-        eprintln!("SKIPPED: {t} is missing (apt-get install bind9-dnsutils bind9-utils)");
+    if !tools_present(
+        &[
+            "/usr/bin/delv",
+            "/usr/bin/dnssec-keygen",
+            "/usr/bin/dnssec-verify",
+        ],
+        "bind9-dnsutils bind9-utils",
+    ) {
         return;
     }
     for (case, listen) in [("bind", "127.0.22.1:0"), ("ours", "127.0.22.2:0")] {
@@ -525,11 +538,7 @@ async fn a_signed_zone_validates_with_delv() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_with_the_same_keys_validate_the_same() {
     use crate::support::{TestServer, demo_config};
-    if !Path::new("/usr/bin/delv").exists() {
-        if std::env::var_os("STEERDNS_REQUIRE_DNSSEC_TOOLS").is_some() {
-            panic!("delv is missing");
-        }
-        eprintln!("SKIPPED: delv is missing (apt-get install bind9-dnsutils)");
+    if !tools_present(&["/usr/bin/delv"], "bind9-dnsutils") {
         return;
     }
     let first = tempfile::tempdir().expect("tmp");
@@ -652,11 +661,7 @@ fn key_problems_are_reported_by_check_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_signs_with_keys_made_on_the_spot() {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    if !Path::new("/usr/bin/delv").exists() {
-        if std::env::var_os("STEERDNS_REQUIRE_DNSSEC_TOOLS").is_some() {
-            panic!("delv is missing");
-        }
-        eprintln!("SKIPPED: delv is missing (apt-get install bind9-dnsutils)");
+    if !tools_present(&["/usr/bin/delv"], "bind9-dnsutils") {
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");
